@@ -1,0 +1,165 @@
+//! The codes rwproxy answers with when it answers a request itself (not the app).
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// One `rwproxy-error` code. Each maps to one status, one short message and, where a retry can
+/// help, a `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// No primary is known (after waiting `writes.primary_wait`).
+    NoPrimary,
+    /// The primary's rwproxy could not be reached; the request never left this node.
+    PrimaryUnreachable,
+    /// The primary did not answer within `writes.timeout`.
+    PrimaryTimeout,
+    /// The connection to the primary failed after the request was sent: it may have been applied.
+    PrimaryFailed,
+    /// The local app refused connections for longer than the connect-retry window.
+    AppUnreachable,
+    /// A read waited `consistency.wait` for this node to reach the client's token.
+    ConsistencyTimeout,
+    /// This replica lags more than `reads.max_lag` and policy says reject.
+    Stale,
+    /// This node has not finished its initial sync or its cluster state is unknown.
+    NotReady,
+    /// The process is shutting down.
+    Draining,
+    /// A request forwarded by another rwproxy reached a node that is not the primary.
+    Loop,
+    /// The request is malformed.
+    BadRequest,
+    /// The request body exceeds the configured limit.
+    TooLarge,
+    /// Too many requests are waiting (for a position or a primary).
+    Overloaded,
+}
+
+impl ErrorCode {
+    /// Every code, for metrics registration and documentation tests.
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::NoPrimary,
+        ErrorCode::PrimaryUnreachable,
+        ErrorCode::PrimaryTimeout,
+        ErrorCode::PrimaryFailed,
+        ErrorCode::AppUnreachable,
+        ErrorCode::ConsistencyTimeout,
+        ErrorCode::Stale,
+        ErrorCode::NotReady,
+        ErrorCode::Draining,
+        ErrorCode::Loop,
+        ErrorCode::BadRequest,
+        ErrorCode::TooLarge,
+        ErrorCode::Overloaded,
+    ];
+
+    /// The value of the `rwproxy-error` header and the `reason` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NoPrimary => "no-primary",
+            ErrorCode::PrimaryUnreachable => "primary-unreachable",
+            ErrorCode::PrimaryTimeout => "primary-timeout",
+            ErrorCode::PrimaryFailed => "primary-failed",
+            ErrorCode::AppUnreachable => "app-unreachable",
+            ErrorCode::ConsistencyTimeout => "consistency-timeout",
+            ErrorCode::Stale => "stale",
+            ErrorCode::NotReady => "not-ready",
+            ErrorCode::Draining => "draining",
+            ErrorCode::Loop => "loop",
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::Overloaded => "overloaded",
+        }
+    }
+
+    /// The HTTP status of the response.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::NoPrimary
+            | ErrorCode::PrimaryUnreachable
+            | ErrorCode::Stale
+            | ErrorCode::NotReady
+            | ErrorCode::Draining
+            | ErrorCode::Loop
+            | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::PrimaryTimeout | ErrorCode::ConsistencyTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ErrorCode::PrimaryFailed | ErrorCode::AppUnreachable => StatusCode::BAD_GATEWAY,
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The one-line body (without the trailing newline).
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorCode::NoPrimary => "no primary is known; the write was not applied, retry later",
+            ErrorCode::PrimaryUnreachable => "the primary could not be reached; the request was not sent, retry later",
+            ErrorCode::PrimaryTimeout => "the primary did not answer in time; the write may or may not have been applied",
+            ErrorCode::PrimaryFailed => "the connection to the primary failed mid-request; the write may or may not have been applied",
+            ErrorCode::AppUnreachable => "the local application is not accepting connections",
+            ErrorCode::ConsistencyTimeout => "this node did not reach the position of your last write in time",
+            ErrorCode::Stale => "this replica is too far behind to serve reads, retry later",
+            ErrorCode::NotReady => "this node is not ready (initial sync, or cluster state unknown)",
+            ErrorCode::Draining => "this node is shutting down, retry",
+            ErrorCode::Loop => "a forwarded request reached a node that is not the primary; it was not applied, retry",
+            ErrorCode::BadRequest => "malformed request",
+            ErrorCode::TooLarge => "request body too large",
+            ErrorCode::Overloaded => "too many requests are waiting on this node, retry",
+        }
+    }
+
+    /// `Retry-After` for this code, where a retry can help. Every 503 has one.
+    pub fn retry_after(self) -> Option<Duration> {
+        match self {
+            ErrorCode::NoPrimary
+            | ErrorCode::PrimaryUnreachable
+            | ErrorCode::Stale
+            | ErrorCode::NotReady => Some(Duration::from_secs(5)),
+            ErrorCode::Draining | ErrorCode::Loop | ErrorCode::Overloaded => {
+                Some(Duration::from_secs(1))
+            }
+            _ => None,
+        }
+    }
+
+    /// True when the request provably never reached an application, so it may be retried.
+    pub fn never_reached_app(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NoPrimary
+                | ErrorCode::PrimaryUnreachable
+                | ErrorCode::Stale
+                | ErrorCode::NotReady
+                | ErrorCode::Draining
+                | ErrorCode::Loop
+                | ErrorCode::Overloaded
+                | ErrorCode::BadRequest
+                | ErrorCode::TooLarge
+                | ErrorCode::ConsistencyTimeout
+        )
+    }
+
+    /// Parses an `rwproxy-error` header value.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_503_has_retry_after() {
+        for code in ErrorCode::ALL {
+            if code.status() == StatusCode::SERVICE_UNAVAILABLE {
+                assert!(code.retry_after().is_some(), "{code:?}");
+            }
+            assert_eq!(ErrorCode::from_code(code.as_str()), Some(code));
+            assert!(!code.message().contains('\n'));
+        }
+    }
+}

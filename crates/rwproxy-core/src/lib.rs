@@ -1,0 +1,19 @@
+//! rwproxy-core owns the domain of rwproxy with no networking: what a node knows about the
+//! cluster ([`NodeState`]), replication positions and the client's consistency token
+//! ([`Token`]), how a request is classified ([`Classifier`]), the pure routing decision
+//! ([`decide`]) and the codes rwproxy answers with when it answers itself ([`ErrorCode`]).
+
+pub mod class;
+pub mod error;
+pub mod route;
+pub mod state;
+pub mod token;
+
+pub use class::{Classifier, ClassifierError, RequestClass};
+pub use error::ErrorCode;
+pub use route::{
+    decide, Reason, Route, RouteInput, RoutePolicy, StalePolicy, TimeoutPolicy, WaitState,
+    WriteMode,
+};
+pub use state::{NodeState, Positions, Role};
+pub use token::Token;

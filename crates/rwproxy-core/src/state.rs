@@ -1,0 +1,128 @@
+//! What this node knows about the cluster, published by the cluster source.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Replication positions (LiteFS TXIDs) per database name.
+pub type Positions = BTreeMap<Arc<str>, u64>;
+
+/// This node's role as reported by the cluster source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// This node holds the write lease: writes go to its own app.
+    Primary,
+    /// This node follows a primary (which may currently be unknown).
+    Replica,
+    /// The source failed or has not answered yet. Treated as unsafe: no local writes.
+    Unknown,
+}
+
+impl Role {
+    /// The name used in health documents and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Unknown => "unknown",
+        }
+    }
+}
+
+/// One consistent snapshot of the cluster as seen from this node.
+///
+/// Exactly one task (the cluster source) writes it, through a `tokio::sync::watch` channel;
+/// the request path only borrows the latest value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeState {
+    /// Primary, replica or unknown.
+    pub role: Role,
+    /// The primary's node name when known (this node's own name when it is the primary).
+    pub primary: Option<Arc<str>>,
+    /// Local replication position of each configured database.
+    pub positions: Positions,
+    /// How far behind the primary this node is; `None` when unknown. Always zero on a primary.
+    pub lag: Option<Duration>,
+    /// False until the node has finished its initial sync (LiteFS's not-ready sentinel).
+    pub ready: bool,
+    /// Why the state is unknown (the source failed), for health and logs.
+    pub problem: Option<Arc<str>>,
+}
+
+impl NodeState {
+    /// The state before the source has said anything: unknown, hence unsafe.
+    pub fn unknown(problem: impl Into<Arc<str>>) -> Self {
+        NodeState {
+            role: Role::Unknown,
+            primary: None,
+            positions: Positions::new(),
+            lag: None,
+            ready: false,
+            problem: Some(problem.into()),
+        }
+    }
+
+    /// True when this node may pass writes to its own app.
+    pub fn is_primary(&self) -> bool {
+        self.role == Role::Primary
+    }
+
+    /// The primary's name if it is another node (the target for forwarded requests).
+    pub fn remote_primary(&self) -> Option<&Arc<str>> {
+        match self.role {
+            Role::Primary => None,
+            _ => self.primary.as_ref(),
+        }
+    }
+
+    /// The local position of one database.
+    pub fn position(&self, db: &str) -> Option<u64> {
+        self.positions.get(db).copied()
+    }
+
+    /// True when every database named in `token` has reached at least the token's position.
+    /// Databases this node does not know are ignored: a token is never an error.
+    pub fn has_reached(&self, token: &Token) -> bool {
+        token
+            .entries()
+            .iter()
+            .all(|(db, want)| match self.positions.get(db.as_ref()) {
+                Some(have) => have >= want,
+                None => true,
+            })
+    }
+}
+
+use crate::Token;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(positions: &[(&str, u64)]) -> NodeState {
+        NodeState {
+            role: Role::Replica,
+            primary: Some("p".into()),
+            positions: positions.iter().map(|(d, p)| (Arc::from(*d), *p)).collect(),
+            lag: Some(Duration::ZERO),
+            ready: true,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn reached_compares_every_known_database() {
+        let s = state(&[("a.db", 10), ("b.db", 5)]);
+        assert!(s.has_reached(&Token::from_pairs([("a.db", 10), ("b.db", 5)])));
+        assert!(!s.has_reached(&Token::from_pairs([("a.db", 10), ("b.db", 6)])));
+        assert!(s.has_reached(&Token::from_pairs([("other.db", 99)])));
+    }
+
+    #[test]
+    fn remote_primary_is_none_on_the_primary() {
+        let mut s = state(&[]);
+        assert_eq!(s.remote_primary().map(|p| p.as_ref()), Some("p"));
+        s.role = Role::Primary;
+        assert!(s.remote_primary().is_none());
+    }
+}
