@@ -1,4 +1,5 @@
-//! The codes rwproxy answers with when it answers a request itself (not the app).
+//! The codes rwproxy answers with when it answers a request itself (not the app): errors, and
+//! the fly-replay and redirect answers of the non-forwarding write modes.
 
 use std::time::Duration;
 
@@ -34,11 +35,15 @@ pub enum ErrorCode {
     TooLarge,
     /// Too many requests are waiting (for a position or a primary).
     Overloaded,
+    /// `writes.mode = "fly-replay"`: Fly.io's edge must replay this write on the primary.
+    FlyReplay,
+    /// `writes.mode = "redirect"`: the client must repeat this write on the primary.
+    Redirect,
 }
 
 impl ErrorCode {
     /// Every code, for metrics registration and documentation tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::NoPrimary,
         ErrorCode::PrimaryUnreachable,
         ErrorCode::PrimaryTimeout,
@@ -52,6 +57,8 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::TooLarge,
         ErrorCode::Overloaded,
+        ErrorCode::FlyReplay,
+        ErrorCode::Redirect,
     ];
 
     /// The value of the `rwproxy-error` header and the `reason` metric label.
@@ -70,6 +77,8 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad-request",
             ErrorCode::TooLarge => "too-large",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::FlyReplay => "fly-replay",
+            ErrorCode::Redirect => "redirect",
         }
     }
 
@@ -89,6 +98,9 @@ impl ErrorCode {
             ErrorCode::PrimaryFailed | ErrorCode::AppUnreachable => StatusCode::BAD_GATEWAY,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            // Outside Fly.io nothing replays it: a 4xx, never a silent 200.
+            ErrorCode::FlyReplay => StatusCode::MISDIRECTED_REQUEST,
+            ErrorCode::Redirect => StatusCode::TEMPORARY_REDIRECT,
         }
     }
 
@@ -108,6 +120,8 @@ impl ErrorCode {
             ErrorCode::BadRequest => "malformed request",
             ErrorCode::TooLarge => "request body too large",
             ErrorCode::Overloaded => "too many requests are waiting on this node, retry",
+            ErrorCode::FlyReplay => "this write must be replayed on the primary by Fly.io's edge; it was not applied here",
+            ErrorCode::Redirect => "this write must be sent to the primary; follow the Location header",
         }
     }
 
@@ -139,6 +153,8 @@ impl ErrorCode {
                 | ErrorCode::BadRequest
                 | ErrorCode::TooLarge
                 | ErrorCode::ConsistencyTimeout
+                | ErrorCode::FlyReplay
+                | ErrorCode::Redirect
         )
     }
 

@@ -4,12 +4,14 @@
 //! ([`decide`]) and the codes rwproxy answers with when it answers itself ([`ErrorCode`]).
 
 pub mod class;
+pub mod demand;
 pub mod error;
 pub mod route;
 pub mod state;
 pub mod token;
 
 pub use class::{Classifier, ClassifierError, RequestClass};
+pub use demand::{Demand, DemandGuard};
 pub use error::ErrorCode;
 pub use route::{
     decide, Reason, Route, RouteInput, RoutePolicy, StalePolicy, TimeoutPolicy, WaitState,

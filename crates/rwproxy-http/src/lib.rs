@@ -1,1 +1,24 @@
-//! placeholder
+//! rwproxy-http owns everything that speaks HTTP: the listeners, the request pipeline (health,
+//! classification, the consistency wait, routing), the upstream pool that forwards to the local
+//! app and to the primary's rwproxy, rwproxy's own responses, metrics and the admin endpoints.
+
+pub mod admin;
+pub mod body;
+pub mod consistency;
+pub mod freshness;
+pub mod health;
+pub mod metrics;
+pub mod params;
+pub mod proxy;
+pub mod respond;
+pub mod server;
+pub mod upstream;
+
+pub use admin::Admin;
+pub use body::Body;
+pub use consistency::{ConsistencyParams, NoProbe, PositionProbe};
+pub use metrics::Metrics;
+pub use params::{HealthParams, PrimaryUrl, ProxyParams};
+pub use proxy::{Draining, Proxy};
+pub use server::{serve, ListenerLimits};
+pub use upstream::headers::ClientInfo;

@@ -1,0 +1,147 @@
+//! One body type for everything rwproxy sends or receives, so that bodies stream through
+//! without boxing or conversion.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+
+use crate::upstream::pool::Checkin;
+
+/// Errors a body can yield while streaming.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// A request or response body: streamed from a peer, or made by rwproxy itself.
+    pub struct Body {
+        #[pin]
+        kind: Kind,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        // Streamed from a client or an upstream connection.
+        Stream {
+            #[pin]
+            inner: Incoming,
+            // Returns the upstream connection to its pool once the body is fully read.
+            checkin: Option<Checkin>,
+        },
+        // A small body rwproxy made (error messages, health documents, metrics).
+        Full { data: Option<Bytes> },
+    }
+}
+
+impl Body {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Body {
+            kind: Kind::Full { data: None },
+        }
+    }
+
+    /// A body of these bytes.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        Body {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+        }
+    }
+
+    /// A streamed body.
+    pub fn stream(inner: Incoming) -> Self {
+        Body {
+            kind: Kind::Stream {
+                inner,
+                checkin: None,
+            },
+        }
+    }
+
+    /// A streamed upstream body that returns its connection to the pool when it ends.
+    pub(crate) fn upstream(inner: Incoming, checkin: Checkin) -> Self {
+        let mut body = Body {
+            kind: Kind::Stream {
+                inner,
+                checkin: Some(checkin),
+            },
+        };
+        // A response without a body (204, 304, HEAD) ends at once.
+        body.checkin_if_done();
+        body
+    }
+
+    fn checkin_if_done(&mut self) {
+        if let Kind::Stream { inner, checkin } = &mut self.kind {
+            if inner.is_end_stream() {
+                if let Some(c) = checkin.take() {
+                    c.done();
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Stream { .. } => f.write_str("Body::Stream"),
+            Kind::Full { data } => write!(
+                f,
+                "Body::Full({} bytes)",
+                data.as_ref().map_or(0, |d| d.len())
+            ),
+        }
+    }
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Stream { mut inner, checkin } => {
+                let polled = inner.as_mut().poll_frame(cx);
+                let finished = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
+                    _ => false,
+                };
+                if finished {
+                    if let Some(c) = checkin.take() {
+                        c.done();
+                    }
+                }
+                polled.map(|f| f.map(|r| r.map_err(Into::into)))
+            }
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Stream { inner, .. } => inner.is_end_stream(),
+            Kind::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Stream { inner, .. } => inner.size_hint(),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}

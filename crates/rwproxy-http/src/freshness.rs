@@ -1,0 +1,109 @@
+//! Whether a replica is fresh enough to serve reads itself, with hysteresis so that a node
+//! hovering near `reads.max_lag` does not flip between local and forwarded on every poll.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rwproxy_core::{NodeState, Role};
+
+/// Tracks read freshness. A fresh node turns stale when its lag exceeds `max_lag`; a stale node
+/// turns fresh again only once its lag is at or below `recover_at` (80% of `max_lag`).
+#[derive(Debug)]
+pub struct Freshness {
+    max_lag: Duration,
+    recover_at: Duration,
+    fresh: AtomicBool,
+}
+
+impl Freshness {
+    /// A tracker for `max_lag`, starting stale (nothing is known yet).
+    pub fn new(max_lag: Duration) -> Self {
+        Freshness {
+            max_lag,
+            recover_at: max_lag.mul_f64(0.8),
+            fresh: AtomicBool::new(false),
+        }
+    }
+
+    /// Folds in the current state and says whether local reads are allowed. Unknown lag, an
+    /// unknown role and a node that is not ready are always stale.
+    pub fn observe(&self, state: &NodeState) -> bool {
+        let lag = match (state.role, state.lag, state.ready) {
+            (Role::Primary, _, _) => return true,
+            (Role::Unknown, _, _) | (_, None, _) | (_, _, false) => {
+                self.fresh.store(false, Ordering::Relaxed);
+                return false;
+            }
+            (Role::Replica, Some(lag), true) => lag,
+        };
+        let was_fresh = self.fresh.load(Ordering::Relaxed);
+        let now_fresh = if was_fresh {
+            lag <= self.max_lag
+        } else {
+            lag <= self.recover_at
+        };
+        if now_fresh != was_fresh {
+            self.fresh.store(now_fresh, Ordering::Relaxed);
+            tracing::info!(
+                lag_ms = lag.as_millis() as u64,
+                max_lag_ms = self.max_lag.as_millis() as u64,
+                "{}",
+                if now_fresh {
+                    "replica caught up: serving reads locally"
+                } else {
+                    "replica lag over threshold: reads leave this node"
+                }
+            );
+        }
+        now_fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rwproxy_core::Positions;
+
+    fn replica(lag_ms: Option<u64>) -> NodeState {
+        NodeState {
+            role: Role::Replica,
+            primary: Some("p".into()),
+            positions: Positions::new(),
+            lag: lag_ms.map(Duration::from_millis),
+            ready: true,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn hysteresis_between_eighty_and_hundred_percent() {
+        let f = Freshness::new(Duration::from_secs(5));
+        assert!(f.observe(&replica(Some(100))));
+        assert!(
+            f.observe(&replica(Some(5000))),
+            "at the threshold is still fresh"
+        );
+        assert!(!f.observe(&replica(Some(5001))));
+        assert!(
+            !f.observe(&replica(Some(4500))),
+            "must fall to 80% before recovering"
+        );
+        assert!(f.observe(&replica(Some(4000))));
+        assert!(f.observe(&replica(Some(4900))));
+    }
+
+    #[test]
+    fn unknown_lag_and_not_ready_are_stale() {
+        let f = Freshness::new(Duration::from_secs(5));
+        assert!(!f.observe(&replica(None)));
+        assert!(!f.observe(&NodeState {
+            ready: false,
+            ..replica(Some(0))
+        }));
+        assert!(!f.observe(&NodeState::unknown("x")));
+        assert!(f.observe(&NodeState {
+            role: Role::Primary,
+            ..replica(None)
+        }));
+    }
+}

@@ -1,0 +1,313 @@
+//! Prometheus metrics. Every handle is registered once at start-up, indexed by small fixed label
+//! sets, so the request path records without formatting or allocating. Each proxy owns its own
+//! recorder (not the process-global one), so several proxies can live in one test process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use rwproxy_core::{ErrorCode, NodeState, RequestClass, Role};
+
+const CLASSES: [RequestClass; 3] = [
+    RequestClass::Read,
+    RequestClass::Write,
+    RequestClass::Passthrough,
+];
+/// The `route` label values, in index order.
+pub const ROUTES: [&str; 5] = ["local", "primary", "replay", "redirect", "rejected"];
+const CODES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static METADATA: Metadata<'static> = Metadata::new("rwproxy", metrics::Level::INFO, None);
+
+/// All of rwproxy's metric handles and the renderer for `/metrics`.
+pub struct Metrics {
+    handle: PrometheusHandle,
+    requests: Vec<Counter>,
+    durations: Vec<Histogram>,
+    errors: Vec<Counter>,
+    forward_duration: Histogram,
+    in_flight: Gauge,
+    lag: Gauge,
+    is_primary: Gauge,
+    primary_known: Gauge,
+    healthy: Gauge,
+    positions: Vec<(Arc<str>, Gauge)>,
+    consistency_wait: Histogram,
+    consistency_timeouts: Counter,
+    consistency_waiting: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn class_index(class: RequestClass) -> usize {
+    match class {
+        RequestClass::Read => 0,
+        RequestClass::Write => 1,
+        RequestClass::Passthrough => 2,
+    }
+}
+
+fn route_index(route: &str) -> usize {
+    ROUTES
+        .iter()
+        .position(|r| *r == route)
+        .unwrap_or(ROUTES.len() - 1)
+}
+
+fn code_index(status: StatusCode) -> usize {
+    (usize::from(status.as_u16() / 100)).clamp(1, 5) - 1
+}
+
+impl Metrics {
+    /// Registers every metric; `databases` get one `rwproxy_position{db}` gauge each.
+    pub fn new(databases: &[Arc<str>], version: &'static str) -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        describe(&recorder);
+        let counter = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
+        };
+        let gauge = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_gauge(&Key::from_parts(name, labels), &METADATA)
+        };
+        let histogram = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_histogram(&Key::from_parts(name, labels), &METADATA)
+        };
+
+        let mut requests = Vec::with_capacity(CLASSES.len() * ROUTES.len() * CODES.len());
+        let mut durations = Vec::with_capacity(CLASSES.len() * ROUTES.len());
+        for class in CLASSES {
+            for route in ROUTES {
+                for code in CODES {
+                    requests.push(counter(
+                        "rwproxy_requests_total",
+                        vec![
+                            Label::from_static_parts("class", class.as_str()),
+                            Label::from_static_parts("route", route),
+                            Label::from_static_parts("code", code),
+                        ],
+                    ));
+                }
+                durations.push(histogram(
+                    "rwproxy_request_duration_seconds",
+                    vec![
+                        Label::from_static_parts("class", class.as_str()),
+                        Label::from_static_parts("route", route),
+                    ],
+                ));
+            }
+        }
+        let errors = ErrorCode::ALL
+            .iter()
+            .map(|c| {
+                counter(
+                    "rwproxy_errors_total",
+                    vec![Label::from_static_parts("reason", c.as_str())],
+                )
+            })
+            .collect();
+        let positions = databases
+            .iter()
+            .map(|db| {
+                (
+                    db.clone(),
+                    gauge("rwproxy_position", vec![Label::new("db", db.to_string())]),
+                )
+            })
+            .collect();
+        gauge(
+            "rwproxy_build_info",
+            vec![Label::from_static_parts("version", version)],
+        )
+        .set(1.0);
+        let metrics = Metrics {
+            handle: recorder.handle(),
+            requests,
+            durations,
+            errors,
+            forward_duration: histogram("rwproxy_forward_duration_seconds", vec![]),
+            in_flight: gauge("rwproxy_in_flight_requests", vec![]),
+            lag: gauge("rwproxy_replication_lag_seconds", vec![]),
+            is_primary: gauge("rwproxy_is_primary", vec![]),
+            primary_known: gauge("rwproxy_primary_known", vec![]),
+            healthy: gauge("rwproxy_healthy", vec![]),
+            positions,
+            consistency_wait: histogram("rwproxy_consistency_wait_seconds", vec![]),
+            consistency_timeouts: counter("rwproxy_consistency_timeouts_total", vec![]),
+            consistency_waiting: gauge("rwproxy_consistency_waiting", vec![]),
+        };
+        // Keep the recorder alive through the handle's shared storage.
+        drop(recorder);
+        metrics
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Records one finished request.
+    pub fn request(&self, class: RequestClass, route: &str, status: StatusCode, elapsed: Duration) {
+        let (c, r) = (class_index(class), route_index(route));
+        if let Some(counter) = self
+            .requests
+            .get((c * ROUTES.len() + r) * CODES.len() + code_index(status))
+        {
+            counter.increment(1);
+        }
+        if let Some(h) = self.durations.get(c * ROUTES.len() + r) {
+            h.record(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records an answer rwproxy made itself.
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
+            self.errors[i].increment(1);
+        }
+    }
+
+    /// Records the time to the primary's response head.
+    pub fn forwarded(&self, elapsed: Duration) {
+        self.forward_duration.record(elapsed.as_secs_f64());
+    }
+
+    /// Tracks requests in flight.
+    pub fn in_flight(&self, delta: f64) {
+        self.in_flight.increment(delta);
+    }
+
+    /// Records one finished consistency wait.
+    pub fn consistency_wait(&self, elapsed: Duration, timed_out: bool) {
+        self.consistency_wait.record(elapsed.as_secs_f64());
+        if timed_out {
+            self.consistency_timeouts.increment(1);
+        }
+    }
+
+    /// Tracks reads waiting for a position.
+    pub fn consistency_waiting(&self, n: usize) {
+        self.consistency_waiting.set(n as f64);
+    }
+
+    /// Updates the state gauges (called on every state change, not per request).
+    pub fn state(&self, state: &NodeState, healthy: bool) {
+        self.lag
+            .set(state.lag.map_or(f64::NAN, |l| l.as_secs_f64()));
+        self.is_primary
+            .set(f64::from(u8::from(state.role == Role::Primary)));
+        self.primary_known
+            .set(f64::from(u8::from(state.primary.is_some())));
+        self.healthy.set(f64::from(u8::from(healthy)));
+        for (db, gauge) in &self.positions {
+            if let Some(p) = state.positions.get(db) {
+                gauge.set(*p as f64);
+            }
+        }
+    }
+}
+
+fn describe(recorder: &PrometheusRecorder) {
+    let d = |name: &'static str, unit: Option<Unit>, help: &'static str| {
+        (
+            KeyName::from_const_str(name),
+            unit,
+            SharedString::const_str(help),
+        )
+    };
+    for (name, unit, help) in [
+        d(
+            "rwproxy_requests_total",
+            None,
+            "Requests answered, by class, route and status class.",
+        ),
+        d(
+            "rwproxy_errors_total",
+            None,
+            "Responses rwproxy made itself, by rwproxy-error code.",
+        ),
+        d(
+            "rwproxy_consistency_timeouts_total",
+            None,
+            "Reads whose consistency wait ended without reaching the token.",
+        ),
+    ] {
+        recorder.describe_counter(name, unit, help);
+    }
+    for (name, unit, help) in [
+        d(
+            "rwproxy_request_duration_seconds",
+            Some(Unit::Seconds),
+            "Time from request to response head, by class and route.",
+        ),
+        d(
+            "rwproxy_forward_duration_seconds",
+            Some(Unit::Seconds),
+            "Time from sending to the primary to its response head.",
+        ),
+        d(
+            "rwproxy_consistency_wait_seconds",
+            Some(Unit::Seconds),
+            "Time reads waited for this node to reach their token.",
+        ),
+    ] {
+        recorder.describe_histogram(name, unit, help);
+    }
+    for (name, unit, help) in [
+        d(
+            "rwproxy_replication_lag_seconds",
+            Some(Unit::Seconds),
+            "Replication lag reported by the cluster source (NaN when unknown).",
+        ),
+        d(
+            "rwproxy_is_primary",
+            None,
+            "1 when this node is the primary.",
+        ),
+        d(
+            "rwproxy_primary_known",
+            None,
+            "1 when this node knows the primary.",
+        ),
+        d(
+            "rwproxy_healthy",
+            None,
+            "1 when the health endpoint answers 200.",
+        ),
+        d(
+            "rwproxy_position",
+            None,
+            "Replication position (TXID) per database.",
+        ),
+        d(
+            "rwproxy_in_flight_requests",
+            None,
+            "Requests being handled now.",
+        ),
+        d(
+            "rwproxy_consistency_waiting",
+            None,
+            "Reads waiting for this node to reach their token now.",
+        ),
+        d(
+            "rwproxy_build_info",
+            None,
+            "Always 1; the version label says which build runs.",
+        ),
+    ] {
+        recorder.describe_gauge(name, unit, help);
+    }
+}

@@ -1,0 +1,303 @@
+//! The request pipeline: health, classification, the consistency wait, the routing decision,
+//! and carrying the decision out.
+
+mod answers;
+mod dispatch;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use rwproxy_core::{
+    decide, Demand, ErrorCode, NodeState, Reason, RequestClass, Route, RouteInput, Token, WaitState,
+};
+use tokio::sync::watch;
+
+use crate::body::Body;
+use crate::consistency::{self, PositionProbe};
+use crate::freshness::Freshness;
+use crate::metrics::Metrics;
+use crate::params::ProxyParams;
+use crate::upstream::headers::{ClientInfo, HopIdentity, FORWARDED_BY};
+use crate::upstream::pool::PoolConfig;
+use crate::upstream::{Pool, Target};
+use crate::{health, respond};
+
+/// Set when the process is shutting down; health turns 503 `draining`.
+#[derive(Clone, Debug, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// Starts draining.
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// True once draining started.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The proxy: cheap to clone, one per listener connection.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: ProxyParams,
+    state: watch::Receiver<NodeState>,
+    pool: Pool,
+    app: Target,
+    hop: HopIdentity,
+    freshness: Freshness,
+    demand: Demand,
+    probe: Arc<dyn PositionProbe>,
+    draining: Draining,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("node", &self.params.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the pipeline did with one request, for metrics and the access log.
+struct Outcome {
+    response: Response<Body>,
+    class: Option<RequestClass>,
+    route: &'static str,
+    reason: Reason,
+}
+
+impl Outcome {
+    fn rejected(class: RequestClass, code: ErrorCode) -> Self {
+        Outcome {
+            response: respond::error(code),
+            class: Some(class),
+            route: "rejected",
+            reason: Reason::Normal,
+        }
+    }
+}
+
+impl Proxy {
+    /// A proxy over the given state channel.
+    pub fn new(
+        params: ProxyParams,
+        state: watch::Receiver<NodeState>,
+        demand: Demand,
+        probe: Arc<dyn PositionProbe>,
+        metrics: Arc<Metrics>,
+        draining: Draining,
+    ) -> Self {
+        let inner = Inner {
+            app: Target::http(params.app.clone()),
+            hop: HopIdentity::new(&params.node),
+            freshness: Freshness::new(params.max_lag),
+            pool: Pool::new(PoolConfig::default()),
+            params,
+            state,
+            demand,
+            probe,
+            draining,
+            metrics,
+        };
+        Proxy {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Handles one client request. Never fails: every problem becomes a response.
+    pub async fn handle(&self, request: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+        let started = Instant::now();
+        let metrics = &self.inner.metrics;
+        metrics.in_flight(1.0);
+        let method = request.method().clone();
+        let path = self
+            .inner
+            .params
+            .access_log
+            .then(|| request.uri().path().to_owned());
+        let outcome = self.pipeline(request, client).await;
+        let elapsed = started.elapsed();
+        metrics.in_flight(-1.0);
+        let status = outcome.response.status();
+        if let Some(class) = outcome.class {
+            metrics.request(class, outcome.route, status, elapsed);
+        }
+        if let Some(code) = outcome
+            .response
+            .headers()
+            .get(&respond::RWPROXY_ERROR)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ErrorCode::from_code)
+        {
+            if outcome.route == "rejected" {
+                metrics.error(code);
+            }
+        }
+        if let Some(path) = path {
+            tracing::info!(
+                target: "rwproxy::access",
+                %method,
+                path,
+                class = outcome.class.map_or("health", RequestClass::as_str),
+                route = outcome.route,
+                reason = outcome.reason.as_str(),
+                status = status.as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                client = %client.ip,
+            );
+        }
+        outcome.response
+    }
+
+    async fn pipeline(&self, request: Request<Incoming>, client: ClientInfo) -> Outcome {
+        let inner = &*self.inner;
+        let params = &inner.params;
+        if request.uri().path() == params.health.path
+            && matches!(*request.method(), Method::GET | Method::HEAD)
+        {
+            return Outcome {
+                response: self.health(&request),
+                class: None,
+                route: "local",
+                reason: Reason::Normal,
+            };
+        }
+        let class = params
+            .classifier
+            .classify(request.method(), request.uri().path());
+        let forwarded = request.headers().contains_key(&FORWARDED_BY);
+        let token = match class {
+            RequestClass::Read => params.consistency.token_from(request.headers()),
+            _ => None,
+        };
+
+        let mut state_rx = inner.state.clone();
+        let mut wait = WaitState::Satisfied;
+        let mut waited_for_primary = false;
+        let mut token_checked = false;
+        loop {
+            let (route, primary, is_primary) = {
+                let state = state_rx.borrow_and_update();
+                let fresh = inner.freshness.observe(&state);
+                if !token_checked {
+                    token_checked = true;
+                    if token
+                        .as_ref()
+                        .is_some_and(|t| !state.is_primary() && !state.has_reached(t))
+                    {
+                        wait = WaitState::Behind;
+                    }
+                }
+                let input = RouteInput {
+                    class,
+                    state: &state,
+                    fresh,
+                    forwarded,
+                    wait,
+                    waited_for_primary,
+                };
+                (
+                    decide(input, &params.policy),
+                    state.remote_primary().cloned(),
+                    state.is_primary(),
+                )
+            };
+            match route {
+                Route::AwaitPosition => {
+                    let Some(token) = token.as_ref() else {
+                        wait = WaitState::Satisfied;
+                        continue;
+                    };
+                    wait = self.wait_for_position(token, &mut state_rx).await;
+                }
+                Route::AwaitPrimary => {
+                    let found = tokio::time::timeout(
+                        params.primary_wait,
+                        state_rx.wait_for(|s| s.is_primary() || s.remote_primary().is_some()),
+                    )
+                    .await;
+                    waited_for_primary = true;
+                    if !matches!(found, Ok(Ok(_))) {
+                        tracing::warn!(
+                            wait_ms = params.primary_wait.as_millis() as u64,
+                            "no primary known; write refused"
+                        );
+                    }
+                }
+                Route::Local(reason) => {
+                    let issue_token = class == RequestClass::Write && is_primary;
+                    return self
+                        .to_app(request, client, class, reason, issue_token, token.as_ref())
+                        .await;
+                }
+                Route::Primary(reason) => {
+                    let Some(primary) = primary else {
+                        return Outcome::rejected(class, ErrorCode::NoPrimary);
+                    };
+                    return self
+                        .to_primary(request, client, class, reason, primary)
+                        .await;
+                }
+                Route::Replay => return self.replay(request, client, class, primary).await,
+                Route::Redirect => return self.redirect(&request, class, primary.as_deref()),
+                Route::Reject(code) => return Outcome::rejected(class, code),
+            }
+        }
+    }
+
+    async fn wait_for_position(
+        &self,
+        token: &Token,
+        state: &mut watch::Receiver<NodeState>,
+    ) -> WaitState {
+        let inner = &*self.inner;
+        let started = Instant::now();
+        inner.metrics.consistency_waiting(inner.demand.active() + 1);
+        let outcome =
+            consistency::wait_for_token(token, state, &inner.demand, &inner.params.consistency)
+                .await;
+        inner.metrics.consistency_waiting(inner.demand.active());
+        inner
+            .metrics
+            .consistency_wait(started.elapsed(), outcome == WaitState::TimedOut);
+        outcome
+    }
+
+    fn health(&self, request: &Request<Incoming>) -> Response<Body> {
+        let inner = &*self.inner;
+        let state = inner.state.borrow();
+        health::respond(
+            request.method(),
+            request.uri().query(),
+            &inner.params.node,
+            &state,
+            inner.params.health.max_lag,
+            inner.draining.is_draining(),
+        )
+    }
+
+    /// The proxy's metrics (shared with the admin listener).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Idle pooled connections to the local app (for tests and metrics).
+    pub fn idle_app_connections(&self) -> usize {
+        self.inner.pool.idle_count(&self.inner.app)
+    }
+
+    /// How long forwarded requests may take.
+    pub fn write_timeout(&self) -> Duration {
+        self.inner.params.write_timeout
+    }
+}

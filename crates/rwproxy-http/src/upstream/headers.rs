@@ -1,0 +1,262 @@
+//! The header rules of one proxy hop (RFC 9110 §7.6): hop-by-hop headers removed, the
+//! `X-Forwarded-*` family and `Via` added, the target rewritten to origin form.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{request, response, Uri, Version};
+
+/// Marks a request forwarded by another rwproxy (value: the sender's node name). A node that
+/// receives it and is not the primary refuses it instead of forwarding it again.
+pub static FORWARDED_BY: HeaderName = HeaderName::from_static("rwproxy-forwarded-by");
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Per-node values computed once at start-up.
+#[derive(Clone, Debug)]
+pub struct HopIdentity {
+    via_1_0: HeaderValue,
+    via_1_1: HeaderValue,
+    via_2: HeaderValue,
+    node: HeaderValue,
+}
+
+impl HopIdentity {
+    /// Values for the node called `node`; a name that is not a valid header value is replaced
+    /// by `rwproxy` in `Via`.
+    pub fn new(node: &str) -> Self {
+        let pseudonym = if HeaderValue::from_str(node).is_ok() && !node.contains([' ', ',']) {
+            node
+        } else {
+            "rwproxy"
+        };
+        let via = |v: &str| {
+            HeaderValue::from_str(&format!("{v} {pseudonym}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("1.1 rwproxy"))
+        };
+        HopIdentity {
+            via_1_0: via("1.0"),
+            via_1_1: via("1.1"),
+            via_2: via("2"),
+            node: HeaderValue::from_str(pseudonym)
+                .unwrap_or_else(|_| HeaderValue::from_static("rwproxy")),
+        }
+    }
+
+    fn via(&self, version: Version) -> &HeaderValue {
+        match version {
+            Version::HTTP_10 | Version::HTTP_09 => &self.via_1_0,
+            Version::HTTP_2 | Version::HTTP_3 => &self.via_2,
+            _ => &self.via_1_1,
+        }
+    }
+
+    /// This node's name as a header value.
+    pub fn node(&self) -> &HeaderValue {
+        &self.node
+    }
+}
+
+/// What the hop knows about the client connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientInfo {
+    /// The peer address of the client connection.
+    pub ip: IpAddr,
+    /// The connection was TLS.
+    pub tls: bool,
+}
+
+/// Rewrites a client request into the request sent upstream (HTTP/1.1, origin-form target).
+/// Fails only when the request names no host at all.
+pub fn prepare_request(
+    parts: &mut request::Parts,
+    client: ClientInfo,
+    hop: &HopIdentity,
+) -> Result<(), MissingHost> {
+    remove_hop_by_hop(&mut parts.headers);
+    let headers = &mut parts.headers;
+
+    // HTTP/2 clients send :authority instead of Host; HTTP/1.1 upstreams need Host.
+    if !headers.contains_key(header::HOST) {
+        let authority = parts.uri.authority().ok_or(MissingHost)?;
+        let value = HeaderValue::from_str(authority.as_str()).map_err(|_| MissingHost)?;
+        headers.insert(header::HOST, value);
+    }
+    append_forwarded_for(headers, client.ip);
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        let proto = if client.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(host) = headers.get(header::HOST).cloned() {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+    }
+    headers.append(header::VIA, hop.via(parts.version).clone());
+
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let origin = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        parts.uri = Uri::try_from(origin).map_err(|_| MissingHost)?;
+    }
+    parts.version = Version::HTTP_11;
+    Ok(())
+}
+
+/// Strips hop-by-hop headers from an upstream response before it goes to the client.
+pub fn prepare_response(parts: &mut response::Parts) {
+    remove_hop_by_hop(&mut parts.headers);
+}
+
+/// The request named no host (HTTP/1.0 without `Host`, or an unusable authority).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request names no host")]
+pub struct MissingHost;
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    // Upgrade travels only with an upgrade request, which this hop does not tunnel.
+    headers.remove(header::UPGRADE);
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
+    let ip = ip.to_canonical().to_string();
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn parts(req: Request<()>) -> request::Parts {
+        req.into_parts().0
+    }
+
+    fn client() -> ClientInfo {
+        ClientInfo {
+            ip: "10.1.2.3".parse().expect("ip"),
+            tls: false,
+        }
+    }
+
+    #[test]
+    fn adds_forwarding_headers_and_strips_hop_by_hop() {
+        let mut p = parts(
+            Request::post("/w?x=1")
+                .header("host", "app.example")
+                .header("connection", "keep-alive, x-secret-hop")
+                .header("x-secret-hop", "1")
+                .header("keep-alive", "timeout=5")
+                .header("te", "trailers")
+                .header("x-forwarded-for", "1.1.1.1")
+                .header("x-custom", "kept")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, client(), &HopIdentity::new("iad-1")).expect("prepared");
+        let h = &p.headers;
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.example");
+        assert_eq!(h["via"], "1.1 iad-1");
+        assert_eq!(h["host"], "app.example");
+        assert_eq!(h["x-custom"], "kept");
+        for gone in ["connection", "x-secret-hop", "keep-alive", "te"] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert_eq!(p.uri, "/w?x=1");
+    }
+
+    #[test]
+    fn http2_authority_becomes_host() {
+        let mut p = parts(
+            Request::get("https://app.example:8443/r")
+                .version(Version::HTTP_2)
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(
+            &mut p,
+            ClientInfo {
+                tls: true,
+                ..client()
+            },
+            &HopIdentity::new("n"),
+        )
+        .expect("prepared");
+        assert_eq!(p.headers["host"], "app.example:8443");
+        assert_eq!(p.headers["via"], "2 n");
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
+        assert_eq!(p.uri, "/r");
+        assert_eq!(p.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn existing_proto_and_host_are_kept() {
+        let mut p = parts(
+            Request::get("/")
+                .header("host", "inner")
+                .header("x-forwarded-proto", "https")
+                .header("x-forwarded-host", "edge.example")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
+        assert_eq!(p.headers["x-forwarded-host"], "edge.example");
+    }
+
+    #[test]
+    fn no_host_is_an_error() {
+        let mut p = parts(
+            Request::get("/")
+                .version(Version::HTTP_10)
+                .body(())
+                .expect("request"),
+        );
+        assert_eq!(
+            prepare_request(&mut p, client(), &HopIdentity::new("n")),
+            Err(MissingHost)
+        );
+    }
+
+    #[test]
+    fn odd_node_names_fall_back_in_via() {
+        assert_eq!(
+            HopIdentity::new("bad name").via(Version::HTTP_11),
+            "1.1 rwproxy"
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! A keep-alive connection pool over hyper's HTTP/1 client connections.
+//!
+//! rwproxy owns its pool (rather than hyper-util's legacy client) because routing safety needs
+//! two facts the legacy client hides: whether a request body was handed to a connection at all
+//! (a failed connect returns the request, body intact, so it can go to a new primary or wait for
+//! a starting app), and whether a request that failed on a reused connection was ever written
+//! (hyper's `try_send_request` gives it back when it was not).
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::Body;
+
+/// How many times a request the pool got back unsent is tried on another connection.
+const UNSENT_RETRIES: usize = 3;
+/// Pause between connect attempts while an upstream refuses connections (cold start).
+const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Where requests go: one upstream origin.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// `host:port` to connect to; also the pool key.
+    pub authority: Authority,
+    /// Scheme of the upstream (http only until TLS upstreams exist).
+    pub scheme: Scheme,
+}
+
+impl Target {
+    /// A target for an `http://host[:port]` origin; the port defaults to 80.
+    pub fn http(authority: Authority) -> Self {
+        Target {
+            authority,
+            scheme: Scheme::HTTP,
+        }
+    }
+
+    fn host_port(&self) -> (&str, u16) {
+        let host = self.authority.host();
+        // IPv6 literals keep their brackets in `host()`.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        (host, self.authority.port_u16().unwrap_or(80))
+    }
+}
+
+/// Why a request failed, and whether it can have reached the upstream's app.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made: the request never left this node and is handed back.
+    Connect {
+        /// The connect error.
+        error: io::Error,
+        /// The untouched request, body included.
+        request: Box<Request<Body>>,
+    },
+    /// The request was handed to a connection and then failed: it may have been applied.
+    Sent(hyper::Error),
+}
+
+/// Pool settings.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolConfig {
+    /// Idle connections kept per upstream.
+    pub max_idle_per_target: usize,
+    /// How long an idle connection is kept before it is dropped.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle_per_target: 256,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A shared pool of keep-alive HTTP/1 connections, keyed by upstream authority.
+#[derive(Clone, Debug)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    config: PoolConfig,
+    // A std mutex held for a push or a pop only, never across an await.
+    idle: Mutex<HashMap<Authority, Vec<IdleConn>>>,
+}
+
+#[derive(Debug)]
+struct IdleConn {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// Puts a connection back into its pool once the response body has been read to the end.
+#[derive(Debug)]
+pub(crate) struct Checkin {
+    pool: Arc<PoolInner>,
+    key: Authority,
+    sender: http1::SendRequest<Body>,
+}
+
+impl Checkin {
+    /// The response is complete: the connection may carry the next request.
+    pub(crate) fn done(self) {
+        if self.sender.is_ready() {
+            self.pool.put(self.key, self.sender);
+        } else if !self.sender.is_closed() {
+            // hyper flips the connection to idle a moment after the body ends; wait for it off
+            // the request path rather than dropping a good connection.
+            let Checkin {
+                pool,
+                key,
+                mut sender,
+            } = self;
+            tokio::spawn(async move {
+                if sender.ready().await.is_ok() {
+                    pool.put(key, sender);
+                }
+            });
+        }
+    }
+}
+
+impl PoolInner {
+    fn put(&self, key: Authority, sender: http1::SendRequest<Body>) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.entry(key).or_default();
+        if list.len() < self.config.max_idle_per_target {
+            list.push(IdleConn {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    fn take(&self, key: &Authority) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(key)?;
+        // Most recently used first: it is the least likely to have been closed by the peer.
+        while let Some(conn) = list.pop() {
+            if conn.sender.is_ready() && conn.since.elapsed() < self.config.idle_timeout {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(config: PoolConfig) -> Self {
+        Pool {
+            inner: Arc::new(PoolInner {
+                config,
+                idle: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Idle connections currently pooled for `target` (for metrics and tests).
+    pub fn idle_count(&self, target: &Target) -> usize {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        idle.get(&target.authority).map_or(0, Vec::len)
+    }
+
+    /// Sends `request` to `target` on a pooled or new connection.
+    ///
+    /// While the target refuses connections, connecting is retried until `connect_retry` has
+    /// passed (zero: one attempt); each attempt is bounded by `connect_timeout`.
+    pub async fn send(
+        &self,
+        target: &Target,
+        mut request: Request<Body>,
+        connect_timeout: Duration,
+        connect_retry: Duration,
+    ) -> Result<Response<Body>, SendError> {
+        let mut unsent_retries = 0;
+        loop {
+            let reused = self.inner.take(&target.authority);
+            let mut sender = match reused {
+                Some(sender) => sender,
+                None => match connect_with_retry(target, connect_timeout, connect_retry).await {
+                    Ok(sender) => sender,
+                    Err(error) => {
+                        return Err(SendError::Connect {
+                            error,
+                            request: Box::new(request),
+                        })
+                    }
+                },
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let checkin = Checkin {
+                        pool: self.inner.clone(),
+                        key: target.authority.clone(),
+                        sender,
+                    };
+                    let (parts, incoming) = response.into_parts();
+                    return Ok(Response::from_parts(
+                        parts,
+                        Body::upstream(incoming, checkin),
+                    ));
+                }
+                Err(mut err) => match err.take_message() {
+                    // Never written: safe to try another connection.
+                    Some(back) if unsent_retries < UNSENT_RETRIES => {
+                        unsent_retries += 1;
+                        request = back;
+                    }
+                    Some(back) => {
+                        let error =
+                            io::Error::new(io::ErrorKind::ConnectionAborted, err.into_error());
+                        return Err(SendError::Connect {
+                            error,
+                            request: Box::new(back),
+                        });
+                    }
+                    None => return Err(SendError::Sent(err.into_error())),
+                },
+            }
+        }
+    }
+}
+
+async fn connect_with_retry(
+    target: &Target,
+    connect_timeout: Duration,
+    retry_for: Duration,
+) -> io::Result<http1::SendRequest<Body>> {
+    let deadline = Instant::now() + retry_for;
+    loop {
+        match connect(target, connect_timeout).await {
+            Ok(sender) => return Ok(sender),
+            Err(e)
+                if e.kind() == io::ErrorKind::ConnectionRefused
+                    && Instant::now() + CONNECT_RETRY_PAUSE < deadline =>
+            {
+                tracing::debug!(upstream = %target.authority, "connection refused; retrying");
+                tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn connect(target: &Target, timeout: Duration) -> io::Result<http1::SendRequest<Body>> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(target.host_port()))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    // Proxied requests are small writes that must not wait for Nagle.
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
