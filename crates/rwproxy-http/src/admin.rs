@@ -26,6 +26,9 @@ pub struct Admin {
     pub draining: Draining,
     /// Health threshold.
     pub health_max_lag: std::time::Duration,
+    /// Reads waiting for a position (read when metrics are scraped, so a client that hung up
+    /// is never counted).
+    pub demand: rwproxy_core::Demand,
 }
 
 impl Admin {
@@ -40,11 +43,14 @@ impl Admin {
             );
         }
         match request.uri().path() {
-            "/metrics" => respond::plain(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics.render(),
-            ),
+            "/metrics" => {
+                self.metrics.consistency_waiting(self.demand.active());
+                respond::plain(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.metrics.render(),
+                )
+            }
             "/health" | "/status" => {
                 let state = self.state.borrow();
                 health::respond(

@@ -235,9 +235,8 @@ impl Proxy {
                     }
                 }
                 Route::Local(reason) => {
-                    let issue_token = class == RequestClass::Write && is_primary;
                     return self
-                        .to_app(request, client, class, reason, issue_token, token.as_ref())
+                        .to_app(request, client, class, reason, is_primary, token.as_ref())
                         .await;
                 }
                 Route::Primary(reason) => {
@@ -262,11 +261,9 @@ impl Proxy {
     ) -> WaitState {
         let inner = &*self.inner;
         let started = Instant::now();
-        inner.metrics.consistency_waiting(inner.demand.active() + 1);
         let outcome =
             consistency::wait_for_token(token, state, &inner.demand, &inner.params.consistency)
                 .await;
-        inner.metrics.consistency_waiting(inner.demand.active());
         inner
             .metrics
             .consistency_wait(started.elapsed(), outcome == WaitState::TimedOut);

@@ -1,0 +1,295 @@
+//! The configuration file: reading it, checking every key, and the typed [`Config`] the rest of
+//! the binary works from. The schema is documented key by key in `docs/configuration.md`.
+//!
+//! Every problem in a file is reported at once, each naming its key:
+//! unknown keys, values of the wrong type and values that do not make sense.
+
+mod raw;
+mod validate;
+mod values;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method, Uri};
+use rwproxy_core::{StalePolicy, TimeoutPolicy, WriteMode};
+
+pub use values::parse_duration;
+
+/// Reads, parses and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_from(&text, Some(&origin)),
+        Err(err) => Err(ConfigErrors(vec![Problem::new(
+            origin,
+            format!("cannot read the configuration file: {err}"),
+        )])),
+    }
+}
+
+/// Parses and validates configuration text.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    parse_from(text, None)
+}
+
+fn parse_from(text: &str, origin: Option<&str>) -> Result<Config, ConfigErrors> {
+    let pass = raw::first_pass(text, origin);
+    let mut problems = pass.problems;
+    let config = pass.raw.map(|raw| {
+        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+        validate::validate(raw, &pass.bad_keys, &hostname, &mut problems)
+    });
+    // Group problems by section, sections in file order (absent ones last); within a section,
+    // type errors come first, then unknown keys, then bad values.
+    problems.sort_by_key(|problem| {
+        let section = problem.key.split(['.', '[']).next().unwrap_or_default();
+        pass.top_level
+            .iter()
+            .position(|key| key == section)
+            .unwrap_or(usize::MAX)
+    });
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(ConfigErrors(problems)),
+    }
+}
+
+/// Everything wrong with a configuration; never empty when returned as an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// One thing wrong with a configuration, shown as `key: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The dotted key (`writes.primary_wait`), or the file or position for whole-file problems.
+    pub key: String,
+    /// What is wrong, quoting the value where there is one.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// A validated configuration, one field per section of the file.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `node`: this node's name (default: the machine's hostname).
+    pub node: String,
+    /// `[proxy]`.
+    pub proxy: ProxyConfig,
+    /// `[admin]`.
+    pub admin: AdminConfig,
+    /// `[cluster]`.
+    pub cluster: ClusterConfig,
+    /// `[writes]`.
+    pub writes: WritesConfig,
+    /// `[reads]`.
+    pub reads: ReadsConfig,
+    /// `[routing]`.
+    pub routing: RoutingConfig,
+    /// `[consistency]`.
+    pub consistency: ConsistencyConfig,
+    /// `[health]`.
+    pub health: HealthConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+}
+
+/// `[proxy]`: the client-facing listener and the local app.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// `proxy.listen`: where clients and the edge connect.
+    pub listen: SocketAddr,
+    /// `proxy.app`: the local app, normalized to `http://host:port/` with an explicit port.
+    pub app: Uri,
+    /// `proxy.app_connect_retry`: how long refused connects to the app are retried (cold start).
+    pub app_connect_retry: Duration,
+    /// `proxy.drain_timeout`: how long in-flight requests may take to finish on shutdown.
+    pub drain_timeout: Duration,
+    /// `proxy.workers`: runtime worker threads; 0 means one per core.
+    pub workers: usize,
+    /// `proxy.max_body`: largest request body accepted, in bytes; `None` is no limit.
+    pub max_body: Option<u64>,
+}
+
+/// `[admin]`: the metrics/health/status listener.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// `admin.listen`; `None` when set to `""` (admin listener disabled).
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[cluster]`: where this node learns the primary, positions and lag.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The selected source and its settings (`cluster.source` plus that source's keys).
+    pub source: SourceConfig,
+    /// `cluster.databases`: databases whose positions back the consistency token; never empty.
+    /// The first one backs the `__txid` cookie.
+    pub databases: Vec<String>,
+}
+
+/// The cluster state source, `cluster.source`.
+#[derive(Clone, Debug)]
+pub enum SourceConfig {
+    /// `"static"`: a fixed primary, no positions or lag.
+    Static {
+        /// `cluster.primary`: the primary's node name; this node is primary when equal to `node`.
+        primary: String,
+    },
+    /// `"litefs"`: the LiteFS mount (and optionally its API).
+    Litefs {
+        /// `cluster.mount`: the LiteFS FUSE mount directory.
+        mount: PathBuf,
+        /// `cluster.api`: the LiteFS API origin; `None` when `""` or absent.
+        api: Option<Uri>,
+        /// `cluster.poll`: how often the mount files are re-read.
+        poll: Duration,
+    },
+    /// `"http"`: a JSON status document polled over HTTP.
+    Http {
+        /// `cluster.url`: the status document's URL.
+        url: Uri,
+        /// `cluster.poll`: how often it is fetched.
+        poll: Duration,
+        /// `cluster.timeout`: bound on one fetch; a slower answer counts as unknown state.
+        timeout: Duration,
+    },
+}
+
+impl SourceConfig {
+    /// The `cluster.source` name of this source.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceConfig::Static { .. } => "static",
+            SourceConfig::Litefs { .. } => "litefs",
+            SourceConfig::Http { .. } => "http",
+        }
+    }
+}
+
+/// `[writes]`: how writes reach the primary.
+#[derive(Clone, Debug)]
+pub struct WritesConfig {
+    /// `writes.mode`.
+    pub mode: WriteMode,
+    /// `writes.primary_url`: template of the primary's rwproxy origin; `{primary}` is replaced
+    /// by the primary's name. See [`WritesConfig::primary_uri`].
+    pub primary_url: String,
+    /// `writes.primary_wait`: how long a write waits for a primary to become known.
+    pub primary_wait: Duration,
+    /// `writes.timeout`: upper bound on a forwarded request.
+    pub timeout: Duration,
+    /// `writes.connect_timeout`: bound on connecting to the primary's rwproxy.
+    pub connect_timeout: Duration,
+}
+
+impl WritesConfig {
+    /// The primary's rwproxy origin for the primary named `primary`, or `None` when the name
+    /// does not make a valid URL.
+    pub fn primary_uri(&self, primary: &str) -> Option<Uri> {
+        self.primary_url.replace("{primary}", primary).parse().ok()
+    }
+}
+
+/// `[reads]`: which requests are reads and when a replica may serve them.
+#[derive(Clone, Debug)]
+pub struct ReadsConfig {
+    /// `reads.methods`: read methods; every other method is a write.
+    pub methods: Vec<Method>,
+    /// `reads.max_lag`: a replica lagging more than this does not serve reads itself.
+    pub max_lag: Duration,
+    /// `reads.when_stale`: what a stale replica does with reads.
+    pub when_stale: StalePolicy,
+    /// `reads.route_header`: add the `rwproxy-route` header to responses.
+    pub route_header: bool,
+}
+
+/// `[routing]`: path globs that override the method-based class.
+#[derive(Clone, Debug)]
+pub struct RoutingConfig {
+    /// `routing.passthrough`: always served by the local app (checked first).
+    pub passthrough: Vec<String>,
+    /// `routing.always_forward`: always treated as writes.
+    pub always_forward: Vec<String>,
+}
+
+/// `[consistency]`: the read-your-writes token.
+#[derive(Clone, Debug)]
+pub struct ConsistencyConfig {
+    /// `consistency.cookie`: the token cookie's name.
+    pub cookie: String,
+    /// `consistency.header`: the token header's name.
+    pub header: HeaderName,
+    /// `consistency.wait`: how long a read waits for this node to reach its token.
+    pub wait: Duration,
+    /// `consistency.on_timeout`: what a read does after waiting in vain.
+    pub on_timeout: TimeoutPolicy,
+    /// `consistency.cookie_max_age`: the token cookie's `Max-Age`.
+    pub cookie_max_age: Duration,
+    /// `consistency.max_waiters`: most reads waiting at once; beyond it a read times out at once.
+    pub max_waiters: usize,
+}
+
+/// `[health]`: the health endpoint.
+#[derive(Clone, Debug)]
+pub struct HealthConfig {
+    /// `health.path`: answered on the proxy listener before any routing.
+    pub path: String,
+    /// `health.max_lag`: lag above this makes the node unhealthy.
+    pub max_lag: Duration,
+}
+
+/// `[log]`: logging.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// `log.format`.
+    pub format: LogFormat,
+    /// `log.access`: one log line per request.
+    pub access: bool,
+    /// `log.level`: a `tracing` EnvFilter directive, e.g. `info` or `rwproxy=debug,info`.
+    pub level: String,
+}
+
+/// `log.format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,9 @@
+//! The rwproxy binary's library half: configuration, wiring one node together, logging and the
+//! demo cluster. `main.rs` only parses the command line.
+
+pub mod config;
+pub mod logging;
+pub mod node;
+pub mod probe;
+
+pub use node::Node;

@@ -1,0 +1,200 @@
+//! A real HTTP app for the tests. It records every request it sees; when it "is primary" it
+//! accepts writes and advances the positions of its mount, like an app on a LiteFS primary;
+//! otherwise it refuses writes the way a read-only SQLite replica makes an app fail (500).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::mount::Mount;
+use crate::sha256_hex;
+
+/// One request the app saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body_len: usize,
+    pub body_sha256: String,
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+struct Shared {
+    name: String,
+    seen: Mutex<Vec<Seen>>,
+    accepts_writes: AtomicBool,
+    mount: Option<Arc<Mount>>,
+    databases: Vec<String>,
+}
+
+/// A running test app; stops when dropped.
+pub struct App {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl App {
+    /// Starts an app called `name`. With a mount, accepted writes bump each database's position.
+    pub async fn start(
+        name: &str,
+        accepts_writes: bool,
+        mount: Option<Arc<Mount>>,
+        databases: &[&str],
+    ) -> App {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            seen: Mutex::new(Vec::new()),
+            accepts_writes: AtomicBool::new(accepts_writes),
+            mount,
+            databases: databases.iter().map(|s| s.to_string()).collect(),
+        });
+        let task = tokio::spawn(serve(listener, shared.clone()));
+        App { addr, shared, task }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Everything the app has seen.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// Requests seen with a non-read method.
+    pub fn writes_seen(&self) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| !matches!(s.method, Method::GET | Method::HEAD | Method::OPTIONS))
+            .count()
+    }
+
+    /// Promote or demote the app (what LiteFS's lease does to SQLite).
+    pub fn set_accepts_writes(&self, yes: bool) {
+        self.shared.accepts_writes.store(yes, Ordering::SeqCst);
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(req, shared.clone()));
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let seen = Seen {
+        method: parts.method.clone(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body_len: body.len(),
+        body_sha256: sha256_hex(&body),
+    };
+    shared.seen.lock().unwrap().push(seen.clone());
+    let path = parts.uri.path();
+
+    if path == "/sse" {
+        // Three events 300 ms apart: a buffering proxy would deliver them together.
+        let stream = futures_util::stream::unfold(0u32, |i| async move {
+            if i == 3 {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from(format!("data: event {i}\n\n")))),
+                i + 1,
+            ))
+        });
+        let mut r = Response::new(StreamBody::new(stream).boxed());
+        r.headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
+        return Ok(r);
+    }
+    if let Some(n) = path.strip_prefix("/bytes/") {
+        let n: usize = n.parse().unwrap_or(0);
+        let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        return Ok(full(StatusCode::OK, data));
+    }
+    if path == "/cookie" {
+        let mut r = full(StatusCode::OK, "cookie set");
+        r.headers_mut()
+            .append("set-cookie", "session=app; Path=/".parse().unwrap());
+        return Ok(r);
+    }
+
+    let is_read = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !is_read && !shared.accepts_writes.load(Ordering::SeqCst) {
+        return Ok(full(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "attempt to write a readonly database",
+        ));
+    }
+    if !is_read {
+        if let Some(mount) = &shared.mount {
+            for db in &shared.databases {
+                mount.set_pos(db, mount.pos(db) + 1);
+            }
+        }
+    }
+    let doc = serde_json::json!({
+        "app": shared.name,
+        "method": seen.method.as_str(),
+        "uri": seen.uri,
+        "body_len": seen.body_len,
+        "body_sha256": seen.body_sha256,
+    });
+    let mut r = full(StatusCode::OK, doc.to_string());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    Ok(r)
+}

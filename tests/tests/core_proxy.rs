@@ -1,0 +1,427 @@
+//! End to end: reads stay local, writes reach the primary's app intact, and a replica's app
+//! never sees a write.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use rwproxy_tests::cluster::Cluster;
+use rwproxy_tests::{client, eventually, sha256_hex};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_stay_on_the_local_app() {
+    let c = Cluster::start(2, |_| {}).await;
+    let r = client()
+        .get(format!("{}/items?x=1", c.nodes[1].url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["rwproxy-route"], "local");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["app"], "app1");
+    assert_eq!(
+        c.nodes[0].app.seen().len(),
+        0,
+        "the primary's app saw a replica's read"
+    );
+    let seen = &c.nodes[1].app.seen()[0];
+    assert_eq!(seen.uri, "/items?x=1");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-host"], c.nodes[1].name.as_str());
+    assert_eq!(seen.headers["via"], format!("1.1 {}", c.nodes[1].name));
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_method_is_forwarded_intact() {
+    let c = Cluster::start(3, |_| {}).await;
+    // 1.5 MiB of non-repeating bytes: checksums prove the body arrived whole and in order.
+    let body: Vec<u8> = (0..(3 << 19))
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sum = sha256_hex(&body);
+    let methods = ["POST", "PUT", "PATCH", "DELETE", "PURGE"];
+    for (i, method) in methods.iter().enumerate() {
+        let url = format!("{}/things/{i}?q=a%20b&n={i}", c.nodes[1 + i % 2].url());
+        let r = client()
+            .request(method.parse().unwrap(), url)
+            .header("x-custom", format!("v{i}"))
+            .header("connection", "x-hop")
+            .header("x-hop", "drop me")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{method}");
+        assert_eq!(
+            r.headers()["rwproxy-route"],
+            "primary; reason=write",
+            "{method}"
+        );
+        let doc: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(doc["app"], "app0");
+        assert_eq!(doc["method"], *method);
+        assert_eq!(doc["uri"], format!("/things/{i}?q=a%20b&n={i}"));
+        assert_eq!(doc["body_sha256"], sum, "{method} body changed on the way");
+    }
+    let seen = c.nodes[0].app.seen();
+    assert_eq!(seen.len(), methods.len());
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(s.headers["x-custom"], format!("v{i}"));
+        assert!(
+            !s.headers.contains_key("x-hop"),
+            "hop-by-hop header forwarded"
+        );
+        assert!(
+            !s.headers.contains_key("rwproxy-forwarded-by"),
+            "internal header leaked to the app"
+        );
+        let replica = &c.nodes[1 + i % 2].name;
+        assert_eq!(
+            s.headers["host"],
+            replica.as_str(),
+            "Host must be the client's"
+        );
+        assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1, 127.0.0.1");
+        let via: Vec<_> = s
+            .headers
+            .get_all("via")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            via.join(", "),
+            format!("1.1 {replica}, 1.1 {}", c.nodes[0].name)
+        );
+    }
+    assert_eq!(
+        c.nodes[1].app.writes_seen() + c.nodes[2].app.writes_seen(),
+        0,
+        "a replica's app saw a write"
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_responses_arrive_incrementally() {
+    let c = Cluster::start(2, |config| {
+        config.routing.always_forward = vec!["/sse".into()];
+    })
+    .await;
+    for (url, route) in [(c.nodes[1].url(), "local"), (c.nodes[1].url(), "primary")] {
+        let path = if route == "local" {
+            "/sse?local"
+        } else {
+            "/sse"
+        };
+        // /sse?local is still /sse: classify by path. Use the primary's own node for local.
+        let base = if route == "local" {
+            c.nodes[0].url()
+        } else {
+            url
+        };
+        let r = client().get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let mut stream = r.bytes_stream();
+        let mut arrivals = Vec::new();
+        let started = Instant::now();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.unwrap();
+            arrivals.push((
+                started.elapsed(),
+                String::from_utf8_lossy(&chunk).into_owned(),
+            ));
+        }
+        let text: String = arrivals.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(text, "data: event 0\n\ndata: event 1\n\ndata: event 2\n\n");
+        let first = arrivals.first().unwrap().0;
+        let last = arrivals.last().unwrap().0;
+        // The app spaces events 300 ms apart; a buffering proxy delivers them together.
+        assert!(
+            last - first >= Duration::from_millis(400),
+            "{route}: events were buffered: {arrivals:?}"
+        );
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_and_always_forward() {
+    let c = Cluster::start(2, |config| {
+        config.routing.passthrough = vec!["/local/*".into()];
+        config.routing.always_forward = vec!["/admin/*".into()];
+    })
+    .await;
+    let replica = c.nodes[1].url();
+    let r = client()
+        .post(format!("{replica}/local/upload"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    // Passthrough goes to the local app whatever the method; this replica's app refuses writes.
+    assert_eq!(r.status(), 500);
+    assert_eq!(c.nodes[1].app.writes_seen(), 1);
+    let r = client()
+        .get(format!("{replica}/admin/users"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["rwproxy-route"], "primary; reason=write");
+    assert_eq!(c.nodes[0].app.seen().len(), 1);
+    assert_eq!(c.nodes[0].app.seen()[0].uri, "/admin/users");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_primary_writes_get_503_and_reach_no_app() {
+    let c = Cluster::start(2, |config| {
+        config.writes.primary_wait = Duration::from_millis(300);
+    })
+    .await;
+    c.nodes[1].mount.lose_primary(1500);
+    let state = c.nodes[1].node.as_ref().unwrap().state();
+    eventually(
+        Duration::from_secs(5),
+        "replica to lose its primary",
+        || {
+            let lost = state.borrow().primary.is_none();
+            async move { lost.then_some(()) }
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let r = client()
+        .post(format!("{}/w", c.nodes[1].url()))
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "did not wait for a primary"
+    );
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["rwproxy-error"], "no-primary");
+    assert!(r.headers().contains_key("retry-after"));
+    let text = r.text().await.unwrap();
+    assert_eq!(text.lines().count(), 1, "one-line body: {text:?}");
+    assert_eq!(c.nodes[1].app.writes_seen(), 0);
+    assert_eq!(c.nodes[0].app.writes_seen(), 0);
+    // Reads keep being served locally while the lag allows it.
+    let r = client()
+        .get(format!("{}/r", c.nodes[1].url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_for_a_primary_goes_through_when_one_appears() {
+    let c = Cluster::start(2, |_| {}).await;
+    c.nodes[1].mount.lose_primary(1500);
+    let state = c.nodes[1].node.as_ref().unwrap().state();
+    eventually(
+        Duration::from_secs(5),
+        "replica to lose its primary",
+        || {
+            let lost = state.borrow().primary.is_none();
+            async move { lost.then_some(()) }
+        },
+    )
+    .await;
+    let url = format!("{}/w", c.nodes[1].url());
+    let pending =
+        tokio::spawn(async move { client().post(url).body("late").send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.nodes[1].mount.make_replica(&c.nodes[0].name, 0);
+    let r = pending.await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(c.nodes[0].app.writes_seen(), 1);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_request_is_never_forwarded_twice() {
+    let c = Cluster::start(3, |_| {}).await;
+    // Node 1 believes node 2 is primary, but node 2 believes node 0 is.
+    c.nodes[1].mount.make_replica(&c.nodes[2].name, 0);
+    let state = c.nodes[1].node.as_ref().unwrap().state();
+    let target = c.nodes[2].name.clone();
+    eventually(Duration::from_secs(5), "node 1 to follow node 2", || {
+        let ok = state.borrow().primary.as_deref() == Some(target.as_str());
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let r = client()
+        .post(format!("{}/w", c.nodes[1].url()))
+        .body("once")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["rwproxy-error"], "loop");
+    assert!(r.headers().contains_key("retry-after"));
+    for n in &c.nodes {
+        assert_eq!(n.app.writes_seen(), 0, "{} saw the write", n.name);
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_primary_in_the_mount_files_is_used_without_restart() {
+    let c = Cluster::start(3, |_| {}).await;
+    let r = client()
+        .post(format!("{}/a", c.nodes[2].url()))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["app"], "app0");
+    c.move_primary(1).await;
+    let r = client()
+        .post(format!("{}/b", c.nodes[2].url()))
+        .body("2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["app"], "app1");
+    // The old primary is a replica now: its own writes go to node 1 too.
+    let r = client()
+        .post(format!("{}/c", c.nodes[0].url()))
+        .body("3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["app"], "app1");
+    assert_eq!(c.nodes[0].app.writes_seen(), 1);
+    assert_eq!(c.nodes[1].app.writes_seen(), 2);
+    assert_eq!(c.nodes[2].app.writes_seen(), 0);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prior_knowledge_clients_are_served() {
+    let c = Cluster::start(2, |_| {}).await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .get(format!("{}/r", c.nodes[1].url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let r = h2
+        .put(format!("{}/w", c.nodes[1].url()))
+        .body(vec![7u8; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(doc["app"], "app0");
+    assert_eq!(doc["body_len"], 100_000);
+    let seen = &c.nodes[0].app.seen()[0];
+    assert_eq!(
+        seen.headers["host"],
+        c.nodes[1].name.as_str(),
+        ":authority became Host"
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_app_is_waited_for_and_a_dead_one_gets_502() {
+    // Reserve a port for an app that is not listening yet.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    let c = Cluster::start(1, |config| {
+        config.proxy.app = format!("http://{app_addr}").parse().unwrap();
+        config.proxy.app_connect_retry = Duration::from_secs(3);
+    })
+    .await;
+    let url = format!("{}/r", c.nodes[0].url());
+    let pending = tokio::spawn(async move { client().get(url).send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late_app = late_app(app_addr).await;
+    let r = pending.await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the request should wait for the app to start"
+    );
+    late_app.abort();
+    let _ = late_app.await;
+
+    let started = Instant::now();
+    let r = client()
+        .get(format!("{}/r", c.nodes[0].url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["rwproxy-error"], "app-unreachable");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "gave up before the retry window"
+    );
+    c.stop().await;
+}
+
+/// A minimal app on a fixed address, started late.
+async fn late_app(addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from("late")),
+                    ))
+                });
+                // No keep-alive: once the listener is gone, the app is really gone.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests() {
+    let mut c = Cluster::start(1, |_| {}).await;
+    let r = client()
+        .get(format!("{}/sse", c.nodes[0].url()))
+        .send()
+        .await
+        .unwrap();
+    let body = tokio::spawn(async move { r.text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let url = c.nodes[0].url();
+    c.nodes[0].stop().await;
+    assert_eq!(
+        body.await.unwrap(),
+        "data: event 0\n\ndata: event 1\n\ndata: event 2\n\n"
+    );
+    assert!(
+        client().get(format!("{url}/r")).send().await.is_err(),
+        "still accepting after shutdown"
+    );
+}
