@@ -37,6 +37,8 @@ struct Shared {
     name: String,
     seen: Mutex<Vec<Seen>>,
     accepts_writes: AtomicBool,
+    /// What `GET /healthz` answers: 200 when true, 503 when false.
+    healthz_ok: AtomicBool,
     mount: Option<Arc<Mount>>,
     databases: Vec<String>,
 }
@@ -68,6 +70,7 @@ impl App {
             name: name.to_owned(),
             seen: Mutex::new(Vec::new()),
             accepts_writes: AtomicBool::new(accepts_writes),
+            healthz_ok: AtomicBool::new(true),
             mount,
             databases: databases.iter().map(|s| s.to_string()).collect(),
         });
@@ -95,6 +98,11 @@ impl App {
             .iter()
             .filter(|s| !matches!(s.method, Method::GET | Method::HEAD | Method::OPTIONS))
             .count()
+    }
+
+    /// Makes `GET /healthz` answer 200 (true) or 503 (false).
+    pub fn set_healthz(&self, ok: bool) {
+        self.shared.healthz_ok.store(ok, Ordering::SeqCst);
     }
 
     /// Promote or demote the app (what LiteFS's lease does to SQLite).
@@ -164,6 +172,21 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
         let n: usize = n.parse().unwrap_or(0);
         let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
         return Ok(full(StatusCode::OK, data));
+    }
+    if path == "/healthz" {
+        return Ok(if shared.healthz_ok.load(Ordering::SeqCst) {
+            full(StatusCode::OK, "ok")
+        } else {
+            full(StatusCode::SERVICE_UNAVAILABLE, "sick")
+        });
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let code = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        return Ok(full(code, format!("status {}", code.as_u16())));
     }
     if path == "/cookie" {
         let mut r = full(StatusCode::OK, "cookie set");

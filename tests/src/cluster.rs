@@ -32,6 +32,12 @@ impl TestNode {
         format!("http://{}", node.admin_addr().expect("admin enabled"))
     }
 
+    /// `127.0.0.1:PORT` of the HAProxy agent-check listener (`admin.agent_listen`).
+    pub fn agent_addr(&self) -> std::net::SocketAddr {
+        let node = self.node.as_ref().expect("running");
+        node.agent_addr().expect("agent listener enabled")
+    }
+
     /// Stops the proxy (drains) and waits for it.
     pub async fn stop(&mut self) {
         if let Some(node) = self.node.take() {

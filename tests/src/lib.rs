@@ -45,3 +45,31 @@ pub fn sha256_hex(data: &[u8]) -> String {
     let digest = sha2::Sha256::digest(data);
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Finds an external program a test drives for real (`haproxy`, `promtool`) on `PATH` or in the
+/// sbin directories. When it is missing the test should skip: this prints a notice and returns
+/// `None`, unless `RWPROXY_REQUIRE_EXTERNAL=1` (set by CI), where a missing program fails.
+pub fn external_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let sbin = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from);
+    let found = std::env::split_paths(&path)
+        .chain(sbin)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        if std::env::var("RWPROXY_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+            panic!("`{name}` is required (RWPROXY_REQUIRE_EXTERNAL=1) but not installed");
+        }
+        eprintln!(
+            "SKIPPED: `{name}` is not installed; set RWPROXY_REQUIRE_EXTERNAL=1 to fail instead"
+        );
+    }
+    found
+}
+
+/// A free `127.0.0.1` port for a program that binds by itself (the port is released first, so
+/// another process could take it in between; good enough on a test machine).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}

@@ -72,6 +72,17 @@ impl Mount {
         );
     }
 
+    /// Deletes the whole mount directory, as if the FUSE mount went away: the source can read
+    /// nothing and the state becomes unknown.
+    pub fn remove_dir(&self) {
+        std::fs::remove_dir_all(self.dir.path()).expect("remove mount dir");
+    }
+
+    /// Creates the mount directory again (empty) after [`Mount::remove_dir`].
+    pub fn recreate_dir(&self) {
+        std::fs::create_dir_all(self.dir.path()).expect("recreate mount dir");
+    }
+
     /// Reads the TXID back.
     pub fn pos(&self, db: &str) -> u64 {
         let text =

@@ -44,6 +44,10 @@
 //! * **Logging**: a failing source is logged at `warn` once per change of problem text, recovery
 //!   once at `info`, and role/primary/readiness changes at `info`. Problem texts contain no
 //!   changing numbers, so a steady failure does not log on every poll.
+//! * **[`PositionReader`]** reads positions on demand (for a token issued right after a write):
+//!   the `-pos` files with the same parser and one-second bound as the poll loop, at most four
+//!   blocking reads in flight (a hung mount answers `None` at once rather than piling up
+//!   threads), or one fetch of the status document. `None` means "use the published state".
 //! * **A panicking source** (a bug) publishes unknown and is restarted after a second, rather
 //!   than leaving the last value (perhaps Primary) frozen on the channel.
 

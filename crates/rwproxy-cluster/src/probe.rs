@@ -1,11 +1,17 @@
 //! Reading the positions right now, outside the poll loop: a token issued right after a write
 //! must include that write, and the last polled snapshot may be up to one `poll` old.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rwproxy_core::Positions;
+use tokio::sync::Semaphore;
 
-use crate::{http_client, http_source, litefs, SourceSpec};
+use crate::{http_client, http_source, litefs, HttpSpec, SourceSpec};
+
+/// Most blocking mount reads the probe has in flight. A hung FUSE mount then holds at most this
+/// many blocking threads; further probes answer `None` at once instead of piling up threads.
+const MAX_BLOCKING_READS: usize = 4;
 
 /// Reads current positions for one source; cheap to clone.
 #[derive(Clone, Debug)]
@@ -17,12 +23,13 @@ pub struct PositionReader {
 enum Kind {
     None,
     Litefs {
-        mount: Arc<std::path::Path>,
+        mount: Arc<Path>,
         databases: Arc<[Arc<str>]>,
+        reads: Arc<Semaphore>,
     },
     Http {
         client: reqwest::Client,
-        spec: crate::HttpSpec,
+        spec: HttpSpec,
         node: Arc<str>,
     },
 }
@@ -35,6 +42,7 @@ impl PositionReader {
             SourceSpec::Litefs(l) => Kind::Litefs {
                 mount: Arc::from(l.mount.as_path()),
                 databases: l.databases.iter().map(|d| Arc::from(d.as_str())).collect(),
+                reads: Arc::new(Semaphore::new(MAX_BLOCKING_READS)),
             },
             SourceSpec::Http(h) => match http_client::build() {
                 Ok(client) => Kind::Http {
@@ -42,6 +50,7 @@ impl PositionReader {
                     spec: h.clone(),
                     node,
                 },
+                // Without a client there is nothing to read; callers fall back to the state.
                 Err(_) => Kind::None,
             },
         };
@@ -53,10 +62,18 @@ impl PositionReader {
     pub async fn read(&self) -> Option<Positions> {
         match &self.kind {
             Kind::None => None,
-            Kind::Litefs { mount, databases } => {
+            Kind::Litefs {
+                mount,
+                databases,
+                reads,
+            } => {
+                let permit = reads.clone().try_acquire_owned().ok()?;
                 let (mount, databases) = (mount.clone(), databases.clone());
-                let read =
-                    tokio::task::spawn_blocking(move || litefs::read_positions(&mount, &databases));
+                let read = tokio::task::spawn_blocking(move || {
+                    // Released when the read really ends, not when the caller stops waiting.
+                    let _permit = permit;
+                    litefs::read_positions(&mount, &databases)
+                });
                 tokio::time::timeout(litefs::READ_TIMEOUT, read)
                     .await
                     .ok()?
@@ -68,5 +85,106 @@ impl PositionReader {
                 .ok()
                 .map(|s| s.positions),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::test_support::{full, serve};
+    use crate::LitefsSpec;
+
+    fn litefs(mount: &Path, databases: &[&str]) -> PositionReader {
+        let spec = SourceSpec::Litefs(LitefsSpec {
+            mount: mount.to_path_buf(),
+            databases: databases.iter().map(|d| d.to_string()).collect(),
+            api: None,
+            poll: Duration::from_secs(10),
+        });
+        PositionReader::new("me".into(), &spec)
+    }
+
+    #[tokio::test]
+    async fn static_sources_have_no_positions() {
+        let spec = SourceSpec::Static {
+            primary: "me".into(),
+        };
+        assert_eq!(PositionReader::new("me".into(), &spec).read().await, None);
+    }
+
+    #[tokio::test]
+    async fn reads_the_pos_files_now() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reader = litefs(dir.path(), &["a.db", "b.db"]);
+        assert_eq!(reader.read().await, None, "missing files");
+        std::fs::write(
+            dir.path().join("a.db-pos"),
+            "0000000000000010/0000000000000000\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("b.db-pos"),
+            "0000000000000002/0000000000000000\n",
+        )
+        .expect("write");
+        let positions = reader.read().await.expect("readable");
+        assert_eq!(positions.get("a.db"), Some(&16));
+        assert_eq!(positions.get("b.db"), Some(&2));
+        assert_eq!(litefs(dir.path(), &["../a.db"]).read().await, None);
+    }
+
+    #[tokio::test]
+    async fn busy_blocking_reads_answer_none_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("a.db-pos"),
+            "0000000000000001/0000000000000000\n",
+        )
+        .expect("write");
+        let reader = litefs(dir.path(), &["a.db"]);
+        let Kind::Litefs { reads, .. } = &reader.kind else {
+            panic!("a litefs reader");
+        };
+        // As if MAX_BLOCKING_READS reads were stuck on a hung mount.
+        let stuck = reads
+            .clone()
+            .acquire_many_owned(MAX_BLOCKING_READS as u32)
+            .await
+            .expect("permits");
+        assert_eq!(reader.read().await, None);
+        drop(stuck);
+        assert!(reader.read().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn http_positions_come_from_the_document() {
+        let answer = Arc::new(Mutex::new(200u16));
+        let server = serve({
+            let answer = answer.clone();
+            move |_| {
+                let status = *answer.lock().expect("lock");
+                full(
+                    status,
+                    r#"{"role":"primary","primary":null,"positions":{"a.db":42},"lag_ms":null,"ready":true}"#,
+                )
+            }
+        })
+        .await;
+        let spec = SourceSpec::Http(HttpSpec {
+            url: format!("http://{}/status", server.addr),
+            poll: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            databases: vec!["a.db".into()],
+        });
+        let reader = PositionReader::new("me".into(), &spec);
+        assert_eq!(
+            reader.read().await.and_then(|p| p.get("a.db").copied()),
+            Some(42)
+        );
+        *answer.lock().expect("lock") = 500;
+        assert_eq!(reader.read().await, None);
     }
 }

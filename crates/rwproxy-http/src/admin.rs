@@ -1,31 +1,17 @@
-//! The admin listener: `/metrics`, `/health` and `/status`.
-
-use std::sync::Arc;
+//! The admin listener: `/metrics`, `/health` (and `/status`), `/health/agent` and `/live`.
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use rwproxy_core::NodeState;
-use tokio::sync::watch;
 
 use crate::body::Body;
-use crate::health;
-use crate::metrics::Metrics;
-use crate::proxy::Draining;
+use crate::proxy::Proxy;
 use crate::respond;
 
 /// What the admin endpoints read.
 #[derive(Clone, Debug)]
 pub struct Admin {
-    /// This node's name.
-    pub node: Arc<str>,
-    /// The cluster state.
-    pub state: watch::Receiver<NodeState>,
-    /// The proxy's metrics.
-    pub metrics: Arc<Metrics>,
-    /// Shutdown flag.
-    pub draining: Draining,
-    /// Health threshold.
-    pub health_max_lag: std::time::Duration,
+    /// The proxy: its health view, metrics and upstream pool.
+    pub proxy: Proxy,
     /// Reads waiting for a position (read when metrics are scraped, so a client that hung up
     /// is never counted).
     pub demand: rwproxy_core::Demand,
@@ -44,28 +30,34 @@ impl Admin {
         }
         match request.uri().path() {
             "/metrics" => {
-                self.metrics.consistency_waiting(self.demand.active());
+                let metrics = self.proxy.metrics();
+                metrics.consistency_waiting(self.demand.active());
+                let (app, primary) = self.proxy.idle_connections();
+                metrics.upstream_idle(app, primary);
                 respond::plain(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",
-                    self.metrics.render(),
+                    metrics.render(),
                 )
             }
-            "/health" | "/status" => {
-                let state = self.state.borrow();
-                health::respond(
-                    method,
-                    request.uri().query(),
-                    &self.node,
-                    &state,
-                    self.health_max_lag,
-                    self.draining.is_draining(),
-                )
-            }
+            "/health" | "/status" => self
+                .proxy
+                .health_view()
+                .respond(method, request.uri().query()),
+            // HAProxy's agent-check words, for people and scripts (HAProxy itself speaks the
+            // raw TCP form on `admin.agent_listen`).
+            "/health/agent" => respond::plain(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                self.proxy.health_view().agent_line(),
+            ),
+            // Liveness: the process runs and answers. Never tied to lag or the primary, so an
+            // orchestrator does not restart a node that only needs to catch up.
+            "/live" => respond::plain(StatusCode::OK, "text/plain; charset=utf-8", "live\n"),
             _ => respond::plain(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
-                "not found; try /health or /metrics\n",
+                "not found; try /health, /health/agent, /live or /metrics\n",
             ),
         }
     }

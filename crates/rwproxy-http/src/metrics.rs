@@ -42,6 +42,9 @@ pub struct Metrics {
     consistency_wait: Histogram,
     consistency_timeouts: Counter,
     consistency_waiting: Gauge,
+    primary_reachable: Gauge,
+    idle_app: Gauge,
+    idle_primary: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -148,7 +151,18 @@ impl Metrics {
             consistency_wait: histogram("rwproxy_consistency_wait_seconds", vec![]),
             consistency_timeouts: counter("rwproxy_consistency_timeouts_total", vec![]),
             consistency_waiting: gauge("rwproxy_consistency_waiting", vec![]),
+            primary_reachable: gauge("rwproxy_primary_reachable", vec![]),
+            idle_app: gauge(
+                "rwproxy_upstream_idle_connections",
+                vec![Label::from_static_parts("upstream", "app")],
+            ),
+            idle_primary: gauge(
+                "rwproxy_upstream_idle_connections",
+                vec![Label::from_static_parts("upstream", "primary")],
+            ),
         };
+        // No failure seen yet: the primary counts as reachable until a connect to it fails.
+        metrics.primary_reachable.set(1.0);
         // Keep the recorder alive through the handle's shared storage.
         drop(recorder);
         metrics
@@ -201,6 +215,17 @@ impl Metrics {
     /// Tracks reads waiting for a position.
     pub fn consistency_waiting(&self, n: usize) {
         self.consistency_waiting.set(n as f64);
+    }
+
+    /// Records whether the last attempt to reach the primary's rwproxy connected.
+    pub fn primary_reachable(&self, reachable: bool) {
+        self.primary_reachable.set(f64::from(u8::from(reachable)));
+    }
+
+    /// Sets the idle pooled connections to the local app and to primaries (at scrape time).
+    pub fn upstream_idle(&self, app: usize, primary: usize) {
+        self.idle_app.set(app as f64);
+        self.idle_primary.set(primary as f64);
     }
 
     /// Updates the state gauges (called on every state change, not per request).
@@ -301,6 +326,16 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_consistency_waiting",
             None,
             "Reads waiting for this node to reach their token now.",
+        ),
+        d(
+            "rwproxy_primary_reachable",
+            None,
+            "1 when the last connect to the primary's rwproxy succeeded (or none failed yet), 0 after a connect failure.",
+        ),
+        d(
+            "rwproxy_upstream_idle_connections",
+            None,
+            "Idle keep-alive connections pooled, by upstream (app, primary).",
         ),
         d(
             "rwproxy_build_info",

@@ -2,6 +2,8 @@
 //! demo cluster. `main.rs` only parses the command line.
 
 pub mod config;
+pub mod demo;
+pub mod healthcheck;
 pub mod logging;
 pub mod node;
 pub mod probe;

@@ -35,6 +35,31 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
+    /// Start a local demo cluster (three notes apps, each behind its own rwproxy, one primary
+    /// and two replicas, on 127.0.0.1) and print what to try. Ctrl-C stops it.
+    Demo {
+        /// First of nine consecutive ports (node N: rwproxy, admin, app); default: ephemeral.
+        #[arg(long, value_name = "PORT")]
+        base_port: Option<u16>,
+        /// How long writes take to reach the replicas (makes read-your-writes waits visible).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = config::parse_duration)]
+        replication_delay: std::time::Duration,
+        /// Stop by itself after this long (e.g. "30s"); default: run until Ctrl-C.
+        #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Log level of the demo's rwproxies (stderr), e.g. "info" for one line per request.
+        #[arg(long, value_name = "FILTER", default_value = "warn")]
+        log_level: String,
+    },
+    /// GET a health URL once: exit 0 on 200, 1 otherwise (for container HEALTHCHECKs).
+    Health {
+        /// The URL to probe.
+        #[arg(long, value_name = "URL", default_value = rwproxy::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Give up after this long.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = config::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +75,20 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Demo {
+            base_port,
+            replication_delay,
+            duration,
+            log_level,
+        } => rwproxy::demo::run(
+            rwproxy::demo::DemoOptions {
+                base_port,
+                replication_delay,
+            },
+            duration,
+            &log_level,
+        ),
+        Command::Health { url, timeout } => rwproxy::healthcheck::run(&url, timeout),
         Command::Run { config } => match config::load(&config) {
             Ok(config) => run(config),
             Err(errors) => {

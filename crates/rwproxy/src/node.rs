@@ -4,11 +4,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::uri::Authority;
 use rwproxy_cluster::{ClusterHandle, HttpSpec, LitefsSpec, SourceSpec};
-use rwproxy_core::{Classifier, Demand, NodeState, RoutePolicy};
-use rwproxy_http::health::{self, HealthStatus};
+use rwproxy_core::{Classifier, Demand, NodeState, Role, RoutePolicy};
+use rwproxy_http::health::{self, AppCheck, HealthStatus, HealthTracker, SharedHealth};
 use rwproxy_http::{
     serve, Admin, ConsistencyParams, Draining, HealthParams, ListenerLimits, Metrics, PrimaryUrl,
     Proxy, ProxyParams,
@@ -26,8 +27,10 @@ use crate::probe;
 pub struct Node {
     proxy_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    agent_addr: Option<SocketAddr>,
     state: watch::Receiver<NodeState>,
     draining: Draining,
+    demand: Demand,
     stop: CancellationToken,
     servers: Vec<JoinHandle<()>>,
     _cluster: ClusterHandle,
@@ -46,7 +49,8 @@ impl Node {
     }
 
     /// Like [`Node::start`] on listeners bound already (tests bind first to learn their ports;
-    /// `proxy.listen` and `admin.listen` are then ignored).
+    /// `proxy.listen` and `admin.listen` are then ignored). The agent listener, when
+    /// configured, is bound here; [`Node::agent_addr`] says where.
     pub async fn start_on(
         config: &Config,
         listener: TcpListener,
@@ -68,6 +72,8 @@ impl Node {
         let draining = Draining::default();
         let stop = CancellationToken::new();
         let params = proxy_params(config, node.clone(), databases)?;
+        let app_check = app_check(config)?;
+        let shared_health = SharedHealth::default();
         let proxy = Proxy::new(
             params,
             state.clone(),
@@ -75,7 +81,13 @@ impl Node {
             probe,
             metrics.clone(),
             draining.clone(),
+            shared_health.clone(),
         );
+        let health_view = proxy.health_view().clone();
+        let admin = Admin {
+            proxy: proxy.clone(),
+            demand: demand.clone(),
+        };
 
         let proxy_addr = listener.local_addr()?;
         let mut servers = Vec::new();
@@ -96,14 +108,6 @@ impl Node {
         let mut admin_addr = None;
         if let Some(listener) = admin_listener {
             admin_addr = Some(listener.local_addr()?);
-            let admin = Admin {
-                node: node.clone(),
-                state: state.clone(),
-                metrics: metrics.clone(),
-                draining: draining.clone(),
-                health_max_lag: config.health.max_lag,
-                demand: demand.clone(),
-            };
             let handler = move |request: http::Request<hyper::body::Incoming>, _client| {
                 let response = admin.handle(&request);
                 async move { response }
@@ -117,20 +121,49 @@ impl Node {
                 drain,
             )));
         }
+        let mut agent_addr = None;
+        if let Some(addr) = config.admin.agent_listen {
+            let listener = TcpListener::bind(addr).await?;
+            agent_addr = Some(listener.local_addr()?);
+            servers.push(tokio::spawn(health::serve_agent(
+                listener,
+                health_view,
+                stop.clone().cancelled_owned(),
+            )));
+        }
+        if let Some(check) = app_check {
+            tokio::spawn(health::run_app_check(
+                check,
+                config.health.app_interval,
+                config.health.fall,
+                shared_health.clone(),
+                stop.clone().cancelled_owned(),
+            ));
+        }
         tokio::spawn(watch_state(
-            node,
+            Watch {
+                node,
+                metrics,
+                draining: draining.clone(),
+                max_lag: config.health.max_lag,
+                tracker: HealthTracker::new(
+                    config.health.rise,
+                    config.health.fall,
+                    shared_health.clone(),
+                ),
+                shared: shared_health,
+            },
             state.clone(),
-            metrics,
-            draining.clone(),
-            config.health.max_lag,
             stop.clone(),
         ));
-        tracing::info!(%proxy_addr, admin = ?admin_addr, app = %config.proxy.app, source = config.cluster.source.name(), "rwproxy started");
+        tracing::info!(%proxy_addr, admin = ?admin_addr, agent = ?agent_addr, app = %config.proxy.app, source = config.cluster.source.name(), "rwproxy started");
         Ok(Node {
             proxy_addr,
             admin_addr,
+            agent_addr,
             state,
             draining,
+            demand,
             stop,
             servers,
             _cluster: cluster,
@@ -147,9 +180,25 @@ impl Node {
         self.admin_addr
     }
 
+    /// Where the HAProxy agent-check listener accepts, if enabled (`admin.agent_listen`).
+    pub fn agent_addr(&self) -> Option<SocketAddr> {
+        self.agent_addr
+    }
+
     /// The node's cluster state.
     pub fn state(&self) -> watch::Receiver<NodeState> {
         self.state.clone()
+    }
+
+    /// Reads waiting for this node to reach their token right now.
+    pub fn waiting_reads(&self) -> usize {
+        self.demand.active()
+    }
+
+    /// Turns health to `draining` (503, agent `drain`) while still serving, so the edge can move
+    /// traffic away before [`Node::shutdown`] stops accepting (a pre-stop hook's job).
+    pub fn drain(&self) {
+        self.draining.start();
     }
 
     /// Turns health to `draining`, stops accepting, lets in-flight requests finish (bounded by
@@ -236,37 +285,142 @@ fn proxy_params(
     })
 }
 
-/// Mirrors every state change into the gauges, and logs role and health changes once each.
-async fn watch_state(
+/// The app check for `health.app_path`, if configured.
+fn app_check(config: &Config) -> io::Result<Option<AppCheck>> {
+    let Some(path) = &config.health.app_path else {
+        return Ok(None);
+    };
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let app = config
+        .proxy
+        .app
+        .authority()
+        .cloned()
+        .ok_or_else(|| invalid("proxy.app has no host".into()))?;
+    let path = path
+        .parse()
+        .map_err(|_| invalid(format!("health.app_path: invalid path {path:?}")))?;
+    Ok(Some(AppCheck::new(app, path, config.health.app_timeout)))
+}
+
+/// What the state-watch task works with.
+struct Watch {
     node: Arc<str>,
-    mut state: watch::Receiver<NodeState>,
     metrics: Arc<Metrics>,
     draining: Draining,
-    max_lag: std::time::Duration,
-    stop: CancellationToken,
-) {
-    let mut last_health: Option<HealthStatus> = None;
+    max_lag: Duration,
+    tracker: HealthTracker,
+    shared: SharedHealth,
+}
+
+/// The role and primary last logged.
+#[derive(Clone, PartialEq)]
+struct RoleView {
+    role: Role,
+    primary: Option<Arc<str>>,
+}
+
+/// Feeds every state change and a periodic tick into the health tracker, mirrors the state and
+/// the debounced verdict into the gauges, and logs role, primary and health changes once each.
+async fn watch_state(mut w: Watch, mut state: watch::Receiver<NodeState>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(health::TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick would complete at once; observations come from changes and later ticks.
+    ticker.reset();
+    // Starting up unknown is not news; the cluster source logs why the state is unknown.
+    let mut logged_health = HealthStatus::Unknown;
+    let mut logged_role: Option<RoleView> = None;
     loop {
-        let status = {
+        let (reported, role, lag) = {
             let current = state.borrow_and_update();
-            let status = health::evaluate(&current, max_lag, draining.is_draining());
-            metrics.state(&current, status == HealthStatus::Ok);
-            status
+            let observed = health::evaluate_with_app(
+                &current,
+                w.max_lag,
+                w.draining.is_draining(),
+                w.shared.app(),
+            );
+            let reported = w.tracker.observe(observed);
+            w.metrics.state(&current, reported == HealthStatus::Ok);
+            let role = RoleView {
+                role: current.role,
+                primary: current.primary.clone(),
+            };
+            (reported, role, current.lag)
         };
-        if last_health != Some(status) {
-            if status == HealthStatus::Ok {
-                tracing::info!(%node, "healthy");
-            } else {
-                tracing::warn!(%node, status = ?status, "unhealthy");
-            }
-            last_health = Some(status);
+        if logged_role.as_ref() != Some(&role) {
+            log_role_change(&w, logged_role.as_ref(), &role);
+            logged_role = Some(role);
+        }
+        if reported != logged_health {
+            log_health_change(&w, reported, lag);
+            logged_health = reported;
         }
         tokio::select! {
             changed = state.changed() => if changed.is_err() { return },
+            _ = ticker.tick() => {}
             () = stop.cancelled() => {
-                metrics.state(&state.borrow(), false);
+                w.metrics.state(&state.borrow(), false);
                 return;
             }
         }
+    }
+}
+
+fn log_role_change(w: &Watch, before: Option<&RoleView>, now: &RoleView) {
+    let node = &*w.node;
+    let was_primary = before.is_some_and(|b| b.role == Role::Primary);
+    let had_primary = before.and_then(|b| b.primary.clone());
+    match now.role {
+        Role::Primary if !was_primary => {
+            tracing::info!(node, "became primary: writes go to the local app")
+        }
+        Role::Primary => {}
+        Role::Replica => {
+            if was_primary {
+                tracing::warn!(node, "no longer primary: writes leave this node");
+            }
+            match &now.primary {
+                Some(primary) if had_primary.as_ref() != Some(primary) => {
+                    // A new primary gets a fresh chance: an old one's connect failure says
+                    // nothing about it.
+                    w.metrics.primary_reachable(true);
+                    tracing::info!(node, %primary, "following primary");
+                }
+                Some(_) => {}
+                None if had_primary.is_some() || was_primary || before.is_none() => {
+                    tracing::warn!(
+                        node,
+                        "lost the primary: writes wait for one, then get 503 no-primary"
+                    );
+                }
+                None => {}
+            }
+        }
+        // The cluster source logs why the state is unknown.
+        Role::Unknown if was_primary => {
+            tracing::warn!(node, "no longer primary: cluster state unknown");
+        }
+        Role::Unknown => {}
+    }
+}
+
+fn log_health_change(w: &Watch, reported: HealthStatus, lag: Option<Duration>) {
+    let node = &*w.node;
+    let lag_ms = lag.map(|l| l.as_millis() as u64);
+    let max_lag_ms = w.max_lag.as_millis() as u64;
+    match reported {
+        HealthStatus::Ok => tracing::info!(node, lag_ms, "healthy: health answers 200"),
+        HealthStatus::Lagging => tracing::warn!(
+            node,
+            lag_ms,
+            max_lag_ms,
+            "replication lag over health.max_lag: unhealthy (lagging)"
+        ),
+        status => tracing::warn!(
+            node,
+            status = status.as_str(),
+            lag_ms,
+            "unhealthy: health answers 503"
+        ),
     }
 }

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use rwproxy_core::{ErrorCode, Reason, RequestClass, Token};
 
-use super::{Outcome, Proxy};
+use super::{Outcome, Proxy, RequestId};
 use crate::body::Body;
 use crate::respond::RWPROXY_ROUTE;
 use crate::upstream::headers::{prepare_request, prepare_response, ClientInfo, FORWARDED_BY};
@@ -71,6 +71,8 @@ impl Proxy {
     ) -> Outcome {
         let inner = &*self.inner;
         let params = &inner.params;
+        let request_id = request.extensions().get::<RequestId>().cloned();
+        let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
         match inner
             .pool
             .send(
@@ -98,6 +100,7 @@ impl Proxy {
                             let positions = self.current_positions().await;
                             if token.is_ahead_of(&positions) {
                                 tracing::info!(
+                                    request_id,
                                     "client token is ahead of the primary; replacing it"
                                 );
                                 params
@@ -116,11 +119,11 @@ impl Proxy {
                 }
             }
             Err(SendError::Connect { error, .. }) => {
-                tracing::warn!(app = %inner.app.authority, %error, "local app unreachable");
+                tracing::warn!(request_id, app = %inner.app.authority, %error, "local app unreachable");
                 Outcome::rejected(class, ErrorCode::AppUnreachable)
             }
             Err(SendError::Sent(error)) => {
-                tracing::warn!(app = %inner.app.authority, %error, "local app failed mid-request");
+                tracing::warn!(request_id, app = %inner.app.authority, %error, "local app failed mid-request");
                 Outcome::rejected(class, ErrorCode::AppUnreachable)
             }
         }
@@ -174,9 +177,11 @@ impl Proxy {
         let inner = &*self.inner;
         let params = &inner.params;
         let deadline = Instant::now() + params.primary_wait;
+        let request_id = request.extensions().get::<RequestId>().cloned();
+        let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
         loop {
             let Some(authority) = params.primary_url.authority(&primary) else {
-                tracing::error!(%primary, "writes.primary_url gives no valid URL for this primary");
+                tracing::error!(request_id, %primary, "writes.primary_url gives no valid URL for this primary");
                 return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
             };
             let target = Target::http(authority);
@@ -190,11 +195,12 @@ impl Proxy {
             .await;
             let error = match sent {
                 Err(_) => {
-                    tracing::warn!(%primary, timeout_ms = params.write_timeout.as_millis() as u64, "primary did not answer in time");
+                    tracing::warn!(request_id, %primary, timeout_ms = params.write_timeout.as_millis() as u64, "primary did not answer in time");
                     return Outcome::rejected(class, ErrorCode::PrimaryTimeout);
                 }
                 Ok(Ok(response)) => {
                     inner.metrics.forwarded(started.elapsed());
+                    inner.metrics.primary_reachable(true);
                     let (mut parts, body) = response.into_parts();
                     prepare_response(&mut parts);
                     self.route_header(&mut parts.headers, "primary", reason);
@@ -207,7 +213,9 @@ impl Proxy {
                     };
                 }
                 Ok(Err(SendError::Sent(error))) => {
-                    tracing::warn!(%primary, %error, "connection to the primary failed after the request was sent");
+                    // Connected, then failed: the primary was reachable.
+                    inner.metrics.primary_reachable(true);
+                    tracing::warn!(request_id, %primary, %error, "connection to the primary failed after the request was sent");
                     return Outcome::rejected(class, ErrorCode::PrimaryFailed);
                 }
                 Ok(Err(SendError::Connect {
@@ -218,7 +226,8 @@ impl Proxy {
                     error
                 }
             };
-            tracing::warn!(%primary, %error, "primary unreachable");
+            inner.metrics.primary_reachable(false);
+            tracing::warn!(request_id, %primary, %error, "primary unreachable");
             if class != RequestClass::Write || Instant::now() >= deadline {
                 return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
             }
@@ -231,7 +240,10 @@ impl Proxy {
                 (state.is_primary(), state.remote_primary().cloned())
             };
             if promoted {
-                tracing::info!("this node became primary while a write waited; serving it locally");
+                tracing::info!(
+                    request_id,
+                    "this node became primary while a write waited; serving it locally"
+                );
                 request.headers_mut().remove(&FORWARDED_BY);
                 return self
                     .send_to_app(

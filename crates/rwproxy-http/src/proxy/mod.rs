@@ -3,6 +3,7 @@
 
 mod answers;
 mod dispatch;
+mod request_id;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,12 +19,15 @@ use tokio::sync::watch;
 use crate::body::Body;
 use crate::consistency::{self, PositionProbe};
 use crate::freshness::Freshness;
+use crate::health::{HealthView, SharedHealth};
 use crate::metrics::Metrics;
 use crate::params::ProxyParams;
+use crate::respond;
 use crate::upstream::headers::{ClientInfo, HopIdentity, FORWARDED_BY};
 use crate::upstream::pool::PoolConfig;
 use crate::upstream::{Pool, Target};
-use crate::{health, respond};
+
+pub use request_id::{RequestId, RequestIds, X_REQUEST_ID};
 
 /// Set when the process is shutting down; health turns 503 `draining`.
 #[derive(Clone, Debug, Default)]
@@ -56,8 +60,9 @@ struct Inner {
     freshness: Freshness,
     demand: Demand,
     probe: Arc<dyn PositionProbe>,
-    draining: Draining,
     metrics: Arc<Metrics>,
+    health: HealthView,
+    request_ids: RequestIds,
 }
 
 impl std::fmt::Debug for Inner {
@@ -88,7 +93,9 @@ impl Outcome {
 }
 
 impl Proxy {
-    /// A proxy over the given state channel.
+    /// A proxy over the given state channel. `health` carries the debounced health verdict
+    /// (written by the node's state-watch task); a fresh [`SharedHealth`] reports `unknown`
+    /// until something feeds it.
     pub fn new(
         params: ProxyParams,
         state: watch::Receiver<NodeState>,
@@ -96,8 +103,18 @@ impl Proxy {
         probe: Arc<dyn PositionProbe>,
         metrics: Arc<Metrics>,
         draining: Draining,
+        health: SharedHealth,
     ) -> Self {
+        let health = HealthView::new(
+            params.node.clone(),
+            state.clone(),
+            params.health.max_lag,
+            draining,
+            health,
+        );
         let inner = Inner {
+            request_ids: RequestIds::new(),
+            health,
             app: Target::http(params.app.clone()),
             hop: HopIdentity::new(&params.node),
             freshness: Freshness::new(params.max_lag),
@@ -106,7 +123,6 @@ impl Proxy {
             state,
             demand,
             probe,
-            draining,
             metrics,
         };
         Proxy {
@@ -115,19 +131,34 @@ impl Proxy {
     }
 
     /// Handles one client request. Never fails: every problem becomes a response.
-    pub async fn handle(&self, request: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        client: ClientInfo,
+    ) -> Response<Body> {
         let started = Instant::now();
         let metrics = &self.inner.metrics;
         metrics.in_flight(1.0);
+        // One id per request, the client's own when it sent a sane one: it travels to the app
+        // and to the primary (whose rwproxy keeps it), and comes back in the response.
+        let request_id = self.inner.request_ids.for_request(request.headers());
+        request
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.header_value().clone());
+        request.extensions_mut().insert(request_id.clone());
         let method = request.method().clone();
         let path = self
             .inner
             .params
             .access_log
             .then(|| request.uri().path().to_owned());
-        let outcome = self.pipeline(request, client).await;
+        let mut outcome = self.pipeline(request, client).await;
         let elapsed = started.elapsed();
         metrics.in_flight(-1.0);
+        outcome
+            .response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.header_value().clone());
         let status = outcome.response.status();
         if let Some(class) = outcome.class {
             metrics.request(class, outcome.route, status, elapsed);
@@ -146,6 +177,7 @@ impl Proxy {
         if let Some(path) = path {
             tracing::info!(
                 target: "rwproxy::access",
+                request_id = %request_id,
                 %method,
                 path,
                 class = outcome.class.map_or("health", RequestClass::as_str),
@@ -229,6 +261,7 @@ impl Proxy {
                     waited_for_primary = true;
                     if !matches!(found, Ok(Ok(_))) {
                         tracing::warn!(
+                            request_id = %RequestId::of(&request),
                             wait_ms = params.primary_wait.as_millis() as u64,
                             "no primary known; write refused"
                         );
@@ -271,16 +304,14 @@ impl Proxy {
     }
 
     fn health(&self, request: &Request<Incoming>) -> Response<Body> {
-        let inner = &*self.inner;
-        let state = inner.state.borrow();
-        health::respond(
-            request.method(),
-            request.uri().query(),
-            &inner.params.node,
-            &state,
-            inner.params.health.max_lag,
-            inner.draining.is_draining(),
-        )
+        self.inner
+            .health
+            .respond(request.method(), request.uri().query())
+    }
+
+    /// This node's health, as the health endpoints answer it.
+    pub fn health_view(&self) -> &HealthView {
+        &self.inner.health
     }
 
     /// The proxy's metrics (shared with the admin listener).
@@ -291,6 +322,13 @@ impl Proxy {
     /// Idle pooled connections to the local app (for tests and metrics).
     pub fn idle_app_connections(&self) -> usize {
         self.inner.pool.idle_count(&self.inner.app)
+    }
+
+    /// Idle pooled connections: `(to the local app, to primaries)`.
+    pub fn idle_connections(&self) -> (usize, usize) {
+        let app = self.inner.pool.idle_count(&self.inner.app);
+        let total = self.inner.pool.idle_total();
+        (app, total.saturating_sub(app))
     }
 
     /// How long forwarded requests may take.

@@ -21,6 +21,10 @@ use crate::body::Body;
 
 /// How many times a request the pool got back unsent is tried on another connection.
 const UNSENT_RETRIES: usize = 3;
+/// Connection attempts in flight at once, per pool. A herd of requests released together (reads
+/// whose position just arrived) would otherwise open hundreds of connections in the same
+/// instant and overflow the upstream's accept backlog, costing a one-second SYN retry.
+const MAX_CONCURRENT_CONNECTS: usize = 32;
 /// Pause between connect attempts while an upstream refuses connections (cold start).
 const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -96,6 +100,7 @@ struct PoolInner {
     config: PoolConfig,
     // A std mutex held for a push or a pop only, never across an await.
     idle: Mutex<HashMap<Authority, Vec<IdleConn>>>,
+    connects: tokio::sync::Semaphore,
 }
 
 #[derive(Debug)]
@@ -166,6 +171,7 @@ impl Pool {
             inner: Arc::new(PoolInner {
                 config,
                 idle: Mutex::new(HashMap::new()),
+                connects: tokio::sync::Semaphore::new(MAX_CONCURRENT_CONNECTS),
             }),
         }
     }
@@ -178,6 +184,16 @@ impl Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         idle.get(&target.authority).map_or(0, Vec::len)
+    }
+
+    /// Idle connections currently pooled for every target together.
+    pub fn idle_total(&self) -> usize {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        idle.values().map(Vec::len).sum()
     }
 
     /// Sends `request` to `target` on a pooled or new connection.
@@ -193,18 +209,17 @@ impl Pool {
     ) -> Result<Response<Body>, SendError> {
         let mut unsent_retries = 0;
         loop {
-            let reused = self.inner.take(&target.authority);
-            let mut sender = match reused {
-                Some(sender) => sender,
-                None => match connect_with_retry(target, connect_timeout, connect_retry).await {
-                    Ok(sender) => sender,
-                    Err(error) => {
-                        return Err(SendError::Connect {
-                            error,
-                            request: Box::new(request),
-                        })
-                    }
-                },
+            let connected = self
+                .checkout_or_connect(target, connect_timeout, connect_retry)
+                .await;
+            let mut sender = match connected {
+                Ok(sender) => sender,
+                Err(error) => {
+                    return Err(SendError::Connect {
+                        error,
+                        request: Box::new(request),
+                    })
+                }
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -237,6 +252,31 @@ impl Pool {
                 },
             }
         }
+    }
+}
+
+impl Pool {
+    /// An idle connection, or a new one. Waiting for a connect slot, it takes a connection that
+    /// another request returned meanwhile rather than opening one more.
+    async fn checkout_or_connect(
+        &self,
+        target: &Target,
+        connect_timeout: Duration,
+        connect_retry: Duration,
+    ) -> io::Result<http1::SendRequest<Body>> {
+        if let Some(sender) = self.inner.take(&target.authority) {
+            return Ok(sender);
+        }
+        let _permit = self
+            .inner
+            .connects
+            .acquire()
+            .await
+            .map_err(|_| io::Error::other("pool closed"))?;
+        if let Some(sender) = self.inner.take(&target.authority) {
+            return Ok(sender);
+        }
+        connect_with_retry(target, connect_timeout, connect_retry).await
     }
 }
 

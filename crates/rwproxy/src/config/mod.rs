@@ -151,6 +151,8 @@ pub struct ProxyConfig {
 pub struct AdminConfig {
     /// `admin.listen`; `None` when set to `""` (admin listener disabled).
     pub listen: Option<SocketAddr>,
+    /// `admin.agent_listen`: the HAProxy agent-check TCP listener; `None` when `""` or absent.
+    pub agent_listen: Option<SocketAddr>,
 }
 
 /// `[cluster]`: where this node learns the primary, positions and lag.
@@ -272,6 +274,18 @@ pub struct HealthConfig {
     pub path: String,
     /// `health.max_lag`: lag above this makes the node unhealthy.
     pub max_lag: Duration,
+    /// `health.rise`: consecutive healthy observations before an unhealthy node turns healthy.
+    pub rise: u32,
+    /// `health.fall`: consecutive unhealthy observations before a healthy node turns unhealthy
+    /// (lag only; other reasons turn it unhealthy at once).
+    pub fall: u32,
+    /// `health.app_path`: path (and query) of the local app's own health check; `None` when
+    /// `""` or absent (no app check).
+    pub app_path: Option<String>,
+    /// `health.app_interval`: how often the app check runs.
+    pub app_interval: Duration,
+    /// `health.app_timeout`: bound on one app check.
+    pub app_timeout: Duration,
 }
 
 /// `[log]`: logging.

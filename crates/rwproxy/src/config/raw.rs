@@ -52,6 +52,7 @@ pub(crate) struct RawProxy {
 #[serde(expecting = "a table")]
 pub(crate) struct RawAdmin {
     pub listen: Option<String>,
+    pub agent_listen: Option<String>,
 }
 
 /// Keys of every source live side by side; only the selected source's keys are checked.
@@ -110,6 +111,11 @@ pub(crate) struct RawConsistency {
 pub(crate) struct RawHealth {
     pub path: Option<String>,
     pub max_lag: Option<DurationText>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    pub app_path: Option<String>,
+    pub app_interval: Option<DurationText>,
+    pub app_timeout: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]

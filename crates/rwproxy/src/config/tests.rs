@@ -610,3 +610,50 @@ fn errors_display_one_line_per_problem() {
         "writes.primary_wait: invalid duration \"5 parsecs\"\nproxy.lisen: unknown key"
     );
 }
+
+#[test]
+fn health_and_agent_keys() {
+    let c = ok(MINIMAL);
+    assert_eq!((c.health.rise, c.health.fall), (2, 3));
+    assert_eq!(c.health.app_path, None);
+    assert_eq!(c.health.app_interval, Duration::from_secs(1));
+    assert_eq!(c.health.app_timeout, Duration::from_secs(1));
+    assert_eq!(c.admin.agent_listen, None);
+
+    let c = ok(&format!(
+        "{MINIMAL}[admin]\nagent_listen = \"0.0.0.0:9091\"\n[health]\nrise = 1\nfall = 5\n\
+         app_path = \"/healthz?deep=1\"\napp_interval = \"500ms\"\napp_timeout = \"300ms\"\n"
+    ));
+    assert_eq!(c.admin.agent_listen, Some(addr("0.0.0.0:9091")));
+    assert_eq!((c.health.rise, c.health.fall), (1, 5));
+    assert_eq!(c.health.app_path.as_deref(), Some("/healthz?deep=1"));
+    assert_eq!(c.health.app_interval, Duration::from_millis(500));
+    assert_eq!(c.health.app_timeout, Duration::from_millis(300));
+    let c = ok(&format!(
+        "{MINIMAL}[admin]\nagent_listen = \"\"\n[health]\napp_path = \"\"\n"
+    ));
+    assert_eq!(c.admin.agent_listen, None);
+    assert_eq!(c.health.app_path, None);
+}
+
+#[test]
+fn bad_health_and_agent_keys() {
+    assert_eq!(
+        problems_with(
+            "[admin]\nagent_listen = \"127.0.0.1:9090\"\n[health]\nrise = 0\nfall = 0\n\
+             app_path = \"healthz\"\napp_interval = \"0s\"\napp_timeout = \"soon\"\n"
+        ),
+        vec![
+            "admin.agent_listen: 127.0.0.1:9090 conflicts with admin.listen 127.0.0.1:9090",
+            "health.rise: must be at least 1",
+            "health.fall: must be at least 1",
+            "health.app_path: invalid path \"healthz\" (must start with '/', e.g. \"/healthz\")",
+            "health.app_interval: must be greater than zero",
+            "health.app_timeout: invalid duration \"soon\"",
+        ]
+    );
+    assert_eq!(
+        problems_with("[health]\nfall = -1\n"),
+        vec!["health.fall: invalid value: integer `-1`, expected u32"]
+    );
+}

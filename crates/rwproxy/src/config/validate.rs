@@ -46,6 +46,15 @@ pub(crate) fn validate(
                 None,
             ),
         },
+        agent_listen: match raw.admin.agent_listen.as_deref() {
+            None | Some("") => None,
+            Some(text) => c.value(
+                "admin.agent_listen",
+                Some(text),
+                |t| values::parse_socket_addr(t).map(Some),
+                None,
+            ),
+        },
     };
     if let Some(admin_listen) = admin.listen {
         if conflicts(admin_listen, proxy.listen) {
@@ -56,6 +65,20 @@ pub(crate) fn validate(
                     proxy.listen
                 ),
             );
+        }
+    }
+    if let Some(agent_listen) = admin.agent_listen {
+        let others = [
+            ("proxy.listen", Some(proxy.listen)),
+            ("admin.listen", admin.listen),
+        ];
+        for (key, other) in others {
+            if let Some(other) = other.filter(|o| conflicts(agent_listen, *o)) {
+                c.report(
+                    "admin.agent_listen",
+                    format!("{agent_listen} conflicts with {key} {other}"),
+                );
+            }
         }
     }
     Config {
@@ -331,9 +354,34 @@ fn health(c: &mut Checker<'_>, raw: RawHealth) -> HealthConfig {
     if let Err(message) = values::check_path(&path) {
         c.report("health.path", message);
     }
+    let mut count = |key: &str, value: Option<u32>, default: u32| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            c.report(key, "must be at least 1");
+            return default;
+        }
+        value
+    };
+    let rise = count("health.rise", raw.rise, 2);
+    let fall = count("health.fall", raw.fall, 3);
+    let app_path = match raw.app_path {
+        None => None,
+        Some(p) if p.is_empty() => None,
+        Some(p) => {
+            if let Err(message) = values::check_path_and_query(&p) {
+                c.report("health.app_path", message);
+            }
+            Some(p)
+        }
+    };
     HealthConfig {
         path,
         max_lag: c.duration("health.max_lag", &raw.max_lag, secs(10)),
+        rise,
+        fall,
+        app_path,
+        app_interval: c.nonzero_duration("health.app_interval", &raw.app_interval, secs(1)),
+        app_timeout: c.nonzero_duration("health.app_timeout", &raw.app_timeout, secs(1)),
     }
 }
 

@@ -199,6 +199,20 @@ pub fn check_path(text: &str) -> Result<(), String> {
     }
 }
 
+/// A request target for a probe: starts with `/`, an optional query, no fragment.
+pub fn check_path_and_query(text: &str) -> Result<(), String> {
+    let valid = text.starts_with('/')
+        && !text.contains('#')
+        && text.parse::<http::uri::PathAndQuery>().is_ok();
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid path {text:?} (must start with '/', e.g. \"/healthz\")"
+        ))
+    }
+}
+
 /// A routing glob: starts with `/` and compiles the way the classifier compiles it.
 pub fn check_glob(text: &str) -> Result<(), String> {
     if !text.starts_with('/') {
@@ -313,6 +327,10 @@ mod tests {
         assert!(check_path("/health").is_ok());
         for bad in ["health", "", "/a?b", "/a b"] {
             assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_path_and_query("/healthz?full=1").is_ok());
+        for bad in ["healthz", "", "/a b", "/a#b"] {
+            assert!(check_path_and_query(bad).is_err(), "{bad:?}");
         }
         assert!(check_glob("/static/*").is_ok());
         assert!(check_glob("/{a,b}/*.css").is_ok());

@@ -1,0 +1,143 @@
+//! Request ids: the client's own `x-request-id` when it is sane, else a fresh one. The id goes
+//! to the app and to the primary (whose rwproxy keeps it), so one write can be followed through
+//! two nodes' logs, and comes back in the response.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::Request;
+
+/// The request id header, taken from clients and set on requests and responses.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied id kept; longer ones are replaced.
+const MAX_LEN: usize = 128;
+
+/// One request's id: 1 to 128 visible ASCII characters. Also a request extension, so the
+/// pipeline's logs can name it.
+#[derive(Clone, Debug)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The id as a header value.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("-")
+    }
+
+    /// The id of a request that went through [`RequestIds::for_request`], else `-`.
+    pub fn of<B>(request: &Request<B>) -> &str {
+        request
+            .extensions()
+            .get::<RequestId>()
+            .map_or("-", RequestId::as_str)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// True for an id worth keeping: 1 to 128 visible ASCII characters (no spaces, no controls),
+/// so it is safe in a log line and a header.
+fn is_sane(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= MAX_LEN && bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// Makes ids: 16 hex digits, a keyed hash of a per-proxy counter. The random key makes ids of
+/// different nodes and restarts distinct; the hash keeps them from looking sequential.
+#[derive(Debug)]
+pub struct RequestIds {
+    key: RandomState,
+    counter: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestIds {
+    /// A generator with a fresh random key.
+    pub fn new() -> Self {
+        RequestIds {
+            key: RandomState::new(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The id for a request with these headers: the client's sane `x-request-id`, or a new one.
+    pub fn for_request(&self, headers: &HeaderMap) -> RequestId {
+        match headers.get(&X_REQUEST_ID) {
+            Some(value) if is_sane(value) => RequestId(value.clone()),
+            _ => self.make(),
+        }
+    }
+
+    fn make(&self) -> RequestId {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut hasher = self.key.build_hasher();
+        hasher.write_u64(n);
+        let mut v = hasher.finish();
+        let mut hex = [0u8; 16];
+        for digit in hex.iter_mut().rev() {
+            *digit = b"0123456789abcdef"[(v & 0xf) as usize];
+            v >>= 4;
+        }
+        RequestId(HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("-")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(id: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID.clone(), HeaderValue::from_bytes(id).unwrap());
+        h
+    }
+
+    #[test]
+    fn sane_client_ids_are_kept() {
+        let ids = RequestIds::new();
+        assert_eq!(
+            ids.for_request(&headers(b"abc-123_X")).as_str(),
+            "abc-123_X"
+        );
+        let long = vec![b'a'; 128];
+        assert_eq!(ids.for_request(&headers(&long)).as_str().len(), 128);
+    }
+
+    #[test]
+    fn odd_client_ids_are_replaced() {
+        let ids = RequestIds::new();
+        for bad in [&b"has space"[..], b"tab\there", &[b'a'; 129], b"\xc3\xa9"] {
+            let id = ids.for_request(&headers(bad));
+            assert_eq!(id.as_str().len(), 16, "{bad:?}");
+            assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_eq!(ids.for_request(&HeaderMap::new()).as_str().len(), 16);
+    }
+
+    #[test]
+    fn made_ids_differ() {
+        let ids = RequestIds::new();
+        let a = ids.for_request(&HeaderMap::new());
+        let b = ids.for_request(&HeaderMap::new());
+        assert_ne!(a.as_str(), b.as_str());
+        let other = RequestIds::new().for_request(&HeaderMap::new());
+        assert_ne!(a.as_str(), other.as_str(), "another node's first id");
+    }
+}
