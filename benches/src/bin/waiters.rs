@@ -138,7 +138,7 @@ level = "warn"
     // Wait until every request has reached the waiting room.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let waiting = app.seen().len() == 0 && tasks.iter().all(|t| !t.is_finished());
+        let waiting = app.seen().is_empty() && tasks.iter().all(|t| !t.is_finished());
         assert!(waiting, "a read was released early");
         if metrics_waiting(&node).await >= n || Instant::now() > deadline {
             break;

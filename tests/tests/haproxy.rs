@@ -1,0 +1,250 @@
+//! End to end with a real load balancer: HAProxy in front of two replicas' rwproxies takes a
+//! lagging replica out of rotation through `GET /health` (and puts it back when it recovers),
+//! and follows the agent-check words (weight by lag, down, drain) from `admin.agent_listen`.
+//!
+//! Skipped with a notice when `haproxy` is not installed, unless `RWPROXY_REQUIRE_EXTERNAL=1`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rwproxy_tests::cluster::Cluster;
+use rwproxy_tests::{client, eventually, external_program, free_port};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A running `haproxy`, killed when dropped.
+struct Haproxy {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Haproxy {
+    /// Starts `haproxy` with a frontend on a free port and `backend` as the backend section's
+    /// body; `None` when HAProxy is not installed (the test skips).
+    async fn start(backend: &str) -> Option<Haproxy> {
+        let program = external_program("haproxy")?;
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let socket = dir.path().join("admin.sock");
+        let config = format!(
+            "global\n    stats socket {socket} level admin\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    \
+             timeout server 10s\n    timeout check 1s\n\
+             frontend edge\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
+             backend replicas\n    balance roundrobin\n{backend}",
+            socket = socket.display(),
+        );
+        let config_path = dir.path().join("haproxy.cfg");
+        std::fs::write(&config_path, &config).unwrap();
+        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
+        let child = Command::new(program)
+            .arg("-db")
+            .arg("-f")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut haproxy = Haproxy { child, dir, port };
+        eventually(WAIT, "haproxy to listen", || {
+            if let Some(status) = haproxy.child.try_wait().unwrap() {
+                panic!("haproxy exited ({status}):\n{}", haproxy.log());
+            }
+            let socket = haproxy.socket();
+            async move {
+                let up = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                    && tokio::net::UnixStream::connect(socket).await.is_ok();
+                up.then_some(())
+            }
+        })
+        .await;
+        Some(haproxy)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("admin.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+
+    /// `GET path` through HAProxy: which test app answered (`app1`, `app2`), or the status.
+    async fn served_by(&self, path: &str) -> String {
+        let r = client()
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 200 {
+            return format!("status {}", r.status());
+        }
+        let doc: serde_json::Value = r.json().await.unwrap();
+        doc["app"].as_str().unwrap().to_owned()
+    }
+
+    /// Which apps served a batch of `n` requests.
+    async fn batch(&self, n: usize) -> Vec<String> {
+        let mut served = Vec::with_capacity(n);
+        for i in 0..n {
+            served.push(self.served_by(&format!("/r/{i}")).await);
+        }
+        served
+    }
+
+    /// `(status, weight)` of server `name` on HAProxy's stats page (`show stat`).
+    async fn server(&self, name: &str) -> (String, String) {
+        let mut stream = tokio::net::UnixStream::connect(self.socket())
+            .await
+            .unwrap();
+        stream.write_all(b"show stat\n").await.unwrap();
+        let mut csv = String::new();
+        stream.read_to_string(&mut csv).await.unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let column = |n: &str| header.iter().position(|h| *h == n).unwrap();
+        let (status, weight) = (column("status"), column("weight"));
+        let row: Vec<&str> = lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|r| r.get(1) == Some(&name))
+            .unwrap_or_else(|| panic!("no server {name} in\n{csv}"));
+        (row[status].to_owned(), row[weight].to_owned())
+    }
+}
+
+fn assert_exists(path: &Path) {
+    assert!(path.exists(), "{}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_takes_a_lagging_replica_out_and_back_in() {
+    let c = Cluster::start(3, |config| {
+        config.health.max_lag = Duration::from_secs(1);
+        // The lagging replica would still serve reads itself: only the edge keeps them away.
+        config.reads.max_lag = Duration::from_secs(60);
+    })
+    .await;
+    let backend = format!(
+        "    option httpchk GET /health\n    http-check expect status 200\n    \
+         default-server inter 100ms fall 2 rise 2\n    \
+         server r1 {} check\n    server r2 {} check\n",
+        c.nodes[1].name, c.nodes[2].name
+    );
+    let Some(haproxy) = Haproxy::start(&backend).await else {
+        return;
+    };
+    assert_exists(&haproxy.socket());
+    eventually(WAIT, "both replicas to get traffic", || async {
+        let served = haproxy.batch(6).await;
+        (served.iter().any(|s| s == "app1") && served.iter().any(|s| s == "app2")).then_some(())
+    })
+    .await;
+
+    c.nodes[1].mount.set_lag_ms(5000);
+    eventually(WAIT, "haproxy to mark r1 down", || async {
+        haproxy
+            .server("r1")
+            .await
+            .0
+            .starts_with("DOWN")
+            .then_some(())
+    })
+    .await;
+    let served = haproxy.batch(20).await;
+    assert!(
+        served.iter().all(|s| s == "app2"),
+        "every request goes to the healthy replica: {served:?}\n{}",
+        haproxy.log()
+    );
+
+    c.nodes[1].mount.set_lag_ms(0);
+    eventually(WAIT, "traffic to return to r1", || async {
+        haproxy
+            .batch(4)
+            .await
+            .iter()
+            .any(|s| s == "app1")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(haproxy.server("r1").await.0, "UP");
+    drop(haproxy);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_follows_the_agent_weight_down_and_drain_words() {
+    let c = Cluster::start(3, |config| {
+        config.admin.agent_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.health.rise = 1;
+        config.health.fall = 1;
+    })
+    .await;
+    let backend = format!(
+        "    default-server inter 100ms fall 2 rise 2 agent-inter 100ms weight 100\n    \
+         server r1 {} check agent-check agent-port {}\n    \
+         server r2 {} check agent-check agent-port {}\n",
+        c.nodes[1].name,
+        c.nodes[1].agent_addr().port(),
+        c.nodes[2].name,
+        c.nodes[2].agent_addr().port(),
+    );
+    let Some(haproxy) = Haproxy::start(&backend).await else {
+        return;
+    };
+    // `weight` None: any (an agent's `down` or `drain` leaves the last weight in place).
+    let server_is = |name: &'static str, status: &'static str, weight: Option<&'static str>| {
+        let haproxy = &haproxy;
+        async move {
+            let what = format!("{name} to be {status} with weight {weight:?}");
+            eventually(WAIT, &what, || async {
+                let (s, w) = haproxy.server(name).await;
+                (s == status && (weight.is_none() || weight == Some(w.as_str()))).then_some(())
+            })
+            .await;
+        }
+    };
+    server_is("r1", "UP", Some("100")).await;
+
+    // Half of health.max_lag (10 s): the agent says 55%, HAProxy weighs r1 at 55.
+    c.nodes[1].mount.set_lag_ms(5000);
+    server_is("r1", "UP", Some("55")).await;
+
+    c.nodes[1].mount.set_lag_ms(20_000);
+    server_is("r1", "DOWN (agent)", None).await;
+    let served = haproxy.batch(10).await;
+    assert!(served.iter().all(|s| s == "app2"), "{served:?}");
+
+    c.nodes[1].mount.set_lag_ms(0);
+    server_is("r1", "UP", Some("100")).await;
+
+    c.nodes[2].node.as_ref().unwrap().drain();
+    server_is("r2", "DRAIN (agent)", None).await;
+    let served = haproxy.batch(10).await;
+    assert!(
+        served.iter().all(|s| s == "app1"),
+        "no new requests to a draining node: {served:?}"
+    );
+    drop(haproxy);
+    c.stop().await;
+}
