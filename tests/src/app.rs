@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +41,19 @@ struct Shared {
     healthz_ok: AtomicBool,
     mount: Option<Arc<Mount>>,
     databases: Vec<String>,
+    /// `x-write-id` of every write the app applied (accepted, body complete), in order.
+    applied: Mutex<Vec<String>>,
+    /// `x-write-id` of every write the app refused because it was not accepting writes.
+    refused: Mutex<Vec<String>>,
+    /// Requests whose body broke off before its end (never applied).
+    incomplete: AtomicUsize,
+    /// Serializes applying writes, like SQLite's single writer: concurrent writes would
+    /// otherwise race on the mount's position files (read-modify-write, temp file + rename).
+    write_lock: Mutex<()>,
 }
+
+/// The header the chaos tests use to tell writes apart.
+pub const WRITE_ID: &str = "x-write-id";
 
 /// A running test app; stops when dropped.
 pub struct App {
@@ -73,6 +85,10 @@ impl App {
             healthz_ok: AtomicBool::new(true),
             mount,
             databases: databases.iter().map(|s| s.to_string()).collect(),
+            applied: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
+            incomplete: AtomicUsize::new(0),
+            write_lock: Mutex::new(()),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
         App { addr, shared, task }
@@ -98,6 +114,28 @@ impl App {
             .iter()
             .filter(|s| !matches!(s.method, Method::GET | Method::HEAD | Method::OPTIONS))
             .count()
+    }
+
+    /// The name the app reports in its answers (`app0`, ...).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The `x-write-id` of every write this app applied, in order (writes without the header
+    /// are not listed).
+    pub fn write_ids(&self) -> Vec<String> {
+        self.shared.applied.lock().unwrap().clone()
+    }
+
+    /// The `x-write-id` of every write this app refused (500) because it was not accepting
+    /// writes, like a read-only SQLite on a replica.
+    pub fn refused_write_ids(&self) -> Vec<String> {
+        self.shared.refused.lock().unwrap().clone()
+    }
+
+    /// Requests whose body broke off before its end; the app applied none of them.
+    pub fn incomplete_bodies(&self) -> usize {
+        self.shared.incomplete.load(Ordering::SeqCst)
     }
 
     /// Makes `GET /healthz` answer 200 (true) or 503 (false).
@@ -133,12 +171,18 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<Body>, Infallible> {
+    // WebSocket and trailer endpoints live in protocols.rs.
+    let req = match crate::protocols::handle(req, &shared.name).await {
+        Ok(response) => return Ok(response),
+        Err(req) => req,
+    };
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    // A body that breaks off (the client or a proxy reset mid-body) is an error for a real app
+    // too: it never applies such a write.
+    let (body, complete) = match body.collect().await {
+        Ok(b) => (b.to_bytes(), true),
+        Err(_) => (Bytes::new(), false),
+    };
     let seen = Seen {
         method: parts.method.clone(),
         uri: parts.uri.to_string(),
@@ -147,6 +191,10 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
         body_sha256: sha256_hex(&body),
     };
     shared.seen.lock().unwrap().push(seen.clone());
+    if !complete {
+        shared.incomplete.fetch_add(1, Ordering::SeqCst);
+        return Ok(full(StatusCode::BAD_REQUEST, "incomplete request body"));
+    }
     let path = parts.uri.path();
 
     if path == "/sse" {
@@ -196,17 +244,30 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     }
 
     let is_read = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !is_read && !shared.accepts_writes.load(Ordering::SeqCst) {
-        return Ok(full(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "attempt to write a readonly database",
-        ));
-    }
+    let write_id = (!is_read)
+        .then(|| parts.headers.get(WRITE_ID))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if !is_read {
+        // Like SQLite: take the write lock, then find out whether the database is writable.
+        let _writer = shared.write_lock.lock().unwrap();
+        if !shared.accepts_writes.load(Ordering::SeqCst) {
+            if let Some(id) = write_id {
+                shared.refused.lock().unwrap().push(id);
+            }
+            return Ok(full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "attempt to write a readonly database",
+            ));
+        }
         if let Some(mount) = &shared.mount {
             for db in &shared.databases {
                 mount.set_pos(db, mount.pos(db) + 1);
             }
+        }
+        if let Some(id) = write_id {
+            shared.applied.lock().unwrap().push(id);
         }
     }
     let doc = serde_json::json!({

@@ -53,7 +53,7 @@ pub struct Cluster {
 }
 
 /// The base configuration of every test node; `tweak` adjusts it per test.
-fn base_config(name: &str, app: &str, mount: &Mount, databases: &[&str]) -> Config {
+pub(crate) fn base_config(name: &str, app: &str, mount: &Mount, databases: &[&str]) -> Config {
     let dbs: Vec<String> = databases.iter().map(|d| format!("\"{d}\"")).collect();
     let text = format!(
         r#"

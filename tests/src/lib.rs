@@ -4,8 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 pub mod app;
+pub mod chaos_cluster;
 pub mod cluster;
 pub mod mount;
+pub mod protocols;
+pub mod relay;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;

@@ -425,3 +425,39 @@ async fn shutdown_finishes_in_flight_requests() {
         "still accepting after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_delay_reports_draining_while_still_serving() {
+    let mut c = Cluster::start(1, |config| {
+        config.proxy.drain_delay = Duration::from_millis(800)
+    })
+    .await;
+    let url = c.nodes[0].url();
+    let node = c.nodes[0].node.take().unwrap();
+    let stopping = tokio::spawn(node.shutdown());
+    let health = eventually(Duration::from_secs(2), "health to turn draining", || {
+        let url = url.clone();
+        async move {
+            let r = client().get(format!("{url}/health")).send().await.ok()?;
+            (r.status() == 503).then_some(r)
+        }
+    })
+    .await;
+    let doc: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(doc["status"], "draining");
+    let r = client()
+        .get(format!("{url}/still-serving"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "requests are served during the drain delay"
+    );
+    stopping.await.unwrap();
+    assert!(
+        client().get(format!("{url}/r")).send().await.is_err(),
+        "still accepting after shutdown"
+    );
+}

@@ -11,6 +11,23 @@ use pin_project_lite::pin_project;
 
 use crate::upstream::pool::Checkin;
 
+/// A client body grew past `proxy.max_body` while streaming.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("request body exceeds proxy.max_body")]
+pub struct BodyTooLarge;
+
+/// True when `error` (or what caused it) is [`BodyTooLarge`].
+pub fn is_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<BodyTooLarge>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 /// Errors a body can yield while streaming.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -31,6 +48,8 @@ pin_project! {
             inner: Incoming,
             // Returns the upstream connection to its pool once the body is fully read.
             checkin: Option<Checkin>,
+            // Bytes still allowed (`proxy.max_body`); `None`: no limit.
+            remaining: Option<u64>,
         },
         // A small body rwproxy made (error messages, health documents, metrics).
         Full { data: Option<Bytes> },
@@ -55,12 +74,24 @@ impl Body {
         }
     }
 
+    /// A streamed client body that fails once it exceeds `limit` bytes (`proxy.max_body`).
+    pub fn limited(inner: Incoming, limit: Option<u64>) -> Self {
+        Body {
+            kind: Kind::Stream {
+                inner,
+                checkin: None,
+                remaining: limit,
+            },
+        }
+    }
+
     /// A streamed body.
     pub fn stream(inner: Incoming) -> Self {
         Body {
             kind: Kind::Stream {
                 inner,
                 checkin: None,
+                remaining: None,
             },
         }
     }
@@ -71,6 +102,7 @@ impl Body {
             kind: Kind::Stream {
                 inner,
                 checkin: Some(checkin),
+                remaining: None,
             },
         };
         // A response without a body (204, 304, HEAD) ends at once.
@@ -79,7 +111,7 @@ impl Body {
     }
 
     fn checkin_if_done(&mut self) {
-        if let Kind::Stream { inner, checkin } = &mut self.kind {
+        if let Kind::Stream { inner, checkin, .. } = &mut self.kind {
             if inner.is_end_stream() {
                 if let Some(c) = checkin.take() {
                     c.done();
@@ -111,8 +143,21 @@ impl HttpBody for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Stream { mut inner, checkin } => {
+            KindProj::Stream {
+                mut inner,
+                checkin,
+                remaining,
+            } => {
                 let polled = inner.as_mut().poll_frame(cx);
+                if let (Poll::Ready(Some(Ok(frame))), Some(left)) = (&polled, remaining.as_mut()) {
+                    let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    match left.checked_sub(len) {
+                        Some(rest) => *left = rest,
+                        // Stop the stream: the upstream sees an aborted request, never a
+                        // truncated one that looks complete.
+                        None => return Poll::Ready(Some(Err(Box::new(BodyTooLarge)))),
+                    }
+                }
                 let finished = match &polled {
                     Poll::Ready(None) => true,
                     Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),

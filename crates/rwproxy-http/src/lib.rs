@@ -12,6 +12,7 @@ pub mod params;
 pub mod proxy;
 pub mod respond;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use admin::Admin;
@@ -21,5 +22,5 @@ pub use health::{HealthView, SharedHealth};
 pub use metrics::Metrics;
 pub use params::{HealthParams, PrimaryUrl, ProxyParams};
 pub use proxy::{Draining, Proxy, RequestId};
-pub use server::{serve, ListenerLimits};
+pub use server::{serve, serve_with_tls, ListenerLimits};
 pub use upstream::headers::ClientInfo;

@@ -8,6 +8,8 @@ use http::uri::Authority;
 use rwproxy_core::{Classifier, RoutePolicy};
 
 use crate::consistency::ConsistencyParams;
+use crate::tls::UpstreamTls;
+use crate::upstream::Target;
 
 /// Everything the request pipeline needs.
 #[derive(Clone, Debug)]
@@ -32,6 +34,10 @@ pub struct ProxyParams {
     pub connect_timeout: Duration,
     /// Lag above which a replica stops serving reads itself.
     pub max_lag: Duration,
+    /// `proxy.max_body`: largest request body accepted, in bytes.
+    pub max_body: Option<u64>,
+    /// `cluster.secret`: authenticates forwarded requests between nodes (`None`: not required).
+    pub forward_secret: Option<http::HeaderValue>,
     /// Read-your-writes settings.
     pub consistency: ConsistencyParams,
     /// Health endpoint settings.
@@ -40,6 +46,11 @@ pub struct ProxyParams {
     pub route_header: bool,
     /// Log one line per request.
     pub access_log: bool,
+    /// TLS toward `https` primaries (`writes.ca`, `writes.client_cert`); `None`: webpki roots.
+    pub upstream_tls: Option<UpstreamTls>,
+    /// `proxy.upgrade_idle_timeout`: an upgraded connection (WebSocket) silent this long in both
+    /// directions is closed.
+    pub upgrade_idle_timeout: Duration,
 }
 
 /// Health endpoint settings.
@@ -72,6 +83,16 @@ impl PrimaryUrl {
         uri.authority().cloned()
     }
 
+    /// Where a request for the primary at `authority` (from [`PrimaryUrl::authority`]) goes:
+    /// over TLS when the template is `https`.
+    pub fn target(&self, authority: Authority) -> Target {
+        if self.template.starts_with("https://") {
+            Target::https(authority)
+        } else {
+            Target::http(authority)
+        }
+    }
+
     /// The absolute URL of `path_and_query` on the primary called `primary` (for redirects).
     pub fn absolute(&self, primary: &str, path_and_query: &str) -> Option<http::Uri> {
         let url = self.template.replace("{primary}", primary);
@@ -102,5 +123,15 @@ mod tests {
             Some("http://iad-1.internal:8080/w?x=1")
         );
         assert_eq!(p.authority("bad name"), None);
+    }
+
+    #[test]
+    fn https_templates_make_tls_targets() {
+        let p = PrimaryUrl::new("https://{primary}.internal:8443");
+        let authority = p.authority("iad-1").expect("authority");
+        assert_eq!(p.target(authority).scheme, http::uri::Scheme::HTTPS);
+        let p = PrimaryUrl::new("http://{primary}:8080");
+        let authority = p.authority("iad-1").expect("authority");
+        assert_eq!(p.target(authority).scheme, http::uri::Scheme::HTTP);
     }
 }

@@ -7,5 +7,6 @@ pub mod healthcheck;
 pub mod logging;
 pub mod node;
 pub mod probe;
+mod tls;
 
 pub use node::Node;

@@ -9,10 +9,12 @@ use std::time::Duration;
 use http::uri::Authority;
 use rwproxy_cluster::{ClusterHandle, HttpSpec, LitefsSpec, SourceSpec};
 use rwproxy_core::{Classifier, Demand, NodeState, Role, RoutePolicy};
-use rwproxy_http::health::{self, AppCheck, HealthStatus, HealthTracker, SharedHealth};
+use rwproxy_http::health::{
+    self, AppCheck, HealthStatus, HealthTracker, Observation, SharedHealth,
+};
 use rwproxy_http::{
-    serve, Admin, ConsistencyParams, Draining, HealthParams, ListenerLimits, Metrics, PrimaryUrl,
-    Proxy, ProxyParams,
+    serve, serve_with_tls, Admin, ConsistencyParams, Draining, HealthParams, ListenerLimits,
+    Metrics, PrimaryUrl, Proxy, ProxyParams,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -31,6 +33,7 @@ pub struct Node {
     state: watch::Receiver<NodeState>,
     draining: Draining,
     demand: Demand,
+    drain_delay: std::time::Duration,
     stop: CancellationToken,
     servers: Vec<JoinHandle<()>>,
     _cluster: ClusterHandle,
@@ -96,11 +99,17 @@ impl Node {
             async move { proxy.handle(request, client).await }
         };
         let drain = config.proxy.drain_timeout;
-        let limits = ListenerLimits::default();
-        servers.push(tokio::spawn(serve(
+        let limits = ListenerLimits {
+            header_read_timeout: config.proxy.header_timeout,
+            max_connections: config.proxy.max_connections,
+            ..ListenerLimits::default()
+        };
+        let tls = crate::tls::server_tls(config)?;
+        servers.push(tokio::spawn(serve_with_tls(
             listener,
             handler,
             limits,
+            tls,
             stop.clone().cancelled_owned(),
             drain,
         )));
@@ -164,6 +173,7 @@ impl Node {
             state,
             draining,
             demand,
+            drain_delay: config.proxy.drain_delay,
             stop,
             servers,
             _cluster: cluster,
@@ -205,6 +215,15 @@ impl Node {
     /// `proxy.drain_timeout`) and returns when every listener has stopped.
     pub async fn shutdown(self) {
         self.draining.start();
+        if !self.drain_delay.is_zero() {
+            // Give the edge time to see `draining` on its next health checks and move traffic
+            // away while this node still answers.
+            tracing::info!(
+                delay_ms = self.drain_delay.as_millis() as u64,
+                "draining: health reports 503 before the listeners stop"
+            );
+            tokio::time::sleep(self.drain_delay).await;
+        }
         self.stop.cancel();
         for server in self.servers {
             let _ = server.await;
@@ -268,6 +287,14 @@ fn proxy_params(
         write_timeout: config.writes.timeout,
         connect_timeout: config.writes.connect_timeout,
         max_lag: config.reads.max_lag,
+        max_body: config.proxy.max_body,
+        forward_secret: match &config.cluster.secret {
+            Some(secret) => Some(
+                http::HeaderValue::from_str(secret)
+                    .map_err(|_| invalid("cluster.secret is not a valid header value".into()))?,
+            ),
+            None => None,
+        },
         consistency: ConsistencyParams {
             cookie: config.consistency.cookie.clone(),
             header: config.consistency.header.clone(),
@@ -282,6 +309,8 @@ fn proxy_params(
         },
         route_header: config.reads.route_header,
         access_log: config.log.access,
+        upstream_tls: crate::tls::upstream_tls(config)?,
+        upgrade_idle_timeout: config.proxy.upgrade_idle_timeout,
     })
 }
 
@@ -330,6 +359,7 @@ async fn watch_state(mut w: Watch, mut state: watch::Receiver<NodeState>, stop: 
     // Starting up unknown is not news; the cluster source logs why the state is unknown.
     let mut logged_health = HealthStatus::Unknown;
     let mut logged_role: Option<RoleView> = None;
+    let mut kind = Observation::Change;
     loop {
         let (reported, role, lag) = {
             let current = state.borrow_and_update();
@@ -339,7 +369,7 @@ async fn watch_state(mut w: Watch, mut state: watch::Receiver<NodeState>, stop: 
                 w.draining.is_draining(),
                 w.shared.app(),
             );
-            let reported = w.tracker.observe(observed);
+            let reported = w.tracker.observe(observed, kind);
             w.metrics.state(&current, reported == HealthStatus::Ok);
             let role = RoleView {
                 role: current.role,
@@ -348,16 +378,25 @@ async fn watch_state(mut w: Watch, mut state: watch::Receiver<NodeState>, stop: 
             (reported, role, current.lag)
         };
         if logged_role.as_ref() != Some(&role) {
-            log_role_change(&w, logged_role.as_ref(), &role);
+            let before = logged_role.as_ref().and_then(|r| r.primary.as_ref());
+            if role.primary.is_some() && role.primary.as_ref() != before {
+                // A new primary gets a fresh chance: an old one's connect failure says nothing
+                // about it.
+                w.metrics.primary_reachable(true);
+            }
+            log_role_change(&w.node, logged_role.as_ref(), &role);
             logged_role = Some(role);
         }
         if reported != logged_health {
             log_health_change(&w, reported, lag);
             logged_health = reported;
         }
-        tokio::select! {
-            changed = state.changed() => if changed.is_err() { return },
-            _ = ticker.tick() => {}
+        kind = tokio::select! {
+            changed = state.changed() => match changed {
+                Ok(()) => Observation::Change,
+                Err(_) => return,
+            },
+            _ = ticker.tick() => Observation::Tick,
             () = stop.cancelled() => {
                 w.metrics.state(&state.borrow(), false);
                 return;
@@ -366,8 +405,7 @@ async fn watch_state(mut w: Watch, mut state: watch::Receiver<NodeState>, stop: 
     }
 }
 
-fn log_role_change(w: &Watch, before: Option<&RoleView>, now: &RoleView) {
-    let node = &*w.node;
+fn log_role_change(node: &str, before: Option<&RoleView>, now: &RoleView) {
     let was_primary = before.is_some_and(|b| b.role == Role::Primary);
     let had_primary = before.and_then(|b| b.primary.clone());
     match now.role {
@@ -381,9 +419,6 @@ fn log_role_change(w: &Watch, before: Option<&RoleView>, now: &RoleView) {
             }
             match &now.primary {
                 Some(primary) if had_primary.as_ref() != Some(primary) => {
-                    // A new primary gets a fresh chance: an old one's connect failure says
-                    // nothing about it.
-                    w.metrics.primary_reachable(true);
                     tracing::info!(node, %primary, "following primary");
                 }
                 Some(_) => {}

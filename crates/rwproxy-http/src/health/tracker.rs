@@ -102,6 +102,17 @@ impl SharedHealth {
     }
 }
 
+/// Where an observation comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// The periodic tick: always counts.
+    Tick,
+    /// A cluster state change: counts only when it changes the verdict, so that a busy node
+    /// (positions and lag move on every poll and transaction) does not confirm a change faster
+    /// than an idle one.
+    Change,
+}
+
 /// Debounces observations: a healthy node turns unhealthy after `fall` consecutive unhealthy
 /// observations (at once for the statuses of [`HealthStatus::skips_fall`]), an unhealthy node
 /// turns healthy after `rise` consecutive healthy ones. While unhealthy, the reported reason
@@ -111,6 +122,7 @@ pub struct HealthTracker {
     rise: u32,
     fall: u32,
     reported: HealthStatus,
+    last_observed: Option<HealthStatus>,
     streak: u32,
     shared: SharedHealth,
 }
@@ -123,6 +135,7 @@ impl HealthTracker {
             rise: rise.max(1),
             fall: fall.max(1),
             reported: HealthStatus::Unknown,
+            last_observed: None,
             streak: 0,
             shared,
         }
@@ -134,7 +147,13 @@ impl HealthTracker {
     }
 
     /// Folds in one observation and returns the verdict to report.
-    pub fn observe(&mut self, observed: HealthStatus) -> HealthStatus {
+    pub fn observe(&mut self, observed: HealthStatus, kind: Observation) -> HealthStatus {
+        let repeated = self.last_observed == Some(observed);
+        self.last_observed = Some(observed);
+        if kind == Observation::Change && repeated {
+            // No new evidence: the last observation already said the same.
+            return self.reported;
+        }
         let healthy_now = self.reported == HealthStatus::Ok;
         let next = match (healthy_now, observed == HealthStatus::Ok) {
             // Agreement: nothing pending.
@@ -182,7 +201,13 @@ mod tests {
     const LAG: HealthStatus = HealthStatus::Lagging;
 
     fn run(tracker: &mut HealthTracker, seq: &[HealthStatus]) -> Vec<HealthStatus> {
-        seq.iter().map(|s| tracker.observe(*s)).collect()
+        seq.iter()
+            .map(|s| tracker.observe(*s, Observation::Tick))
+            .collect()
+    }
+
+    fn tick(tracker: &mut HealthTracker, s: HealthStatus) -> HealthStatus {
+        tracker.observe(s, Observation::Tick)
     }
 
     #[test]
@@ -190,8 +215,8 @@ mod tests {
         let shared = SharedHealth::default();
         let mut t = HealthTracker::new(2, 3, shared.clone());
         assert_eq!(shared.reported(), HealthStatus::Unknown);
-        assert_eq!(t.observe(OK), HealthStatus::Unknown);
-        assert_eq!(t.observe(OK), OK);
+        assert_eq!(tick(&mut t, OK), HealthStatus::Unknown);
+        assert_eq!(tick(&mut t, OK), OK);
         assert_eq!(shared.reported(), OK);
     }
 
@@ -219,18 +244,42 @@ mod tests {
         ] {
             let mut t = HealthTracker::new(2, 3, SharedHealth::default());
             run(&mut t, &[OK, OK]);
-            assert_eq!(t.observe(hard), hard, "{hard:?}");
-            assert_eq!(t.observe(OK), hard, "{hard:?} recovers through rise");
-            assert_eq!(t.observe(OK), OK);
+            assert_eq!(tick(&mut t, hard), hard, "{hard:?}");
+            assert_eq!(tick(&mut t, OK), hard, "{hard:?} recovers through rise");
+            assert_eq!(tick(&mut t, OK), OK);
         }
     }
 
     #[test]
     fn the_reason_follows_the_latest_unhealthy_observation() {
         let mut t = HealthTracker::new(1, 1, SharedHealth::default());
-        assert_eq!(t.observe(LAG), LAG);
-        assert_eq!(t.observe(HealthStatus::NoPrimary), HealthStatus::NoPrimary);
-        assert_eq!(t.observe(OK), OK, "rise 1 recovers at once");
+        assert_eq!(tick(&mut t, LAG), LAG);
+        assert_eq!(
+            tick(&mut t, HealthStatus::NoPrimary),
+            HealthStatus::NoPrimary
+        );
+        assert_eq!(tick(&mut t, OK), OK, "rise 1 recovers at once");
+    }
+
+    #[test]
+    fn repeated_state_changes_are_no_new_evidence() {
+        let mut t = HealthTracker::new(2, 3, SharedHealth::default());
+        run(&mut t, &[OK, OK]);
+        let change = |t: &mut HealthTracker, s| t.observe(s, Observation::Change);
+        // A busy lagging replica: the lag moves on every poll, the verdict does not.
+        for _ in 0..10 {
+            assert_eq!(change(&mut t, LAG), OK);
+        }
+        assert_eq!(tick(&mut t, LAG), OK, "second observation");
+        assert_eq!(tick(&mut t, LAG), LAG, "third observation");
+        assert_eq!(change(&mut t, OK), LAG, "a changed verdict counts");
+        assert_eq!(change(&mut t, OK), LAG);
+        assert_eq!(tick(&mut t, OK), OK);
+        // A hard failure seen on a state change applies at once.
+        assert_eq!(
+            change(&mut t, HealthStatus::NoPrimary),
+            HealthStatus::NoPrimary
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 mod answers;
 mod dispatch;
+mod forward;
 mod request_id;
+mod upgrade;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,7 +25,8 @@ use crate::health::{HealthView, SharedHealth};
 use crate::metrics::Metrics;
 use crate::params::ProxyParams;
 use crate::respond;
-use crate::upstream::headers::{ClientInfo, HopIdentity, FORWARDED_BY};
+use crate::upstream::breaker::{BreakerConfig, Breakers};
+use crate::upstream::headers::{ClientInfo, HopIdentity, FORWARDED_BY, FORWARD_SECRET};
 use crate::upstream::pool::PoolConfig;
 use crate::upstream::{Pool, Target};
 
@@ -55,6 +58,7 @@ struct Inner {
     params: ProxyParams,
     state: watch::Receiver<NodeState>,
     pool: Pool,
+    breakers: Breakers,
     app: Target,
     hop: HopIdentity,
     freshness: Freshness,
@@ -118,7 +122,8 @@ impl Proxy {
             app: Target::http(params.app.clone()),
             hop: HopIdentity::new(&params.node),
             freshness: Freshness::new(params.max_lag),
-            pool: Pool::new(PoolConfig::default()),
+            pool: Pool::with_tls(PoolConfig::default(), params.upstream_tls.clone()),
+            breakers: Breakers::new(BreakerConfig::default()),
             params,
             state,
             demand,
@@ -145,14 +150,16 @@ impl Proxy {
         request
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.header_value().clone());
-        request.extensions_mut().insert(request_id.clone());
         let method = request.method().clone();
         let path = self
             .inner
             .params
             .access_log
             .then(|| request.uri().path().to_owned());
+        let client_upgrade = upgrade::take(&mut request);
         let mut outcome = self.pipeline(request, client).await;
+        let idle = self.inner.params.upgrade_idle_timeout;
+        upgrade::finish(client_upgrade, &mut outcome, idle);
         let elapsed = started.elapsed();
         metrics.in_flight(-1.0);
         outcome
@@ -207,7 +214,12 @@ impl Proxy {
         let class = params
             .classifier
             .classify(request.method(), request.uri().path());
-        let forwarded = request.headers().contains_key(&FORWARDED_BY);
+        if let Some(max) = params.max_body {
+            if declared_length(request.headers()).is_some_and(|n| n > max) {
+                return Outcome::rejected(class, ErrorCode::TooLarge);
+            }
+        }
+        let forwarded = self.forwarded_by_a_node(request.headers());
         let token = match class {
             RequestClass::Read => params.consistency.token_from(request.headers()),
             _ => None,
@@ -261,7 +273,9 @@ impl Proxy {
                     waited_for_primary = true;
                     if !matches!(found, Ok(Ok(_))) {
                         tracing::warn!(
-                            request_id = %RequestId::of(&request),
+                            request_id = RequestId::of(&request)
+                                .as_ref()
+                                .map_or("-", RequestId::as_str),
                             wait_ms = params.primary_wait.as_millis() as u64,
                             "no primary known; write refused"
                         );
@@ -281,8 +295,8 @@ impl Proxy {
                         .await;
                 }
                 Route::Replay => return self.replay(request, client, class, primary).await,
-                Route::Redirect => return self.redirect(&request, class, primary.as_deref()),
-                Route::Reject(code) => return Outcome::rejected(class, code),
+                Route::Redirect => return self.redirect(request, client, class, primary).await,
+                Route::Reject(code) => return drain_then_reject(request, class, code).await,
             }
         }
     }
@@ -301,6 +315,20 @@ impl Proxy {
             .metrics
             .consistency_wait(started.elapsed(), outcome == WaitState::TimedOut);
         outcome
+    }
+
+    /// True when the request carries the forwarded-request marker and, with `cluster.secret`
+    /// set, the right secret. A marker without it is ignored: the request is a client's.
+    fn forwarded_by_a_node(&self, headers: &http::HeaderMap) -> bool {
+        if !headers.contains_key(&FORWARDED_BY) {
+            return false;
+        }
+        match &self.inner.params.forward_secret {
+            None => true,
+            Some(secret) => headers
+                .get(&FORWARD_SECRET)
+                .is_some_and(|given| constant_time_eq(given.as_bytes(), secret.as_bytes())),
+        }
     }
 
     fn health(&self, request: &Request<Incoming>) -> Response<Body> {
@@ -335,4 +363,47 @@ impl Proxy {
     pub fn write_timeout(&self) -> Duration {
         self.inner.params.write_timeout
     }
+}
+
+/// Compares secrets without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The request's declared body length, if any.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Request bodies up to this size are read and discarded before rwproxy answers a request it
+/// refuses, so the peer (often another rwproxy still streaming a forwarded write) gets the
+/// answer instead of a connection reset that would hide it.
+const DRAIN_LIMIT: usize = 1 << 20;
+/// How long the discarding may take.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+async fn drain_then_reject(
+    request: Request<Incoming>,
+    class: RequestClass,
+    code: ErrorCode,
+) -> Outcome {
+    use http_body_util::BodyExt as _;
+    let mut body = request.into_body();
+    let discard = async {
+        let mut seen = 0usize;
+        // Frames are dropped as they come: nothing is kept in memory.
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+    Outcome::rejected(class, code)
 }

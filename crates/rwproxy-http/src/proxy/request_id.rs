@@ -16,8 +16,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-supplied id kept; longer ones are replaced.
 const MAX_LEN: usize = 128;
 
-/// One request's id: 1 to 128 visible ASCII characters. Also a request extension, so the
-/// pipeline's logs can name it.
+/// One request's id: 1 to 128 visible ASCII characters.
 #[derive(Clone, Debug)]
 pub struct RequestId(HeaderValue);
 
@@ -32,12 +31,10 @@ impl RequestId {
         self.0.to_str().unwrap_or("-")
     }
 
-    /// The id of a request that went through [`RequestIds::for_request`], else `-`.
-    pub fn of<B>(request: &Request<B>) -> &str {
-        request
-            .extensions()
-            .get::<RequestId>()
-            .map_or("-", RequestId::as_str)
+    /// The id a request carries: the pipeline sets `x-request-id` on every request it handles
+    /// (so no request extension, and no allocation, is needed to find it again).
+    pub fn of<B>(request: &Request<B>) -> Option<RequestId> {
+        request.headers().get(&X_REQUEST_ID).cloned().map(RequestId)
     }
 }
 

@@ -9,6 +9,9 @@ use http::{request, response, Uri, Version};
 /// Marks a request forwarded by another rwproxy (value: the sender's node name). A node that
 /// receives it and is not the primary refuses it instead of forwarding it again.
 pub static FORWARDED_BY: HeaderName = HeaderName::from_static("rwproxy-forwarded-by");
+/// Carries `cluster.secret` on forwarded requests, when one is configured: only then is the
+/// forwarded-request marker believed. Never passed to an app.
+pub static FORWARD_SECRET: HeaderName = HeaderName::from_static("rwproxy-secret");
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
@@ -16,15 +19,15 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 /// `X-Forwarded-Host`.
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1). `Trailer` is not
+/// one of them: it names the trailer fields end to end, and HTTP/1.1 sends only those it names.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 
@@ -89,8 +92,29 @@ pub fn prepare_request(
     client: ClientInfo,
     hop: &HopIdentity,
 ) -> Result<(), MissingHost> {
+    let upgrade = upgrade_protocol(parts.version, &parts.headers).cloned();
+    // This hop carries trailers both ways, so it may say so for a client that accepts them
+    // (an HTTP/2 client always does).
+    let trailers = matches!(parts.version, Version::HTTP_2 | Version::HTTP_3)
+        || has_token(&parts.headers, &header::TE, "trailers");
+    // hyper sends a GET or HEAD body of unknown length only when told it is chunked; the
+    // client's framing is hop-by-hop, but the fact that there is a body is not.
+    let chunked = has_token(&parts.headers, &header::TRANSFER_ENCODING, "chunked")
+        && !parts.headers.contains_key(header::CONTENT_LENGTH);
     remove_hop_by_hop(&mut parts.headers);
     let headers = &mut parts.headers;
+    if chunked {
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    if let Some(protocol) = upgrade {
+        keep_upgrade(headers, protocol);
+    }
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 
     // HTTP/2 clients send :authority instead of Host; HTTP/1.1 upstreams need Host.
     if !headers.contains_key(header::HOST) {
@@ -118,9 +142,41 @@ pub fn prepare_request(
     Ok(())
 }
 
-/// Strips hop-by-hop headers from an upstream response before it goes to the client.
+/// Strips hop-by-hop headers from an upstream response before it goes to the client; a `101`
+/// keeps the `Upgrade` it agreed to.
 pub fn prepare_response(parts: &mut response::Parts) {
+    let upgrade = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
     remove_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgrade {
+        keep_upgrade(&mut parts.headers, protocol);
+    }
+}
+
+/// The protocol an HTTP/1.1 upgrade request asks for (`Connection: upgrade` plus `Upgrade`).
+/// Other versions have no such upgrade (HTTP/2 forbids both headers).
+pub fn upgrade_protocol(version: Version, headers: &HeaderMap) -> Option<&HeaderValue> {
+    if version != Version::HTTP_11 || !has_token(headers, &header::CONNECTION, "upgrade") {
+        return None;
+    }
+    headers.get(header::UPGRADE)
+}
+
+/// Puts back the two headers an upgrade travels with, after the hop-by-hop ones were removed.
+fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
+/// True when a comma-separated header lists `token` (case-insensitively).
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// The request named no host (HTTP/1.0 without `Host`, or an unusable authority).
@@ -140,7 +196,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
-    // Upgrade travels only with an upgrade request, which this hop does not tunnel.
+    // Upgrade travels only with an upgrade request (put back by the caller for those).
     headers.remove(header::UPGRADE);
 }
 
@@ -179,7 +235,7 @@ mod tests {
                 .header("connection", "keep-alive, x-secret-hop")
                 .header("x-secret-hop", "1")
                 .header("keep-alive", "timeout=5")
-                .header("te", "trailers")
+                .header("te", "gzip")
                 .header("x-forwarded-for", "1.1.1.1")
                 .header("x-custom", "kept")
                 .body(())
@@ -250,6 +306,100 @@ mod tests {
             prepare_request(&mut p, client(), &HopIdentity::new("n")),
             Err(MissingHost)
         );
+    }
+
+    #[test]
+    fn upgrade_headers_travel_with_upgrade_requests_only() {
+        let mut p = parts(
+            Request::get("/ws")
+                .header("host", "h")
+                .header("connection", "keep-alive, Upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-key", "k")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        assert_eq!(p.headers["connection"], "upgrade");
+        assert_eq!(p.headers["upgrade"], "websocket");
+        assert_eq!(p.headers["sec-websocket-key"], "k");
+
+        let mut p = parts(
+            Request::get("/")
+                .header("host", "h")
+                .header("upgrade", "websocket")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        assert!(!p.headers.contains_key("upgrade"));
+        assert!(!p.headers.contains_key("connection"));
+
+        let mut r = http::Response::builder()
+            .status(101)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(())
+            .expect("response")
+            .into_parts()
+            .0;
+        prepare_response(&mut r);
+        assert_eq!(r.headers["connection"], "upgrade");
+        assert_eq!(r.headers["upgrade"], "websocket");
+        let mut r = http::Response::builder()
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(())
+            .expect("response")
+            .into_parts()
+            .0;
+        prepare_response(&mut r);
+        assert!(r.headers.is_empty());
+    }
+
+    #[test]
+    fn trailers_are_announced_and_kept() {
+        let mut p = parts(
+            Request::post("/")
+                .header("host", "h")
+                .header("te", "gzip, trailers")
+                .header("trailer", "x-sum")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        assert_eq!(p.headers["te"], "trailers");
+        assert_eq!(p.headers["trailer"], "x-sum");
+        let mut p = parts(
+            Request::post("http://h/")
+                .version(Version::HTTP_2)
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        assert_eq!(p.headers["te"], "trailers");
+        let mut p = parts(
+            Request::post("/")
+                .header("host", "h")
+                .header("te", "gzip")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        assert!(!p.headers.contains_key("te"));
+    }
+
+    #[test]
+    fn a_chunked_body_stays_chunked() {
+        let mut p = parts(
+            Request::get("/")
+                .header("host", "h")
+                .header("transfer-encoding", "gzip, chunked")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        assert_eq!(p.headers["transfer-encoding"], "chunked");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Talking to upstreams (the local app, the primary's rwproxy): a small keep-alive pool that
 //! knows exactly whether a request left this node, and the header rules of a proxy hop.
 
+pub mod breaker;
 pub mod headers;
 pub mod pool;
 

@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::Body;
+use crate::tls::UpstreamTls;
 
 /// How many times a request the pool got back unsent is tried on another connection.
 const UNSENT_RETRIES: usize = 3;
@@ -33,7 +34,7 @@ const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 pub struct Target {
     /// `host:port` to connect to; also the pool key.
     pub authority: Authority,
-    /// Scheme of the upstream (http only until TLS upstreams exist).
+    /// Scheme of the upstream: `https` connects with TLS (see [`Pool::with_tls`]).
     pub scheme: Scheme,
 }
 
@@ -46,6 +47,18 @@ impl Target {
         }
     }
 
+    /// A target for an `https://host[:port]` origin; the port defaults to 443.
+    pub fn https(authority: Authority) -> Self {
+        Target {
+            authority,
+            scheme: Scheme::HTTPS,
+        }
+    }
+
+    fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
     fn host_port(&self) -> (&str, u16) {
         let host = self.authority.host();
         // IPv6 literals keep their brackets in `host()`.
@@ -53,7 +66,8 @@ impl Target {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        (host, self.authority.port_u16().unwrap_or(80))
+        let default_port = if self.is_https() { 443 } else { 80 };
+        (host, self.authority.port_u16().unwrap_or(default_port))
     }
 }
 
@@ -101,6 +115,8 @@ struct PoolInner {
     // A std mutex held for a push or a pop only, never across an await.
     idle: Mutex<HashMap<Authority, Vec<IdleConn>>>,
     connects: tokio::sync::Semaphore,
+    // How `https` targets are reached; without it they cannot be.
+    tls: Option<UpstreamTls>,
 }
 
 #[derive(Debug)]
@@ -172,8 +188,18 @@ impl Pool {
                 config,
                 idle: Mutex::new(HashMap::new()),
                 connects: tokio::sync::Semaphore::new(MAX_CONCURRENT_CONNECTS),
+                tls: None,
             }),
         }
+    }
+
+    /// An empty pool that reaches `https` targets with `tls`.
+    pub fn with_tls(config: PoolConfig, tls: Option<UpstreamTls>) -> Self {
+        let mut pool = Pool::new(config);
+        if let Some(inner) = Arc::get_mut(&mut pool.inner) {
+            inner.tls = tls;
+        }
+        pool
     }
 
     /// Idle connections currently pooled for `target` (for metrics and tests).
@@ -222,6 +248,11 @@ impl Pool {
                 }
             };
             match sender.try_send_request(request).await {
+                // The connection now belongs to the upgraded protocol: never back to the pool.
+                Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    let (parts, incoming) = response.into_parts();
+                    return Ok(Response::from_parts(parts, Body::stream(incoming)));
+                }
                 Ok(response) => {
                     let checkin = Checkin {
                         pool: self.inner.clone(),
@@ -276,18 +307,20 @@ impl Pool {
         if let Some(sender) = self.inner.take(&target.authority) {
             return Ok(sender);
         }
-        connect_with_retry(target, connect_timeout, connect_retry).await
+        let tls = self.inner.tls.as_ref();
+        connect_with_retry(target, tls, connect_timeout, connect_retry).await
     }
 }
 
 async fn connect_with_retry(
     target: &Target,
+    tls: Option<&UpstreamTls>,
     connect_timeout: Duration,
     retry_for: Duration,
 ) -> io::Result<http1::SendRequest<Body>> {
     let deadline = Instant::now() + retry_for;
     loop {
-        match connect(target, connect_timeout).await {
+        match connect(target, tls, connect_timeout).await {
             Ok(sender) => return Ok(sender),
             Err(e)
                 if e.kind() == io::ErrorKind::ConnectionRefused
@@ -301,12 +334,37 @@ async fn connect_with_retry(
     }
 }
 
-async fn connect(target: &Target, timeout: Duration) -> io::Result<http1::SendRequest<Body>> {
+async fn connect(
+    target: &Target,
+    tls: Option<&UpstreamTls>,
+    timeout: Duration,
+) -> io::Result<http1::SendRequest<Body>> {
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+    let started = tokio::time::Instant::now();
     let stream = tokio::time::timeout(timeout, TcpStream::connect(target.host_port()))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        .map_err(|_| timed_out())??;
     // Proxied requests are small writes that must not wait for Nagle.
     stream.set_nodelay(true)?;
+    if !target.is_https() {
+        return handshake(stream).await;
+    }
+    let Some(tls) = tls else {
+        return Err(io::Error::other("https upstream without a TLS client"));
+    };
+    // The TLS handshake shares the connect timeout. Its failures (a bad certificate) come back
+    // as connect errors: the request never left this node.
+    let stream =
+        tokio::time::timeout_at(started + timeout, tls.connect(target.host_port().0, stream))
+            .await
+            .map_err(|_| timed_out())??;
+    handshake(stream).await
+}
+
+async fn handshake<S>(stream: S) -> io::Result<http1::SendRequest<Body>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
 use rwproxy_core::{StalePolicy, TimeoutPolicy, WriteMode};
+pub use rwproxy_http::tls::{ClientTlsFiles, ServerTlsFiles};
 
 pub use values::parse_duration;
 
@@ -144,6 +145,19 @@ pub struct ProxyConfig {
     pub workers: usize,
     /// `proxy.max_body`: largest request body accepted, in bytes; `None` is no limit.
     pub max_body: Option<u64>,
+    /// `[proxy.tls]`: TLS on `proxy.listen`; `None` serves plain HTTP.
+    pub tls: Option<ServerTlsFiles>,
+    /// `proxy.upgrade_idle_timeout`: an upgraded connection (WebSocket) silent this long closes.
+    pub upgrade_idle_timeout: Duration,
+    /// `proxy.max_connections`: client connections open at once (default 10,000); past it the
+    /// listener stops accepting until one closes.
+    pub max_connections: usize,
+    /// `proxy.header_timeout`: time a client has to send a request's headers (default 30 s),
+    /// also how long an idle keep-alive connection waits for its next request.
+    pub header_timeout: Duration,
+    /// `proxy.drain_delay`: on SIGTERM/SIGINT, how long health reports `draining` while the
+    /// listeners keep serving, before they stop accepting (default 0 s).
+    pub drain_delay: Duration,
 }
 
 /// `[admin]`: the metrics/health/status listener.
@@ -163,6 +177,9 @@ pub struct ClusterConfig {
     /// `cluster.databases`: databases whose positions back the consistency token; never empty.
     /// The first one backs the `__txid` cookie.
     pub databases: Vec<String>,
+    /// `cluster.secret`: shared by every node; authenticates forwarded requests between them.
+    /// `None` when absent or `""`.
+    pub secret: Option<String>,
 }
 
 /// The cluster state source, `cluster.source`.
@@ -218,6 +235,8 @@ pub struct WritesConfig {
     pub timeout: Duration,
     /// `writes.connect_timeout`: bound on connecting to the primary's rwproxy.
     pub connect_timeout: Duration,
+    /// `writes.ca`, `writes.client_cert`, `writes.client_key`: TLS toward an `https` primary.
+    pub tls: ClientTlsFiles,
 }
 
 impl WritesConfig {

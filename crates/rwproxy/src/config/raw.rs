@@ -46,6 +46,20 @@ pub(crate) struct RawProxy {
     pub drain_timeout: Option<DurationText>,
     pub workers: Option<usize>,
     pub max_body: Option<u64>,
+    pub tls: Option<RawProxyTls>,
+    pub upgrade_idle_timeout: Option<DurationText>,
+    pub max_connections: Option<usize>,
+    pub drain_delay: Option<DurationText>,
+    pub header_timeout: Option<DurationText>,
+}
+
+/// `[proxy.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a table")]
+pub(crate) struct RawProxyTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub client_ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +81,7 @@ pub(crate) struct RawCluster {
     pub url: Option<String>,
     pub poll: Option<DurationText>,
     pub timeout: Option<DurationText>,
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +92,9 @@ pub(crate) struct RawWrites {
     pub primary_wait: Option<DurationText>,
     pub timeout: Option<DurationText>,
     pub connect_timeout: Option<DurationText>,
+    pub ca: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

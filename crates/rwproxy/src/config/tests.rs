@@ -374,13 +374,13 @@ path = "health"
 #[test]
 fn unknown_keys_are_named_by_full_path() {
     let text = format!(
-        "{MINIMAL}tls = true\n[proxy.timeouts]\nread = \"1s\"\n[consistency]\ncookei = \"x\"\n\
+        "{MINIMAL}tls_mode = true\n[proxy.timeouts]\nread = \"1s\"\n[consistency]\ncookei = \"x\"\n\
          [bogus]\nkey = 1\n[log]\nlevel = \"info\"\ncolour = true\n"
     );
     assert_eq!(
         problems(&text),
         vec![
-            "proxy.tls: unknown key",
+            "proxy.tls_mode: unknown key",
             "proxy.timeouts: unknown key",
             "consistency.cookei: unknown key",
             "bogus: unknown key",
@@ -655,5 +655,37 @@ fn bad_health_and_agent_keys() {
     assert_eq!(
         problems_with("[health]\nfall = -1\n"),
         vec!["health.fall: invalid value: integer `-1`, expected u32"]
+    );
+}
+
+#[test]
+fn limits_and_the_shared_secret() {
+    let c = ok("[proxy]\napp = \"http://127.0.0.1:8081\"\n");
+    assert_eq!(c.proxy.max_connections, 10_000);
+    assert_eq!(c.proxy.header_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(c.cluster.secret, None);
+    let c = ok(
+        "[proxy]\napp = \"http://127.0.0.1:8081\"\nmax_connections = 5\nheader_timeout = \"2s\"\n\
+         [cluster]\nsecret = \"0123456789abcdef\"\n",
+    );
+    assert_eq!(c.proxy.max_connections, 5);
+    assert_eq!(c.proxy.header_timeout, std::time::Duration::from_secs(2));
+    assert_eq!(c.cluster.secret.as_deref(), Some("0123456789abcdef"));
+    let p = problems(
+        "[proxy]\napp = \"http://127.0.0.1:8081\"\nmax_connections = 0\nheader_timeout = \"0s\"\n\
+         [cluster]\nsecret = \"short\"\n",
+    );
+    assert!(
+        p.iter().any(|l| l.starts_with("proxy.max_connections: ")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|l| l.starts_with("proxy.header_timeout: ")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("cluster.secret: must be at least 16")),
+        "{p:?}"
     );
 }

@@ -13,6 +13,8 @@ use super::raw::{
     RawRouting, RawWrites,
 };
 use super::values::{self, parse_choice, parse_duration};
+
+mod tls;
 use super::{
     AdminConfig, ClusterConfig, Config, ConsistencyConfig, HealthConfig, LogConfig, LogFormat,
     Problem, ProxyConfig, ReadsConfig, RoutingConfig, SourceConfig, WritesConfig,
@@ -123,6 +125,22 @@ fn proxy(c: &mut Checker<'_>, raw: RawProxy) -> ProxyConfig {
         drain_timeout: c.duration("proxy.drain_timeout", &raw.drain_timeout, secs(30)),
         workers: raw.workers.unwrap_or(0),
         max_body: raw.max_body,
+        tls: tls::proxy_tls(c, raw.tls),
+        upgrade_idle_timeout: c.nonzero_duration(
+            "proxy.upgrade_idle_timeout",
+            &raw.upgrade_idle_timeout,
+            secs(300),
+        ),
+        max_connections: match raw.max_connections {
+            Some(0) => {
+                c.report("proxy.max_connections", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => 10_000,
+        },
+        header_timeout: c.nonzero_duration("proxy.header_timeout", &raw.header_timeout, secs(30)),
+        drain_delay: c.duration("proxy.drain_delay", &raw.drain_delay, secs(0)),
     }
 }
 
@@ -206,7 +224,30 @@ fn cluster(c: &mut Checker<'_>, raw: RawCluster) -> ClusterConfig {
             }
         }
     };
-    ClusterConfig { source, databases }
+    let secret = match raw.secret {
+        None => None,
+        Some(s) if s.is_empty() => None,
+        Some(s) if s.len() < 16 => {
+            c.report(
+                "cluster.secret",
+                "must be at least 16 characters (or \"\" for none)",
+            );
+            None
+        }
+        Some(s) if http::HeaderValue::from_str(&s).is_err() || s.trim() != s => {
+            c.report(
+                "cluster.secret",
+                "must be printable ASCII without leading or trailing spaces",
+            );
+            None
+        }
+        Some(s) => Some(s),
+    };
+    ClusterConfig {
+        source,
+        databases,
+        secret,
+    }
 }
 
 fn check_databases(c: &mut Checker<'_>, list: &[String]) {
@@ -260,6 +301,7 @@ fn writes(c: &mut Checker<'_>, raw: RawWrites) -> WritesConfig {
             &raw.connect_timeout,
             secs(2),
         ),
+        tls: tls::writes_tls(c, raw.ca, raw.client_cert, raw.client_key),
     }
 }
 

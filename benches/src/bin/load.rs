@@ -1,0 +1,1157 @@
+//! The loopback load benchmark: rwproxy side by side with nginx and HAProxy (and no proxy at
+//! all), in front of the same small hyper app, measured in one run.
+//!
+//! ```sh
+//! bash benches/setup.sh                       # nginx and wrk from Debian (HAProxy if missing)
+//! cargo build --release -p rwproxy            # the real binary under test
+//! cargo run --release -p rwproxy-benches --bin load -- --rounds 3
+//! cargo run --release -p rwproxy-benches --bin load -- --soak 300   # memory over a soak
+//! ```
+//!
+//! Pinning (2 cores): this process, the app and the load generator share `--load-core` (0);
+//! the proxy under test runs alone on `--proxy-core` (1), so proxies are compared on one core
+//! each (`proxy.workers = 1`, nginx `worker_processes 1`, HAProxy `nbthread 1`).
+//!
+//! Per target and round: a short warm-up, then saturation with `wrk -t1 -c50` (requests/s,
+//! wrk's p50/p99, proxy CPU per request from `/proc/<pid>/stat` before and after), then a fixed
+//! rate with this program's own open-loop client (latency from each request's scheduled send
+//! time, so a stall delays every request behind it as it would real clients), then
+//! `--idle` idle keep-alive client connections and the proxy's `VmRSS`.
+//! Targets rotate between rounds; the table shows the median of the rounds.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rwproxy_benches::{median, quantile, tree_cpu, tree_rss_kib};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The app's answer to every request: a small body, as in a typical JSON or HTML fragment read.
+const APP_BODY: &[u8] = b"hello, world\n";
+/// Body of the benchmarked writes.
+const WRITE_BODY: &str = r#"{"note":"hello"}"#;
+/// Set in the re-executed, pinned process.
+const PINNED_ENV: &str = "RWPROXY_BENCH_PINNED";
+
+#[derive(Clone, Debug)]
+struct Opts {
+    rounds: usize,
+    duration: u64,
+    connections: usize,
+    rate: u32,
+    rate_secs: f64,
+    idle: usize,
+    soak: Option<u64>,
+    load_core: String,
+    proxy_core: String,
+    targets: Vec<String>,
+    rwproxy: PathBuf,
+}
+
+const ALL_TARGETS: [&str; 7] = [
+    "direct",
+    "rwproxy",
+    "nginx",
+    "haproxy",
+    "rwproxy-write-local",
+    "rwproxy-write-fwd",
+    "rwproxy-access-log",
+];
+const DEFAULT_TARGETS: [&str; 6] = [
+    "direct",
+    "rwproxy",
+    "nginx",
+    "haproxy",
+    "rwproxy-write-local",
+    "rwproxy-write-fwd",
+];
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: load [--rounds N] [--duration SECS] [--connections N] [--rate REQ_PER_S] \
+         [--rate-secs SECS] [--idle N] [--soak SECS] [--load-core C] [--proxy-core C] \
+         [--targets a,b,..] [--rwproxy PATH]\n  targets: {}",
+        ALL_TARGETS.join(", ")
+    );
+    std::process::exit(2)
+}
+
+fn parse_opts(args: &[String]) -> Opts {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut o = Opts {
+        rounds: 3,
+        duration: 10,
+        connections: 50,
+        rate: 5000,
+        rate_secs: 5.0,
+        idle: 1000,
+        soak: None,
+        load_core: "0".into(),
+        proxy_core: "1".into(),
+        targets: DEFAULT_TARGETS.iter().map(|s| (*s).to_owned()).collect(),
+        rwproxy: exe.with_file_name("rwproxy"),
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--rounds" => o.rounds = value().parse().unwrap_or_else(|_| usage()),
+            "--duration" => o.duration = value().parse().unwrap_or_else(|_| usage()),
+            "--connections" => o.connections = value().parse().unwrap_or_else(|_| usage()),
+            "--rate" => o.rate = value().parse().unwrap_or_else(|_| usage()),
+            "--rate-secs" => o.rate_secs = value().parse().unwrap_or_else(|_| usage()),
+            "--idle" => o.idle = value().parse().unwrap_or_else(|_| usage()),
+            "--soak" => o.soak = Some(value().parse().unwrap_or_else(|_| usage())),
+            "--load-core" => o.load_core = value(),
+            "--proxy-core" => o.proxy_core = value(),
+            "--rwproxy" => o.rwproxy = PathBuf::from(value()),
+            "--targets" => {
+                o.targets = value().split(',').map(str::to_owned).collect();
+                if o.targets.iter().any(|t| !ALL_TARGETS.contains(&t.as_str())) {
+                    usage();
+                }
+            }
+            _ => usage(),
+        }
+    }
+    o
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--app") {
+        return app_main();
+    }
+    let opts = parse_opts(&args);
+    if std::env::var_os(PINNED_ENV).is_none() && have("taskset") {
+        // Run the whole benchmark (its client, the app, wrk) on the load core.
+        let status = Command::new("taskset")
+            .arg("-c")
+            .arg(&opts.load_core)
+            .arg(std::env::current_exe().expect("own path"))
+            .args(&args)
+            .env(PINNED_ENV, "1")
+            .status();
+        return match status {
+            Ok(s) if s.success() => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        };
+    }
+    if !opts.rwproxy.is_file() {
+        eprintln!(
+            "no rwproxy binary at {} (build it: cargo build --release -p rwproxy)",
+            opts.rwproxy.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if !have("wrk") {
+        eprintln!("wrk is not installed (run: bash benches/setup.sh)");
+        return ExitCode::FAILURE;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match opts.soak {
+        Some(secs) => soak(&rt, &opts, secs),
+        None => bench(&rt, &opts),
+    }
+    ExitCode::SUCCESS
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program} >/dev/null 2>&1"))
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A child process, terminated (TERM, then KILL) when dropped.
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not stop on TERM; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `program` pinned to `core` through taskset (which execs it: same pid).
+fn pinned(core: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.arg("-c").arg(core).arg(program);
+    cmd
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One request on a fresh connection; the response status, if any.
+fn http_once(port: u16, method: &str) -> Option<u16> {
+    let mut s = StdStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let body = if method == "POST" { WRITE_BODY } else { "" };
+    write!(
+        s,
+        "{method} / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits until `port` answers `method /` with 200.
+fn wait_ready(port: u16, method: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if http_once(port, method) == Some(200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} never answered 200");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The app
+
+fn app_main() -> ExitCode {
+    // Exit with the benchmark, even when it is killed: stdin is its pipe.
+    std::thread::spawn(|| {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!("{}", listener.local_addr().expect("addr").port());
+        let _ = std::io::stdout().flush();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(app))
+                    .await;
+            });
+        }
+    })
+}
+
+async fn app(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let _ = request.into_body().collect().await;
+    Ok(Response::builder()
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .body(Full::new(Bytes::from_static(APP_BODY)))
+        .expect("response"))
+}
+
+fn start_app(opts: &Opts) -> (Proc, u16) {
+    let exe = std::env::current_exe().expect("own path");
+    let mut cmd = pinned(&opts.load_core, exe);
+    cmd.arg("--app").stdout(Stdio::piped());
+    let mut proc = Proc::spawn("app", &mut cmd);
+    let stdout = proc.child.stdout.take().expect("app stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("app port");
+    let port = line.trim().parse().expect("app port");
+    wait_ready(port, "GET", "the app");
+    (proc, port)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxies under test
+
+/// A started target: its processes, the port clients use, and whose CPU counts.
+struct Running {
+    _procs: Vec<Proc>,
+    port: u16,
+    measured: Vec<u32>,
+    post: bool,
+}
+
+fn rwproxy_config(node: &str, listen: u16, app: u16, primary: u16, access_log: bool) -> String {
+    format!(
+        r#"node = "{node}"
+
+[proxy]
+listen = "127.0.0.1:{listen}"
+app = "http://127.0.0.1:{app}"
+workers = 1
+drain_timeout = "1s"
+
+[cluster]
+source = "static"
+primary = "primary"
+
+[writes]
+mode = "forward"
+primary_url = "http://127.0.0.1:{primary}"
+
+[log]
+access = {access_log}
+level = "{level}"
+"#,
+        level = if access_log { "info" } else { "warn" },
+    )
+}
+
+fn start_rwproxy(
+    opts: &Opts,
+    dir: &Path,
+    node: &str,
+    app: u16,
+    primary: u16,
+    access_log: bool,
+) -> (Proc, u16) {
+    let port = free_port();
+    let config = dir.join(format!("{node}.toml"));
+    std::fs::write(
+        &config,
+        rwproxy_config(node, port, app, primary, access_log),
+    )
+    .expect("write config");
+    let log = std::fs::File::create(dir.join(format!("{node}.log"))).expect("log file");
+    let mut cmd = pinned(&opts.proxy_core, &opts.rwproxy);
+    cmd.arg("run")
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log);
+    let proc = Proc::spawn(&format!("rwproxy {node}"), &mut cmd);
+    wait_ready(port, "GET", "rwproxy");
+    (proc, port)
+}
+
+fn nginx_config(dir: &Path, listen: u16, app: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+worker_rlimit_nofile 16384;
+events {{
+    worker_connections 8192;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    upstream app {{
+        server 127.0.0.1:{app};
+        keepalive 256;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+fn haproxy_config(listen: u16, app: u16) -> String {
+    format!(
+        r#"global
+    nbthread 1
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+
+frontend bench
+    bind 127.0.0.1:{listen}
+    option forwardfor
+    default_backend app
+
+backend app
+    server app 127.0.0.1:{app}
+"#
+    )
+}
+
+fn nginx_path() -> Option<&'static str> {
+    ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+}
+
+fn haproxy_path() -> Option<&'static str> {
+    ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+}
+
+fn available(target: &str) -> bool {
+    match target {
+        "nginx" => nginx_path().is_some(),
+        "haproxy" => haproxy_path().is_some(),
+        _ => true,
+    }
+}
+
+fn start_target(target: &str, opts: &Opts, app: &Proc, app_port: u16, dir: &Path) -> Running {
+    match target {
+        "direct" => Running {
+            _procs: vec![],
+            port: app_port,
+            measured: vec![app.pid()],
+            post: false,
+        },
+        "rwproxy" | "rwproxy-access-log" | "rwproxy-write-local" => {
+            let log = target == "rwproxy-access-log";
+            let (p, port) = start_rwproxy(opts, dir, "primary", app_port, 9, log);
+            let measured = vec![p.pid()];
+            Running {
+                _procs: vec![p],
+                port,
+                measured,
+                post: target == "rwproxy-write-local",
+            }
+        }
+        "rwproxy-write-fwd" => {
+            let (primary, primary_port) = start_rwproxy(opts, dir, "primary", app_port, 9, false);
+            let (replica, port) =
+                start_rwproxy(opts, dir, "replica", app_port, primary_port, false);
+            wait_ready(port, "POST", "the forwarded write path");
+            let measured = vec![replica.pid(), primary.pid()];
+            Running {
+                _procs: vec![replica, primary],
+                port,
+                measured,
+                post: true,
+            }
+        }
+        "nginx" => {
+            let port = free_port();
+            let config = dir.join("nginx.conf");
+            std::fs::write(&config, nginx_config(dir, port, app_port)).expect("write config");
+            let mut cmd = pinned(&opts.proxy_core, nginx_path().expect("nginx"));
+            cmd.arg("-c")
+                .arg(&config)
+                .arg("-p")
+                .arg(dir)
+                .arg("-e")
+                .arg(dir.join("nginx-error.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let p = Proc::spawn("nginx", &mut cmd);
+            wait_ready(port, "GET", "nginx");
+            let measured = vec![p.pid()];
+            Running {
+                _procs: vec![p],
+                port,
+                measured,
+                post: false,
+            }
+        }
+        "haproxy" => {
+            let port = free_port();
+            let config = dir.join("haproxy.cfg");
+            std::fs::write(&config, haproxy_config(port, app_port)).expect("write config");
+            let mut cmd = pinned(&opts.proxy_core, haproxy_path().expect("haproxy"));
+            cmd.arg("-db")
+                .arg("-f")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let p = Proc::spawn("haproxy", &mut cmd);
+            wait_ready(port, "GET", "haproxy");
+            let measured = vec![p.pid()];
+            Running {
+                _procs: vec![p],
+                port,
+                measured,
+                post: false,
+            }
+        }
+        other => panic!("unknown target {other}"),
+    }
+}
+
+fn cpu_of(pids: &[u32]) -> Duration {
+    pids.iter().map(|p| tree_cpu(*p)).sum()
+}
+
+fn rss_mib(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| tree_rss_kib(*p)).sum::<u64>() as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk
+
+#[derive(Debug, Default, Clone, Copy)]
+struct WrkResult {
+    rps: f64,
+    requests: u64,
+    p50: Duration,
+    p99: Duration,
+    bad: u64,
+}
+
+fn wrk_script(dir: &Path) -> PathBuf {
+    let path = dir.join("post.lua");
+    std::fs::write(
+        &path,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{WRITE_BODY}'\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
+    )
+    .expect("write script");
+    path
+}
+
+fn wrk(opts: &Opts, port: u16, secs: u64, post: bool, dir: &Path) -> WrkResult {
+    let mut cmd = pinned(&opts.load_core, "wrk");
+    cmd.arg("-t1")
+        .arg(format!("-c{}", opts.connections))
+        .arg(format!("-d{secs}s"))
+        .arg("--latency");
+    if post {
+        cmd.arg("-s").arg(wrk_script(dir));
+    }
+    let out = cmd
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("wrk");
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_wrk_duration(text: &str) -> Duration {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().unwrap_or(f64::NAN);
+    let secs = match unit {
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => f64::NAN,
+    };
+    Duration::try_from_secs_f64(secs).unwrap_or_default()
+}
+
+fn parse_wrk(out: &str) -> WrkResult {
+    let mut r = WrkResult::default();
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", v] => r.p50 = parse_wrk_duration(v),
+            ["99%", v] => r.p99 = parse_wrk_duration(v),
+            ["Requests/sec:", v] => r.rps = v.parse().unwrap_or(0.0),
+            [n, "requests", "in", ..] => r.requests = n.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => r.bad += n.parse().unwrap_or(0),
+            ["Socket", "errors:", rest @ ..] => {
+                r.bad += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// The open-loop fixed-rate client
+
+type Sender = SendRequest<Full<Bytes>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn connect(port: u16) -> Result<Sender, BoxError> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn request(post: bool) -> Request<Full<Bytes>> {
+    let builder = Request::builder()
+        .uri("/")
+        .header(http::header::HOST, "bench");
+    if post {
+        builder
+            .method(Method::POST)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(WRITE_BODY.as_bytes())))
+    } else {
+        builder.method(Method::GET).body(Full::new(Bytes::new()))
+    }
+    .expect("request")
+}
+
+#[derive(Debug, Default, Clone)]
+struct OpenLoop {
+    latencies: Vec<Duration>,
+    bad: u64,
+    connections: usize,
+}
+
+/// Sends `rate` requests per second for `secs`, each at its scheduled instant on an idle
+/// connection (a new one when all are busy). Latency runs from the scheduled instant to the
+/// end of the response body.
+async fn open_loop(port: u16, rate: u32, secs: f64, post: bool) -> OpenLoop {
+    let n = (f64::from(rate) * secs).round() as u32;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let idle: Arc<Mutex<Vec<Sender>>> = Arc::default();
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..16 {
+        if let Ok(s) = connect(port).await {
+            idle.lock().unwrap().push(s);
+            opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let start = Instant::now() + Duration::from_millis(20);
+    // A thread keeps the schedule: tokio's timer has millisecond granularity, nanosleep does
+    // better than 0.1 ms.
+    let scheduler = std::thread::spawn(move || {
+        for i in 0..n {
+            let at = start + interval * i;
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            if tx.send(at).is_err() {
+                break;
+            }
+        }
+    });
+    let mut result = OpenLoop::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut record = |r: Result<Result<Duration, BoxError>, tokio::task::JoinError>| match r {
+        Ok(Ok(latency)) => result.latencies.push(latency),
+        _ => result.bad += 1,
+    };
+    while let Some(at) = rx.recv().await {
+        let idle = idle.clone();
+        let opened = opened.clone();
+        tasks.spawn(async move {
+            let pooled = idle.lock().unwrap().pop();
+            let mut sender = match pooled {
+                Some(s) => s,
+                None => {
+                    opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    connect(port).await?
+                }
+            };
+            let response = sender.send_request(request(post)).await?;
+            let ok = response.status() == StatusCode::OK;
+            response.into_body().collect().await?;
+            let latency = at.elapsed();
+            if sender.ready().await.is_ok() {
+                idle.lock().unwrap().push(sender);
+            }
+            if ok {
+                Ok(latency)
+            } else {
+                Err("status".into())
+            }
+        });
+        while let Some(done) = tasks.try_join_next() {
+            record(done);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        record(done);
+    }
+    let _ = scheduler.join();
+    result.latencies.sort();
+    result.connections = opened.load(std::sync::atomic::Ordering::Relaxed);
+    result
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle keep-alive connections
+
+/// Opens `n` client connections, each sending one GET and reading the whole response, then
+/// left open and idle (in batches, so the proxy's upstream pool stays small, as it would with
+/// clients that come and go).
+async fn open_idle(port: u16, n: usize) -> Vec<TcpStream> {
+    let mut streams = Vec::with_capacity(n);
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(50);
+        left -= batch;
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..batch {
+            set.spawn(async move {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+                s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                    .await?;
+                read_response(&mut s).await?;
+                Ok::<_, std::io::Error>(s)
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Ok(Ok(s)) = r {
+                streams.push(s);
+            }
+        }
+    }
+    streams
+}
+
+async fn read_response(s: &mut TcpStream) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let got = s.read(&mut chunk).await?;
+        if got == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..got]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if buf.len() >= end + 4 + length {
+            return Ok(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The benchmark
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Sample {
+    rps: f64,
+    sat_p50: f64,
+    sat_p99: f64,
+    sat_cpu: f64,
+    fix_p50: f64,
+    fix_p99: f64,
+    fix_cpu: f64,
+    bad: u64,
+    rss: f64,
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    opts: &Opts,
+    target: &str,
+    app: &Proc,
+    app_port: u16,
+    dir: &Path,
+) -> Sample {
+    let running = start_target(target, opts, app, app_port, dir);
+    let (port, post) = (running.port, running.post);
+    // Warm-up: connections, pools, caches.
+    wrk(opts, port, 1, post, dir);
+
+    let before = cpu_of(&running.measured);
+    let w = wrk(opts, port, opts.duration, post, dir);
+    let sat_cpu = cpu_of(&running.measured).saturating_sub(before);
+
+    let before = cpu_of(&running.measured);
+    let fixed = rt.block_on(open_loop(port, opts.rate, opts.rate_secs, post));
+    let fix_cpu = cpu_of(&running.measured).saturating_sub(before);
+
+    let rss = if post || opts.idle == 0 {
+        f64::NAN
+    } else {
+        let idle = rt.block_on(open_idle(port, opts.idle));
+        std::thread::sleep(Duration::from_millis(500));
+        let rss = rss_mib(&running.measured);
+        if idle.len() < opts.idle {
+            eprintln!(
+                "  only {} of {} idle connections opened",
+                idle.len(),
+                opts.idle
+            );
+        }
+        drop(idle);
+        rss
+    };
+    let per = |cpu: Duration, n: u64| {
+        if n == 0 {
+            f64::NAN
+        } else {
+            us(cpu) / n as f64
+        }
+    };
+    Sample {
+        rps: w.rps,
+        sat_p50: us(w.p50),
+        sat_p99: us(w.p99),
+        sat_cpu: per(sat_cpu, w.requests),
+        fix_p50: us(quantile(&fixed.latencies, 0.5)),
+        fix_p99: us(quantile(&fixed.latencies, 0.99)),
+        fix_cpu: per(fix_cpu, fixed.latencies.len() as u64),
+        bad: w.bad + fixed.bad,
+        rss,
+    }
+}
+
+fn bench(rt: &tokio::runtime::Runtime, opts: &Opts) {
+    let targets: Vec<&str> = opts
+        .targets
+        .iter()
+        .map(String::as_str)
+        .filter(|t| {
+            let ok = available(t);
+            if !ok {
+                eprintln!("skipping {t}: not installed (bash benches/setup.sh)");
+            }
+            ok
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, app_port) = start_app(opts);
+    println!(
+        "load benchmark: {} rounds; saturation wrk -t1 -c{} -d{}s; open loop {} req/s for {} s; \
+         {} idle connections; load core {}, proxy core {}",
+        opts.rounds,
+        opts.connections,
+        opts.duration,
+        opts.rate,
+        opts.rate_secs,
+        opts.idle,
+        opts.load_core,
+        opts.proxy_core
+    );
+    println!(
+        "{:<20} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5}",
+        "target",
+        "round",
+        "req/s",
+        "p50",
+        "p99",
+        "cpu/req",
+        "p50@R",
+        "p99@R",
+        "cpu@R",
+        "RSS",
+        "bad"
+    );
+    let mut samples: Vec<(String, Vec<Sample>)> = targets
+        .iter()
+        .map(|t| ((*t).to_owned(), Vec::new()))
+        .collect();
+    for round in 0..opts.rounds {
+        // Rotate the order so no target always runs first (or right after a heavy one).
+        for i in 0..targets.len() {
+            let k = (i + round) % targets.len();
+            let target = targets[k];
+            let s = measure(rt, opts, target, &app, app_port, dir.path());
+            println!(
+                "{:<20} {:>5} {:>9.0} {:>8.0} {:>8.0} {:>8.1} {:>8.0} {:>8.0} {:>8.1} {:>6.1} {:>5}",
+                target,
+                round + 1,
+                s.rps,
+                s.sat_p50,
+                s.sat_p99,
+                s.sat_cpu,
+                s.fix_p50,
+                s.fix_p99,
+                s.fix_cpu,
+                s.rss,
+                s.bad
+            );
+            samples[k].1.push(s);
+        }
+    }
+    drop(app);
+    print_tables(opts, &samples);
+}
+
+fn print_tables(opts: &Opts, samples: &[(String, Vec<Sample>)]) {
+    let med = |v: &[Sample], f: fn(&Sample) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+    let rows: Vec<(String, Sample)> = samples
+        .iter()
+        .map(|(t, v)| {
+            (
+                t.clone(),
+                Sample {
+                    rps: med(v, |s| s.rps),
+                    sat_p50: med(v, |s| s.sat_p50),
+                    sat_p99: med(v, |s| s.sat_p99),
+                    sat_cpu: med(v, |s| s.sat_cpu),
+                    fix_p50: med(v, |s| s.fix_p50),
+                    fix_p99: med(v, |s| s.fix_p99),
+                    fix_cpu: med(v, |s| s.fix_cpu),
+                    bad: v.iter().map(|s| s.bad).sum(),
+                    rss: med(v, |s| s.rss),
+                },
+            )
+        })
+        .collect();
+    let find = |name: &str| rows.iter().find(|(t, _)| t == name).map(|(_, s)| *s);
+    let r = opts.rate;
+    println!();
+    println!(
+        "Median of {} rounds. Saturation: wrk -t1 -c{} -d{}s. @{r}: open loop at {r} req/s for {} s. \
+         CPU: µs of proxy CPU (user+system) per request (direct: the app's). RSS: with {} idle \
+         keep-alive client connections.",
+        opts.rounds, opts.connections, opts.duration, opts.rate_secs, opts.idle
+    );
+    println!();
+    println!(
+        "| target | req/s | p50 µs | p99 µs | CPU µs/req | p50 µs @{r} | p99 µs @{r} | CPU µs/req @{r} | RSS MiB | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (t, s) in &rows {
+        println!(
+            "| {t} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {:.1} | {} | {} |",
+            s.rps,
+            s.sat_p50,
+            s.sat_p99,
+            s.sat_cpu,
+            s.fix_p50,
+            s.fix_p99,
+            s.fix_cpu,
+            if s.rss.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{:.1}", s.rss)
+            },
+            s.bad
+        );
+    }
+    let ratio = |a: f64, b: Option<f64>| match b {
+        Some(b) if b > 0.0 && a.is_finite() => format!("{:.2}", a / b),
+        _ => "-".to_owned(),
+    };
+    for (base_name, base) in [("direct", find("direct")), ("nginx", find("nginx"))] {
+        let Some(base) = base else { continue };
+        println!();
+        println!("Ratios to {base_name}:");
+        println!();
+        println!("| target | req/s | CPU µs/req | CPU µs/req @{r} | p50 @{r} | p99 @{r} | p50 added µs @{r} |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        let direct = find("direct");
+        for (t, s) in &rows {
+            if t == base_name || t == "direct" {
+                continue;
+            }
+            println!(
+                "| {t} | {} | {} | {} | {} | {} | {} |",
+                ratio(s.rps, Some(base.rps)),
+                ratio(s.sat_cpu, Some(base.sat_cpu)),
+                ratio(s.fix_cpu, Some(base.fix_cpu)),
+                ratio(s.fix_p50, Some(base.fix_p50)),
+                ratio(s.fix_p99, Some(base.fix_p99)),
+                direct.map_or("-".to_owned(), |d| format!("{:.0}", s.fix_p50 - d.fix_p50)),
+            );
+        }
+    }
+    goals(&find);
+}
+
+fn goals(find: &dyn Fn(&str) -> Option<Sample>) {
+    println!();
+    println!("Goals:");
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let Some(rw) = find("rwproxy") else { return };
+    for other in ["nginx", "haproxy"] {
+        if let Some(o) = find(other) {
+            println!(
+                "  CPU/request ≤ {other}: {:.1} vs {:.1} µs (at fixed rate: {:.1} vs {:.1}): {}",
+                rw.sat_cpu,
+                o.sat_cpu,
+                rw.fix_cpu,
+                o.fix_cpu,
+                verdict(rw.sat_cpu <= o.sat_cpu)
+            );
+        }
+    }
+    if let Some(n) = find("nginx") {
+        println!(
+            "  throughput ≥ nginx: {:.0} vs {:.0} req/s: {}",
+            rw.rps,
+            n.rps,
+            verdict(rw.rps >= n.rps)
+        );
+        println!(
+            "  p50 at fixed rate ≤ nginx: {:.0} vs {:.0} µs: {}",
+            rw.fix_p50,
+            n.fix_p50,
+            verdict(rw.fix_p50 <= n.fix_p50)
+        );
+        println!(
+            "  p99 at fixed rate ≤ 1.2 × nginx: {:.0} vs {:.0} µs: {}",
+            rw.fix_p99,
+            1.2 * n.fix_p99,
+            verdict(rw.fix_p99 <= 1.2 * n.fix_p99)
+        );
+    }
+    if let Some(w) = find("rwproxy-write-fwd") {
+        println!(
+            "  forwarded write ≤ 2 × local read CPU: {:.1} vs {:.1} µs: {}",
+            w.sat_cpu,
+            2.0 * rw.sat_cpu,
+            verdict(w.sat_cpu <= 2.0 * rw.sat_cpu)
+        );
+    }
+    if rw.rss.is_finite() {
+        println!(
+            "  RSS with idle connections ≤ 32 MiB: {:.1} MiB: {}",
+            rw.rss,
+            verdict(rw.rss <= 32.0)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soak
+
+fn soak(rt: &tokio::runtime::Runtime, opts: &Opts, secs: u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, app_port) = start_app(opts);
+    let (proxy, port) = start_rwproxy(opts, dir.path(), "primary", app_port, 9, false);
+    let pid = [proxy.pid()];
+    let started = Instant::now();
+    println!("soak: rwproxy with {} idle connections, saturated by wrk -t1 -c{} for {secs} s; RSS every 10 s", opts.idle, opts.connections);
+    println!("RSS at start: {:.1} MiB", rss_mib(&pid));
+    let idle = rt.block_on(open_idle(port, opts.idle));
+    println!(
+        "RSS with {} idle connections: {:.1} MiB",
+        idle.len(),
+        rss_mib(&pid)
+    );
+    let mut cmd = pinned(&opts.load_core, "wrk");
+    let mut load = Proc::spawn(
+        "wrk",
+        cmd.arg("-t1")
+            .arg(format!("-c{}", opts.connections))
+            .arg(format!("-d{secs}s"))
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .stdout(Stdio::piped()),
+    );
+    let t0 = Instant::now();
+    let mut series = Vec::new();
+    loop {
+        std::thread::sleep(Duration::from_secs(10));
+        let rss = rss_mib(&pid);
+        let t = t0.elapsed().as_secs();
+        series.push((t, rss));
+        println!("  t={t:>4}s RSS {rss:.1} MiB");
+        if let Ok(Some(_)) = load.child.try_wait() {
+            break;
+        }
+    }
+    let mut out = String::new();
+    if let Some(mut stdout) = load.child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    let w = parse_wrk(&out);
+    drop(load);
+    let after_load = rss_mib(&pid);
+    drop(idle);
+    std::thread::sleep(Duration::from_secs(1));
+    let closed = rss_mib(&pid);
+    let max = series.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    let first = series.first().map_or(f64::NAN, |(_, r)| *r);
+    let last = series.last().map_or(f64::NAN, |(_, r)| *r);
+    println!(
+        "soak done in {:.0} s: {} requests ({:.0} req/s), {} errors; RSS first sample {first:.1}, \
+         last {last:.1}, max {max:.1} MiB; after load {after_load:.1}; idle connections closed \
+         {closed:.1} MiB",
+        started.elapsed().as_secs_f64(),
+        w.requests,
+        w.rps,
+        w.bad
+    );
+    drop(proxy);
+    drop(app);
+}

@@ -1,0 +1,151 @@
+//! The health responders' side: the JSON document for `GET`/`HEAD`, `?max_lag=`, and the
+//! agent line, all computed from the state channel and the shared debounced verdict.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Response};
+use rwproxy_core::NodeState;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{agent_line, evaluate_with_app, HealthStatus, SharedHealth};
+use crate::body::Body;
+use crate::proxy::Draining;
+use crate::respond;
+
+#[derive(Serialize)]
+struct HealthDoc<'a> {
+    status: HealthStatus,
+    node: &'a str,
+    role: &'static str,
+    primary: Option<&'a str>,
+    lag_ms: Option<u64>,
+    max_lag_ms: u64,
+    positions: BTreeMap<&'a str, u64>,
+    /// The verdict for this instant, before rise/fall; differs from `status` while a change is
+    /// being confirmed.
+    observed: HealthStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<&'a str>,
+}
+
+/// Everything a health answer reads: cheap to clone, shared by the proxy and admin listeners
+/// and the agent listener.
+#[derive(Clone, Debug)]
+pub struct HealthView {
+    node: Arc<str>,
+    state: watch::Receiver<NodeState>,
+    max_lag: Duration,
+    draining: Draining,
+    shared: SharedHealth,
+}
+
+impl HealthView {
+    /// A view of this node's health.
+    pub fn new(
+        node: Arc<str>,
+        state: watch::Receiver<NodeState>,
+        max_lag: Duration,
+        draining: Draining,
+        shared: SharedHealth,
+    ) -> Self {
+        HealthView {
+            node,
+            state,
+            max_lag,
+            draining,
+            shared,
+        }
+    }
+
+    /// The verdict the edge sees now: the debounced one, except that statuses which skip `fall`
+    /// take effect at once (the watch task may not have run since `draining` was set).
+    fn current(&self, state: &NodeState, max_lag: Duration) -> (HealthStatus, HealthStatus) {
+        let observed = evaluate_with_app(
+            state,
+            max_lag,
+            self.draining.is_draining(),
+            self.shared.app(),
+        );
+        let status = if observed.skips_fall() {
+            observed
+        } else {
+            self.shared.reported()
+        };
+        (status, observed)
+    }
+
+    /// The debounced verdict (what `GET /health` answers without `?max_lag=`).
+    pub fn status(&self) -> HealthStatus {
+        let state = self.state.borrow();
+        self.current(&state, self.max_lag).0
+    }
+
+    /// Answers a health probe (`GET`/`HEAD`, optional `?max_lag=<duration>`). A probe with its
+    /// own threshold is evaluated directly, without rise/fall: its threshold has no history.
+    pub fn respond(&self, method: &Method, query: Option<&str>) -> Response<Body> {
+        let state = self.state.borrow();
+        let max_lag_override = query.and_then(max_lag_override);
+        let max_lag = max_lag_override.unwrap_or(self.max_lag);
+        let (mut status, observed) = self.current(&state, max_lag);
+        if max_lag_override.is_some() {
+            status = observed;
+        }
+        let doc = HealthDoc {
+            status,
+            node: &self.node,
+            role: state.role.as_str(),
+            primary: state.primary.as_deref(),
+            lag_ms: state.lag.map(|l| l.as_millis() as u64),
+            max_lag_ms: max_lag.as_millis() as u64,
+            positions: state
+                .positions
+                .iter()
+                .map(|(db, p)| (db.as_ref(), *p))
+                .collect(),
+            observed,
+            app: self.shared.app().as_label(),
+            problem: state.problem.as_deref(),
+        };
+        let body = if method == Method::HEAD {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&doc).unwrap_or_default()
+        };
+        respond::plain(status.http_status(), "application/json", body)
+    }
+
+    /// The HAProxy agent-check line for the current verdict (see [`agent_line`]).
+    pub fn agent_line(&self) -> String {
+        let state = self.state.borrow();
+        let (status, _) = self.current(&state, self.max_lag);
+        agent_line(status, &state, self.max_lag)
+    }
+}
+
+/// `max_lag=<duration>` from a query string, e.g. `?max_lag=2s`.
+fn max_lag_override(query: &str) -> Option<Duration> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "max_lag")
+        .and_then(|(_, v)| humantime::parse_duration(v).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_overrides_threshold() {
+        assert_eq!(
+            max_lag_override("x=1&max_lag=250ms"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(max_lag_override("max_lag=soon"), None);
+    }
+}

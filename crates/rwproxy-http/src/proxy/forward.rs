@@ -1,0 +1,321 @@
+//! Forwarding to the primary's rwproxy, and what makes it safe: a circuit breaker per primary,
+//! and retries only of requests that provably reached no app.
+//!
+//! A write is retried against the current primary (a new one after a hand-off, or this node's
+//! own app if it was promoted) until `writes.primary_wait` runs out when:
+//! * its connection could not be made (the pool hands the untouched request back), or the
+//!   breaker of that primary is open (nothing was sent);
+//! * the old primary refused it with `loop` (it is no longer primary and passed it to no app) —
+//!   only for small bodies, which are kept so they can be sent again;
+//! * it failed after being sent, carries an `Idempotency-Key` and its body was kept: the app
+//!   promises to apply a key once, so a second delivery is safe.
+//!
+//! Anything else that may have reached an app is never retried: it gets 502/504 with a code.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{request, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use rwproxy_core::{ErrorCode, Reason, RequestClass};
+
+use super::dispatch::TokenAction;
+use super::{Outcome, Proxy, RequestId};
+use crate::body::Body;
+use crate::respond::RWPROXY_ERROR;
+use crate::upstream::breaker::{Admission, ProbeGuard};
+use crate::upstream::headers::{
+    prepare_request, prepare_response, ClientInfo, FORWARDED_BY, FORWARD_SECRET,
+};
+use crate::upstream::{SendError, Target};
+
+/// Pause between attempts while the primary cannot be reached and no new one is known.
+const PRIMARY_RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Write bodies up to this size are kept in memory so the write can be sent again.
+pub(crate) const REPLAY_LIMIT: u64 = 64 * 1024;
+/// The header that makes a write safe to deliver twice (the app deduplicates by it).
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// A request body on its way to the primary.
+enum Payload {
+    /// Kept in memory: can be sent again.
+    Kept(Bytes),
+    /// Streamed: can be sent once (handed back untouched only when the connect failed).
+    Streamed(Option<Body>),
+}
+
+impl Payload {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            Payload::Kept(bytes) => Some(Body::full(bytes.clone())),
+            Payload::Streamed(body) => body.take(),
+        }
+    }
+
+    fn is_kept(&self) -> bool {
+        matches!(self, Payload::Kept(_))
+    }
+}
+
+/// What one attempt came to, when it did not produce the final answer.
+enum Retry {
+    /// Nothing reached any app: try the current primary; when time is up, answer this code.
+    Unsent(ErrorCode),
+    /// The request may have reached the app but is safe to deliver again (idempotency key).
+    Idempotent,
+}
+
+impl Proxy {
+    pub(super) async fn to_primary(
+        &self,
+        request: Request<Incoming>,
+        client: ClientInfo,
+        class: RequestClass,
+        reason: Reason,
+        primary: Arc<str>,
+    ) -> Outcome {
+        let inner = &*self.inner;
+        let (mut parts, body) = request.into_parts();
+        if prepare_request(&mut parts, client, &inner.hop).is_err() {
+            return Outcome::rejected(class, ErrorCode::BadRequest);
+        }
+        parts
+            .headers
+            .insert(FORWARDED_BY.clone(), inner.hop.node().clone());
+        if let Some(secret) = &inner.params.forward_secret {
+            parts.headers.insert(FORWARD_SECRET.clone(), secret.clone());
+        }
+        let payload = if class == RequestClass::Write && replayable(&parts, &body) {
+            match body.collect().await {
+                Ok(collected) => Payload::Kept(collected.to_bytes()),
+                Err(_) => return Outcome::rejected(class, ErrorCode::BadRequest),
+            }
+        } else {
+            Payload::Streamed(Some(Body::limited(body, inner.params.max_body)))
+        };
+        self.forward(parts, payload, class, reason, primary, client.tls)
+            .await
+    }
+
+    /// Sends to the primary, following it until `writes.primary_wait` runs out for requests
+    /// that may be retried (see the module docs).
+    async fn forward(
+        &self,
+        parts: request::Parts,
+        mut payload: Payload,
+        class: RequestClass,
+        reason: Reason,
+        mut primary: Arc<str>,
+        tls: bool,
+    ) -> Outcome {
+        let inner = &*self.inner;
+        let params = &inner.params;
+        let deadline = Instant::now() + params.primary_wait;
+        let request_id = RequestId::of(&Request::from_parts(parts.clone(), ()));
+        let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
+        let idempotent = parts.headers.contains_key(&IDEMPOTENCY_KEY);
+        let mut idempotent_retries = 0;
+        loop {
+            let Some(authority) = params.primary_url.authority(&primary) else {
+                tracing::error!(request_id, %primary, "writes.primary_url gives no valid URL for this primary");
+                return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
+            };
+            let target = params.primary_url.target(authority);
+            let retry = match inner.breakers.admit(&target.authority) {
+                Admission::FailFast(_) => {
+                    // This primary failed repeatedly just now: answer at once rather than
+                    // holding the client for the whole primary_wait.
+                    inner.metrics.primary_reachable(false);
+                    return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
+                }
+                admission @ (Admission::Go | Admission::Probe) => {
+                    let _probe = (admission == Admission::Probe)
+                        .then(|| ProbeGuard::new(&inner.breakers, &target.authority));
+                    let Some(body) = payload.take() else {
+                        return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
+                    };
+                    let request = Request::from_parts(parts.clone(), body);
+                    match self.attempt(&target, request, &primary, request_id).await {
+                        Attempt::Done(response) => {
+                            match self.refused_as_loop(&response, &payload, class) {
+                                true => Retry::Unsent(ErrorCode::Loop),
+                                false => return self.forwarded(response, class, reason),
+                            }
+                        }
+                        Attempt::Unsent(back) => {
+                            if let Payload::Streamed(slot) = &mut payload {
+                                *slot = Some(back.into_body());
+                            }
+                            Retry::Unsent(ErrorCode::PrimaryUnreachable)
+                        }
+                        Attempt::Failed(code)
+                            if code == ErrorCode::PrimaryFailed
+                                && idempotent
+                                && payload.is_kept()
+                                && idempotent_retries == 0 =>
+                        {
+                            idempotent_retries += 1;
+                            Retry::Idempotent
+                        }
+                        Attempt::Failed(code) => return Outcome::rejected(class, code),
+                    }
+                }
+            };
+            if class != RequestClass::Write || Instant::now() >= deadline {
+                let code = match retry {
+                    Retry::Unsent(code) => code,
+                    Retry::Idempotent => ErrorCode::PrimaryFailed,
+                };
+                return Outcome::rejected(class, code);
+            }
+            if let Retry::Idempotent = retry {
+                tracing::info!(request_id, %primary, "retrying a write that carries an Idempotency-Key");
+            }
+            // Wait for news (a hand-off) or a short pause, then follow the current primary.
+            let mut changes = inner.state.clone();
+            // Only news from now on counts: the clone starts at whatever version the proxy's
+            // own receiver last saw, which may be long ago.
+            changes.mark_unchanged();
+            let pause = PRIMARY_RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now()));
+            let _ = tokio::time::timeout(pause, changes.changed()).await;
+            let (promoted, next) = {
+                let state = inner.state.borrow();
+                (state.is_primary(), state.remote_primary().cloned())
+            };
+            if promoted {
+                tracing::info!(
+                    request_id,
+                    "this node became primary while a write waited; serving it locally"
+                );
+                let Some(body) = payload.take() else {
+                    return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
+                };
+                let mut request = Request::from_parts(parts, body);
+                request.headers_mut().remove(&FORWARDED_BY);
+                request.headers_mut().remove(&FORWARD_SECRET);
+                return self
+                    .send_to_app(
+                        request,
+                        class,
+                        Reason::Write,
+                        TokenAction::IssueAfterWrite,
+                        tls,
+                    )
+                    .await;
+            }
+            if let Some(next) = next {
+                primary = next;
+            }
+        }
+    }
+
+    /// One attempt against one primary.
+    async fn attempt(
+        &self,
+        target: &Target,
+        request: Request<Body>,
+        primary: &str,
+        request_id: &str,
+    ) -> Attempt {
+        let inner = &*self.inner;
+        let params = &inner.params;
+        let started = Instant::now();
+        let sent = tokio::time::timeout(
+            params.write_timeout,
+            inner
+                .pool
+                .send(target, request, params.connect_timeout, Duration::ZERO),
+        )
+        .await;
+        match sent {
+            Err(_) => {
+                // A primary that accepts connections but never answers is as unreachable as
+                // one that refuses them.
+                inner.breakers.failure(&target.authority);
+                tracing::warn!(request_id, %primary, timeout_ms = params.write_timeout.as_millis() as u64, "primary did not answer in time");
+                Attempt::Failed(ErrorCode::PrimaryTimeout)
+            }
+            Ok(Ok(response)) => {
+                inner.breakers.success(&target.authority);
+                inner.metrics.forwarded(started.elapsed());
+                inner.metrics.primary_reachable(true);
+                Attempt::Done(response)
+            }
+            Ok(Err(SendError::Sent(error))) if crate::body::is_too_large(&error) => {
+                inner.breakers.success(&target.authority);
+                Attempt::Failed(ErrorCode::TooLarge)
+            }
+            Ok(Err(SendError::Sent(error))) => {
+                // Connected, then failed: the primary was reachable.
+                inner.breakers.success(&target.authority);
+                inner.metrics.primary_reachable(true);
+                tracing::warn!(request_id, %primary, %error, "connection to the primary failed after the request was sent");
+                Attempt::Failed(ErrorCode::PrimaryFailed)
+            }
+            Ok(Err(SendError::Connect { error, request })) => {
+                inner.breakers.failure(&target.authority);
+                inner.metrics.primary_reachable(false);
+                tracing::warn!(request_id, %primary, %error, "primary unreachable");
+                Attempt::Unsent(*request)
+            }
+        }
+    }
+
+    /// The old primary answered `loop`: it is no longer primary and passed the write to no app.
+    /// Retried only when the body was kept (a streamed body is gone: the 503 goes to the client,
+    /// whose retry is equally safe).
+    fn refused_as_loop(
+        &self,
+        response: &Response<Body>,
+        payload: &Payload,
+        class: RequestClass,
+    ) -> bool {
+        class == RequestClass::Write
+            && payload.is_kept()
+            && response.status() == StatusCode::SERVICE_UNAVAILABLE
+            && response
+                .headers()
+                .get(&RWPROXY_ERROR)
+                .is_some_and(|v| v == ErrorCode::Loop.as_str())
+    }
+
+    fn forwarded(&self, response: Response<Body>, class: RequestClass, reason: Reason) -> Outcome {
+        let (mut parts, body) = response.into_parts();
+        prepare_response(&mut parts);
+        self.route_header(&mut parts.headers, "primary", reason);
+        Outcome {
+            response: Response::from_parts(parts, body),
+            class: Some(class),
+            route: "primary",
+            reason,
+        }
+    }
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// The primary answered (any status).
+    Done(Response<Body>),
+    /// Nothing was sent; the request comes back untouched.
+    Unsent(Request<Body>),
+    /// It may have reached the app.
+    Failed(ErrorCode),
+}
+
+/// A write whose body is small enough to keep: a declared length within [`REPLAY_LIMIT`], or
+/// no body at all.
+fn replayable(parts: &request::Parts, body: &Incoming) -> bool {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return true;
+    }
+    parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= REPLAY_LIMIT)
+}

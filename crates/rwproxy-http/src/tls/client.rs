@@ -1,0 +1,76 @@
+//! TLS toward `https` primaries: the pool wraps its TCP connections with this.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::{certified_key, parse_certs, parse_key, provider, read, root_store, TlsError};
+
+/// `writes.ca`, `writes.client_cert` and `writes.client_key`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientTlsFiles {
+    /// PEM CA bundle trusted for the primary's certificate; `None`: the webpki (Mozilla) roots.
+    pub ca: Option<PathBuf>,
+    /// PEM certificate chain and key presented to the primary (mutual TLS).
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// Connects TLS to upstreams (HTTP/1.1 by ALPN, the pool's protocol).
+#[derive(Clone)]
+pub struct UpstreamTls {
+    connector: TlsConnector,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamTls")
+    }
+}
+
+impl UpstreamTls {
+    /// Builds the client config from the files.
+    pub fn new(files: &ClientTlsFiles) -> Result<Self, TlsError> {
+        let roots = match &files.ca {
+            Some(ca) => root_store(ca)?,
+            None => RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+        };
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let mut config = match &files.client_identity {
+            Some((cert, key)) => {
+                // Checked as a pair first, for an error that names the files.
+                let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+                certified_key(cert, &cert_pem, key, &key_pem)?;
+                builder.with_client_auth_cert(
+                    parse_certs(cert, &cert_pem)?,
+                    parse_key(key, &key_pem)?,
+                )?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(UpstreamTls {
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// The TLS handshake over `stream` with the server named `host` (a DNS name or an IP).
+    pub(crate) async fn connect(
+        &self,
+        host: &str,
+        stream: TcpStream,
+    ) -> io::Result<TlsStream<TcpStream>> {
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.connector.connect(name, stream).await
+    }
+}
