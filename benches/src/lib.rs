@@ -99,11 +99,12 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
         .sum()
 }
 
-/// The median of some values (the mean of the middle two for an even count); 0 when empty.
+/// The median of the finite values (the mean of the middle two for an even count); NaN when
+/// there are none.
 pub fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
-        return 0.0;
+        return f64::NAN;
     }
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;

@@ -38,6 +38,16 @@ impl TestNode {
         node.agent_addr().expect("agent listener enabled")
     }
 
+    /// Waits (at most 5 s) until this node's published state satisfies `check`.
+    pub async fn wait_state(&self, what: &str, check: impl Fn(&rwproxy_core::NodeState) -> bool) {
+        let state = self.node.as_ref().expect("running").state();
+        eventually(Duration::from_secs(5), what, || {
+            let ok = check(&state.borrow());
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
+
     /// Stops the proxy (drains) and waits for it.
     pub async fn stop(&mut self) {
         if let Some(node) = self.node.take() {

@@ -254,9 +254,15 @@ fn reset(stream: TcpStream, stats: &Stats) {
 enum End {
     /// End of stream, passed on as a FIN.
     Eof,
-    /// The connection must be reset (a peer reset, a write failed, or the mode says so).
+    /// The connection must be reset (the source reset, or the mode says so).
     Reset,
+    /// The destination is gone (a write failed): what the other direction already received
+    /// from it is still delivered, as on a real path, then the connection is reset.
+    WriteFailed,
 }
+
+/// How long the surviving direction may drain after the other one's destination went away.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Direction {
@@ -346,24 +352,35 @@ async fn carry(
         let mut down = std::pin::pin!(down);
         let mut signal = std::pin::pin!(reset_signal(mode_rx, &poisoned));
         let (mut up_done, mut down_done) = (false, false);
+        let mut draining: Option<tokio::time::Instant> = None;
         loop {
             if up_done && down_done {
-                break End::Eof;
+                break if draining.is_some() {
+                    End::Reset
+                } else {
+                    End::Eof
+                };
             }
-            // Either direction failing resets both: a relay is as transparent as it can be.
+            let grace = draining.unwrap_or_else(tokio::time::Instant::now);
+            // A reset on either side resets both: a relay is as transparent as it can be.
             tokio::select! {
                 end = &mut up, if !up_done => {
-                    if end == End::Reset {
-                        break End::Reset;
+                    match end {
+                        End::Reset => break End::Reset,
+                        End::WriteFailed => draining = Some(tokio::time::Instant::now() + DRAIN_GRACE),
+                        End::Eof => {}
                     }
                     up_done = true;
                 }
                 end = &mut down, if !down_done => {
-                    if end == End::Reset {
-                        break End::Reset;
+                    match end {
+                        End::Reset => break End::Reset,
+                        End::WriteFailed => draining = Some(tokio::time::Instant::now() + DRAIN_GRACE),
+                        End::Eof => {}
                     }
                     down_done = true;
                 }
+                () = tokio::time::sleep_until(grace), if draining.is_some() => break End::Reset,
                 () = &mut signal => break End::Reset,
             }
         }
@@ -449,7 +466,7 @@ async fn pump(
             }
         };
         if to.write_all(chunk).await.is_err() {
-            return End::Reset;
+            return End::WriteFailed;
         }
         counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }

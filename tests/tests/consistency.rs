@@ -261,12 +261,9 @@ async fn stale_replicas_forward_reject_or_serve_reads() {
         })
         .await;
         c.nodes[1].mount.make_replica(&c.nodes[0].name, 6_000);
-        let state = c.nodes[1].node.as_ref().unwrap().state();
-        eventually(Duration::from_secs(5), "lag to be seen", || {
-            let lag = state.borrow().lag;
-            async move { (lag == Some(Duration::from_secs(6))).then_some(()) }
-        })
-        .await;
+        c.nodes[1]
+            .wait_state("lag to be seen", |s| s.lag == Some(Duration::from_secs(6)))
+            .await;
         let r = client()
             .get(format!("{}/r", c.nodes[1].url()))
             .send()
@@ -282,11 +279,11 @@ async fn stale_replicas_forward_reject_or_serve_reads() {
         }
         // Hysteresis: 4.5 s is under the threshold but above 80% of it: still stale.
         c.nodes[1].mount.make_replica(&c.nodes[0].name, 4_500);
-        eventually(Duration::from_secs(5), "lag to be seen", || {
-            let lag = state.borrow().lag;
-            async move { (lag == Some(Duration::from_millis(4_500))).then_some(()) }
-        })
-        .await;
+        c.nodes[1]
+            .wait_state("lag to be seen", |s| {
+                s.lag == Some(Duration::from_millis(4_500))
+            })
+            .await;
         let r = client()
             .get(format!("{}/r", c.nodes[1].url()))
             .send()
@@ -415,5 +412,38 @@ async fn a_token_ahead_of_the_primary_is_replaced_not_waited_on_forever() {
         .unwrap();
     assert_eq!(r.headers()["rwproxy-route"], "local");
     assert!(started.elapsed() < Duration::from_millis(250));
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_is_secure_behind_a_tls_terminating_edge() {
+    let c = Cluster::start(2, |_| {}).await;
+    let r = client()
+        .post(format!("{}/w", c.nodes[1].url()))
+        .header("x-forwarded-proto", "https")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let cookie: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        cookie
+            .iter()
+            .any(|c| c.starts_with("__txid=") && c.ends_with("; Secure")),
+        "{cookie:?}"
+    );
+    let r = client()
+        .post(format!("{}/w", c.nodes[1].url()))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(!cookie.contains("Secure"), "{cookie}");
     c.stop().await;
 }

@@ -184,16 +184,9 @@ async fn without_a_primary_writes_get_503_and_reach_no_app() {
     })
     .await;
     c.nodes[1].mount.lose_primary(1500);
-    let state = c.nodes[1].node.as_ref().unwrap().state();
-    eventually(
-        Duration::from_secs(5),
-        "replica to lose its primary",
-        || {
-            let lost = state.borrow().primary.is_none();
-            async move { lost.then_some(()) }
-        },
-    )
-    .await;
+    c.nodes[1]
+        .wait_state("replica to lose its primary", |s| s.primary.is_none())
+        .await;
     let started = Instant::now();
     let r = client()
         .post(format!("{}/w", c.nodes[1].url()))
@@ -226,16 +219,9 @@ async fn without_a_primary_writes_get_503_and_reach_no_app() {
 async fn a_write_waiting_for_a_primary_goes_through_when_one_appears() {
     let c = Cluster::start(2, |_| {}).await;
     c.nodes[1].mount.lose_primary(1500);
-    let state = c.nodes[1].node.as_ref().unwrap().state();
-    eventually(
-        Duration::from_secs(5),
-        "replica to lose its primary",
-        || {
-            let lost = state.borrow().primary.is_none();
-            async move { lost.then_some(()) }
-        },
-    )
-    .await;
+    c.nodes[1]
+        .wait_state("replica to lose its primary", |s| s.primary.is_none())
+        .await;
     let url = format!("{}/w", c.nodes[1].url());
     let pending =
         tokio::spawn(async move { client().post(url).body("late").send().await.unwrap() });
@@ -252,13 +238,12 @@ async fn a_forwarded_request_is_never_forwarded_twice() {
     let c = Cluster::start(3, |_| {}).await;
     // Node 1 believes node 2 is primary, but node 2 believes node 0 is.
     c.nodes[1].mount.make_replica(&c.nodes[2].name, 0);
-    let state = c.nodes[1].node.as_ref().unwrap().state();
-    let target = c.nodes[2].name.clone();
-    eventually(Duration::from_secs(5), "node 1 to follow node 2", || {
-        let ok = state.borrow().primary.as_deref() == Some(target.as_str());
-        async move { ok.then_some(()) }
-    })
-    .await;
+    let follows = c.nodes[2].name.clone();
+    c.nodes[1]
+        .wait_state("node 1 to follow node 2", |s| {
+            s.primary.as_deref() == Some(follows.as_str())
+        })
+        .await;
     let r = client()
         .post(format!("{}/w", c.nodes[1].url()))
         .body("once")

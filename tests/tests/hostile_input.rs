@@ -243,13 +243,12 @@ async fn a_write_refused_by_a_former_primary_follows_the_new_one() {
     .await;
     // Node 1 still believes node 2 is primary; node 2 knows it is not.
     c.nodes[1].mount.make_replica(&c.nodes[2].name, 0);
-    let state = c.nodes[1].node.as_ref().unwrap().state();
-    let stale = c.nodes[2].name.clone();
-    eventually(Duration::from_secs(5), "node 1 to follow node 2", || {
-        let ok = state.borrow().primary.as_deref() == Some(stale.as_str());
-        async move { ok.then_some(()) }
-    })
-    .await;
+    let follows = c.nodes[2].name.clone();
+    c.nodes[1]
+        .wait_state("node 1 to follow node 2", |s| {
+            s.primary.as_deref() == Some(follows.as_str())
+        })
+        .await;
     let url = format!("{}/w", c.nodes[1].url());
     let write = tokio::spawn(async move {
         client()

@@ -233,11 +233,18 @@ fn pinned(core: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// A port to listen on, below Linux's ephemeral range (32768 and up) so that no outgoing
+/// connection takes it between this check and the proxy's bind.
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = 20_000 + std::process::id() % 6_000;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = u16::try_from(base + n % 6_000).expect("port");
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One request on a fresh connection; the response status, if any.
@@ -258,12 +265,19 @@ fn http_once(port: u16, method: &str) -> Option<u16> {
 
 /// Waits until `port` answers `method /` with 200.
 fn wait_ready(port: u16, method: &str, what: &str) {
+    assert!(answers(port, method), "{what} never answered 200");
+}
+
+/// True once `port` answers `method /` with 200, false after 10 s of trying.
+fn answers(port: u16, method: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if http_once(port, method) == Some(200) {
-            return;
+            return true;
         }
-        assert!(Instant::now() < deadline, "{what} never answered 200");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -343,6 +357,9 @@ app = "http://127.0.0.1:{app}"
 workers = 1
 drain_timeout = "1s"
 
+[admin]
+listen = "127.0.0.1:{admin}"
+
 [cluster]
 source = "static"
 primary = "primary"
@@ -356,6 +373,7 @@ access = {access_log}
 level = "{level}"
 "#,
         level = if access_log { "info" } else { "warn" },
+        admin = free_port(),
     )
 }
 
@@ -382,7 +400,10 @@ fn start_rwproxy(
         .stdout(Stdio::null())
         .stderr(log);
     let proc = Proc::spawn(&format!("rwproxy {node}"), &mut cmd);
-    wait_ready(port, "GET", "rwproxy");
+    if !answers(port, "GET") {
+        let log = std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap_or_default();
+        panic!("rwproxy {node} never answered 200; its log:\n{log}");
+    }
     (proc, port)
 }
 

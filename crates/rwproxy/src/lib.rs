@@ -7,6 +7,7 @@ pub mod healthcheck;
 pub mod logging;
 pub mod node;
 pub mod probe;
+pub mod signals;
 mod tls;
 
 pub use node::Node;

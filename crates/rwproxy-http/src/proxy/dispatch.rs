@@ -9,7 +9,7 @@ use super::{Outcome, Proxy, RequestId};
 use crate::body::Body;
 use crate::respond::RWPROXY_ROUTE;
 use crate::upstream::headers::{
-    prepare_request, prepare_response, ClientInfo, FORWARDED_BY, FORWARD_SECRET,
+    prepare_request, prepare_response, ClientInfo, FORWARDED_BY, FORWARD_SECRET, X_FORWARDED_PROTO,
 };
 use crate::upstream::SendError;
 
@@ -42,6 +42,13 @@ impl Proxy {
         // Internal routing headers are for rwproxy, not for the app.
         parts.headers.remove(&FORWARDED_BY);
         parts.headers.remove(&FORWARD_SECRET);
+        // TLS here, or TLS terminated in front of rwproxy (an edge such as Fly's says so in
+        // X-Forwarded-Proto; a client that lies only makes its own cookie https-only).
+        let secure = client.tls
+            || parts
+                .headers
+                .get(&X_FORWARDED_PROTO)
+                .is_some_and(|p| p == "https");
         let action = match (on_primary, class, token) {
             (true, RequestClass::Write, _) => TokenAction::IssueAfterWrite,
             (true, RequestClass::Read, Some(t)) => TokenAction::ResetIfAhead(t),
@@ -52,7 +59,7 @@ impl Proxy {
             class,
             reason,
             action,
-            client.tls,
+            secure,
         )
         .await
     }

@@ -38,11 +38,11 @@ pub fn run(options: DemoOptions, duration: Option<Duration>, log_level: &str) ->
 
         let why = match duration {
             Some(duration) => tokio::select! {
-                () = shutdown_signal() => "signal",
+                () = crate::signals::shutdown_signal() => "signal",
                 () = tokio::time::sleep(duration) => "--duration elapsed",
             },
             None => {
-                shutdown_signal().await;
+                crate::signals::shutdown_signal().await;
                 "signal"
             }
         };
@@ -52,27 +52,4 @@ pub fn run(options: DemoOptions, duration: Option<Duration>, log_level: &str) ->
         println!("stopped; removed {}", dir.display());
         ExitCode::SUCCESS
     })
-}
-
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
