@@ -446,3 +446,39 @@ async fn drain_delay_reports_draining_while_still_serving() {
         "still accepting after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_demoted_between_polls_never_passes_a_write_to_its_app() {
+    // Polls so rare that only the check made right before a local write can see the hand-off.
+    let c = Cluster::start(2, |config| {
+        config.cluster.source = match &config.cluster.source {
+            rwproxy::config::SourceConfig::Litefs { mount, api, .. } => {
+                rwproxy::config::SourceConfig::Litefs {
+                    mount: mount.clone(),
+                    api: api.clone(),
+                    poll: Duration::from_secs(30),
+                }
+            }
+            other => other.clone(),
+        };
+        config.writes.primary_wait = Duration::from_millis(300);
+    })
+    .await;
+    // LiteFS hands the lease to node 1; node 0's rwproxy has not polled since.
+    c.nodes[0].app.set_accepts_writes(false);
+    c.nodes[0].mount.make_replica(&c.nodes[1].name, 0);
+    let r = client()
+        .post(format!("{}/w", c.nodes[0].url()))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        503,
+        "the demoted node's app must not see the write"
+    );
+    assert_eq!(r.headers()["rwproxy-error"], "no-primary");
+    assert_eq!(c.nodes[0].app.writes_seen(), 0);
+    c.stop().await;
+}

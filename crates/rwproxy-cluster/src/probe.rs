@@ -57,6 +57,24 @@ impl PositionReader {
         PositionReader { kind }
     }
 
+    /// Whether the source still says this node is the primary, read right now: `Some(false)`
+    /// when a LiteFS `.primary` file has appeared since the last poll (this node was demoted),
+    /// `None` when the source cannot tell cheaply (static, http) or the read fails.
+    pub async fn confirms_primary(&self) -> Option<bool> {
+        match &self.kind {
+            Kind::Litefs { mount, reads, .. } => {
+                let _permit = reads.clone().try_acquire_owned().ok()?;
+                let check = tokio::fs::try_exists(mount.join(".primary"));
+                let exists = tokio::time::timeout(litefs::READ_TIMEOUT, check)
+                    .await
+                    .ok()?
+                    .ok()?;
+                Some(!exists)
+            }
+            Kind::None | Kind::Http { .. } => None,
+        }
+    }
+
     /// The current positions, or `None` when they cannot be read now (the caller falls back to
     /// the last published state).
     pub async fn read(&self) -> Option<Positions> {

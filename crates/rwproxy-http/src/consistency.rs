@@ -32,6 +32,13 @@ pub struct ConsistencyParams {
 pub trait PositionProbe: Send + Sync + 'static {
     /// Current positions, or `None` when they cannot be read now.
     fn current(&self) -> Pin<Box<dyn Future<Output = Option<Positions>> + Send + '_>>;
+
+    /// Whether the source, read right now, still says this node is the primary; `None` when it
+    /// cannot tell cheaply. Checked before a write reaches the local app, so a hand-off that the
+    /// last poll has not seen yet cannot let a write reach a demoted node's app.
+    fn confirms_primary(&self) -> Pin<Box<dyn Future<Output = Option<bool>> + Send + '_>> {
+        Box::pin(std::future::ready(None))
+    }
 }
 
 /// A probe that knows nothing: tokens come from the watched state.

@@ -16,6 +16,10 @@ impl PositionProbe for SourceProbe {
     fn current(&self) -> Pin<Box<dyn Future<Output = Option<Positions>> + Send + '_>> {
         Box::pin(self.0.read())
     }
+
+    fn confirms_primary(&self) -> Pin<Box<dyn Future<Output = Option<bool>> + Send + '_>> {
+        Box::pin(self.0.confirms_primary())
+    }
 }
 
 /// The probe for a node's cluster source.

@@ -229,6 +229,7 @@ impl Proxy {
         let mut wait = WaitState::Satisfied;
         let mut waited_for_primary = false;
         let mut token_checked = false;
+        let mut demotion_seen = false;
         loop {
             let (route, primary, is_primary) = {
                 let state = state_rx.borrow_and_update();
@@ -282,6 +283,26 @@ impl Proxy {
                     }
                 }
                 Route::Local(reason) => {
+                    if class == RequestClass::Write
+                        && is_primary
+                        && inner.probe.confirms_primary().await == Some(false)
+                    {
+                        // Demoted since the last poll: never let the write reach this app.
+                        // Wait for the source to publish the new state, then route again.
+                        if demotion_seen {
+                            return Outcome::rejected(class, ErrorCode::NoPrimary);
+                        }
+                        demotion_seen = true;
+                        tracing::info!(
+                            "the source no longer says this node is primary; re-routing the write"
+                        );
+                        let _ = tokio::time::timeout(
+                            params.primary_wait,
+                            state_rx.wait_for(|s| !s.is_primary()),
+                        )
+                        .await;
+                        continue;
+                    }
                     return self
                         .to_app(request, client, class, reason, is_primary, token.as_ref())
                         .await;
