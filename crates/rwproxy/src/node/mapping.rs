@@ -1,0 +1,112 @@
+//! Mapping the validated configuration into the parameters of the cluster source and the
+//! request pipeline, so that those layers never see the whole `Config`.
+
+use crate::config::{Config, SourceConfig};
+use http::uri::Authority;
+use rwproxy_cluster::{HttpSpec, LitefsSpec, SourceSpec};
+use rwproxy_core::{Classifier, RoutePolicy};
+use rwproxy_http::health::AppCheck;
+use rwproxy_http::{ConsistencyParams, HealthParams, PrimaryUrl, ProxyParams};
+use std::io;
+use std::sync::Arc;
+
+pub(super) fn source_spec(config: &Config) -> SourceSpec {
+    let databases = config.cluster.databases.clone();
+    match &config.cluster.source {
+        SourceConfig::Static { primary } => SourceSpec::Static {
+            primary: primary.clone(),
+        },
+        SourceConfig::Litefs { mount, api, poll } => SourceSpec::Litefs(LitefsSpec {
+            mount: mount.clone(),
+            databases,
+            api: api
+                .as_ref()
+                .map(|u| u.to_string().trim_end_matches('/').to_owned()),
+            poll: *poll,
+        }),
+        SourceConfig::Http { url, poll, timeout } => SourceSpec::Http(HttpSpec {
+            url: url.to_string(),
+            poll: *poll,
+            timeout: *timeout,
+            databases,
+        }),
+    }
+}
+
+pub(super) fn proxy_params(
+    config: &Config,
+    node: Arc<str>,
+    databases: Vec<Arc<str>>,
+) -> io::Result<ProxyParams> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let app: Authority = config
+        .proxy
+        .app
+        .authority()
+        .cloned()
+        .ok_or_else(|| invalid("proxy.app has no host".into()))?;
+    let classifier = Classifier::new(
+        config.reads.methods.clone(),
+        &config.routing.passthrough,
+        &config.routing.always_forward,
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    Ok(ProxyParams {
+        node,
+        app,
+        app_connect_retry: config.proxy.app_connect_retry,
+        classifier,
+        policy: RoutePolicy {
+            write_mode: config.writes.mode,
+            when_stale: config.reads.when_stale,
+            on_timeout: config.consistency.on_timeout,
+        },
+        primary_url: PrimaryUrl::new(config.writes.primary_url.clone()),
+        primary_wait: config.writes.primary_wait,
+        write_timeout: config.writes.timeout,
+        connect_timeout: config.writes.connect_timeout,
+        max_lag: config.reads.max_lag,
+        max_body: config.proxy.max_body,
+        forward_secret: match &config.cluster.secret {
+            Some(secret) => Some(
+                http::HeaderValue::from_str(secret)
+                    .map_err(|_| invalid("cluster.secret is not a valid header value".into()))?,
+            ),
+            None => None,
+        },
+        consistency: ConsistencyParams {
+            cookie: config.consistency.cookie.clone(),
+            header: config.consistency.header.clone(),
+            wait: config.consistency.wait,
+            cookie_max_age: config.consistency.cookie_max_age,
+            max_waiters: config.consistency.max_waiters,
+            databases,
+        },
+        health: HealthParams {
+            path: config.health.path.clone(),
+            max_lag: config.health.max_lag,
+        },
+        route_header: config.reads.route_header,
+        access_log: config.log.access,
+        upstream_tls: crate::tls::upstream_tls(config)?,
+        upgrade_idle_timeout: config.proxy.upgrade_idle_timeout,
+    })
+}
+
+/// The app check for `health.app_path`, if configured.
+pub(super) fn app_check(config: &Config) -> io::Result<Option<AppCheck>> {
+    let Some(path) = &config.health.app_path else {
+        return Ok(None);
+    };
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let app = config
+        .proxy
+        .app
+        .authority()
+        .cloned()
+        .ok_or_else(|| invalid("proxy.app has no host".into()))?;
+    let path = path
+        .parse()
+        .map_err(|_| invalid(format!("health.app_path: invalid path {path:?}")))?;
+    Ok(Some(AppCheck::new(app, path, config.health.app_timeout)))
+}

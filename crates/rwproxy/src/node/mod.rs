@@ -1,0 +1,231 @@
+//! One running rwproxy node: the cluster source, the proxy listener, the admin listener and the
+//! task that mirrors state changes into metrics and logs. Used by `run`, `demo` and the tests.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rwproxy_cluster::ClusterHandle;
+use rwproxy_core::{Demand, NodeState};
+use rwproxy_http::health::{self, HealthTracker, SharedHealth};
+use rwproxy_http::{serve, serve_with_tls, Admin, Draining, ListenerLimits, Metrics, Proxy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::probe;
+
+mod mapping;
+mod state_watch;
+
+use mapping::{app_check, proxy_params, source_spec};
+use state_watch::{watch_state, Watch};
+
+/// A started node. Dropping it does not stop it; call [`Node::shutdown`].
+#[derive(Debug)]
+pub struct Node {
+    proxy_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    agent_addr: Option<SocketAddr>,
+    state: watch::Receiver<NodeState>,
+    draining: Draining,
+    demand: Demand,
+    drain_delay: std::time::Duration,
+    stop: CancellationToken,
+    servers: Vec<JoinHandle<()>>,
+    _cluster: ClusterHandle,
+}
+
+impl Node {
+    /// Binds the listeners and starts every task. Fails only when a listener cannot be bound or
+    /// the configuration cannot be mapped (which `check` would have reported).
+    pub async fn start(config: &Config) -> io::Result<Node> {
+        let proxy = TcpListener::bind(config.proxy.listen).await?;
+        let admin = match config.admin.listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Self::start_on(config, proxy, admin).await
+    }
+
+    /// Like [`Node::start`] on listeners bound already (tests bind first to learn their ports;
+    /// `proxy.listen` and `admin.listen` are then ignored). The agent listener, when
+    /// configured, is bound here; [`Node::agent_addr`] says where.
+    pub async fn start_on(
+        config: &Config,
+        listener: TcpListener,
+        admin_listener: Option<TcpListener>,
+    ) -> io::Result<Node> {
+        let node: Arc<str> = Arc::from(config.node.as_str());
+        let databases: Vec<Arc<str>> = config
+            .cluster
+            .databases
+            .iter()
+            .map(|d| Arc::from(d.as_str()))
+            .collect();
+        let demand = Demand::default();
+        let spec = source_spec(config);
+        let probe = probe::for_source(node.clone(), &spec);
+        let cluster = ClusterHandle::start(node.clone(), spec, demand.clone());
+        let state = cluster.subscribe();
+        let metrics = Arc::new(Metrics::new(&databases, env!("CARGO_PKG_VERSION")));
+        let draining = Draining::default();
+        let stop = CancellationToken::new();
+        let params = proxy_params(config, node.clone(), databases)?;
+        let app_check = app_check(config)?;
+        let shared_health = SharedHealth::default();
+        let proxy = Proxy::new(
+            params,
+            state.clone(),
+            demand.clone(),
+            probe,
+            metrics.clone(),
+            draining.clone(),
+            shared_health.clone(),
+        );
+        let health_view = proxy.health_view().clone();
+        let admin = Admin {
+            proxy: proxy.clone(),
+            demand: demand.clone(),
+        };
+
+        let proxy_addr = listener.local_addr()?;
+        let mut servers = Vec::new();
+        let handler = move |request, client| {
+            let proxy = proxy.clone();
+            async move { proxy.handle(request, client).await }
+        };
+        let drain = config.proxy.drain_timeout;
+        let limits = ListenerLimits {
+            header_read_timeout: config.proxy.header_timeout,
+            max_connections: config.proxy.max_connections,
+            ..ListenerLimits::default()
+        };
+        let tls = crate::tls::server_tls(config)?;
+        servers.push(tokio::spawn(serve_with_tls(
+            listener,
+            handler,
+            limits,
+            tls,
+            stop.clone().cancelled_owned(),
+            drain,
+        )));
+
+        let mut admin_addr = None;
+        if let Some(listener) = admin_listener {
+            admin_addr = Some(listener.local_addr()?);
+            let handler = move |request: http::Request<hyper::body::Incoming>, _client| {
+                let response = admin.handle(&request);
+                async move { response }
+            };
+            // The admin listener stays up while the proxy drains, so probes see `draining`.
+            servers.push(tokio::spawn(serve(
+                listener,
+                handler,
+                limits,
+                stop.clone().cancelled_owned(),
+                drain,
+            )));
+        }
+        let mut agent_addr = None;
+        if let Some(addr) = config.admin.agent_listen {
+            let listener = TcpListener::bind(addr).await?;
+            agent_addr = Some(listener.local_addr()?);
+            servers.push(tokio::spawn(health::serve_agent(
+                listener,
+                health_view,
+                stop.clone().cancelled_owned(),
+            )));
+        }
+        if let Some(check) = app_check {
+            tokio::spawn(health::run_app_check(
+                check,
+                config.health.app_interval,
+                config.health.fall,
+                shared_health.clone(),
+                stop.clone().cancelled_owned(),
+            ));
+        }
+        tokio::spawn(watch_state(
+            Watch {
+                node,
+                metrics,
+                draining: draining.clone(),
+                max_lag: config.health.max_lag,
+                tracker: HealthTracker::new(
+                    config.health.rise,
+                    config.health.fall,
+                    shared_health.clone(),
+                ),
+                shared: shared_health,
+            },
+            state.clone(),
+            stop.clone(),
+        ));
+        tracing::info!(%proxy_addr, admin = ?admin_addr, agent = ?agent_addr, app = %config.proxy.app, source = config.cluster.source.name(), "rwproxy started");
+        Ok(Node {
+            proxy_addr,
+            admin_addr,
+            agent_addr,
+            state,
+            draining,
+            demand,
+            drain_delay: config.proxy.drain_delay,
+            stop,
+            servers,
+            _cluster: cluster,
+        })
+    }
+
+    /// Where the proxy listener accepts clients.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    /// Where the admin listener accepts, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Where the HAProxy agent-check listener accepts, if enabled (`admin.agent_listen`).
+    pub fn agent_addr(&self) -> Option<SocketAddr> {
+        self.agent_addr
+    }
+
+    /// The node's cluster state.
+    pub fn state(&self) -> watch::Receiver<NodeState> {
+        self.state.clone()
+    }
+
+    /// Reads waiting for this node to reach their token right now.
+    pub fn waiting_reads(&self) -> usize {
+        self.demand.active()
+    }
+
+    /// Turns health to `draining` (503, agent `drain`) while still serving, so the edge can move
+    /// traffic away before [`Node::shutdown`] stops accepting (a pre-stop hook's job).
+    pub fn drain(&self) {
+        self.draining.start();
+    }
+
+    /// Turns health to `draining`, stops accepting, lets in-flight requests finish (bounded by
+    /// `proxy.drain_timeout`) and returns when every listener has stopped.
+    pub async fn shutdown(self) {
+        self.draining.start();
+        if !self.drain_delay.is_zero() {
+            // Give the edge time to see `draining` on its next health checks and move traffic
+            // away while this node still answers.
+            tracing::info!(
+                delay_ms = self.drain_delay.as_millis() as u64,
+                "draining: health reports 503 before the listeners stop"
+            );
+            tokio::time::sleep(self.drain_delay).await;
+        }
+        self.stop.cancel();
+        for server in self.servers {
+            let _ = server.await;
+        }
+    }
+}
