@@ -58,18 +58,23 @@ impl PositionReader {
     }
 
     /// Whether the source still says this node is the primary, read right now: `Some(false)`
-    /// when a LiteFS `.primary` file has appeared since the last poll (this node was demoted),
+    /// when the LiteFS files no longer make it primary (a `.primary` file appeared, or the lag
+    /// is no longer zero: this node was demoted since the last poll),
     /// `None` when the source cannot tell cheaply (static, http) or the read fails.
     pub async fn confirms_primary(&self) -> Option<bool> {
         match &self.kind {
             Kind::Litefs { mount, reads, .. } => {
-                let _permit = reads.clone().try_acquire_owned().ok()?;
-                let check = tokio::fs::try_exists(mount.join(".primary"));
-                let exists = tokio::time::timeout(litefs::READ_TIMEOUT, check)
+                let permit = reads.clone().try_acquire_owned().ok()?;
+                let mount = mount.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    litefs::claims_primary(&mount)
+                });
+                tokio::time::timeout(litefs::READ_TIMEOUT, read)
                     .await
                     .ok()?
-                    .ok()?;
-                Some(!exists)
+                    .ok()?
+                    .ok()
             }
             Kind::None | Kind::Http { .. } => None,
         }

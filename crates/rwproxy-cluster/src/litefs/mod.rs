@@ -15,7 +15,7 @@ use crate::{schedule, AbortOnDrop, Demand, LitefsSpec};
 
 use api::{Api, PrimaryCheck, Wake};
 use read::MountReader;
-pub(crate) use read::{read_positions, READ_TIMEOUT};
+pub(crate) use read::{claims_primary, read_positions, READ_TIMEOUT};
 
 /// Reads the mount for ever, publishing each result.
 pub(crate) async fn run(

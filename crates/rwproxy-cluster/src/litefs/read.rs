@@ -88,6 +88,16 @@ pub(crate) fn read_snapshot(
     })
 }
 
+/// Whether the mount files, read right now, still make this node the primary: no `.primary`
+/// (before and after `.lag`, as in [`read_snapshot`]) and a lag of exactly zero (blocking).
+pub(crate) fn claims_primary(mount: &Path) -> Result<bool, SourceError> {
+    let primary_path = mount.join(".primary");
+    let before = read_optional(&primary_path, files::parse_primary)?;
+    let lag = read_required(&mount.join(".lag"), files::parse_lag)?;
+    let after = read_optional(&primary_path, files::parse_primary)?;
+    Ok(before.is_none() && after.is_none() && lag == files::Lag::Millis(0))
+}
+
 /// Reads each `<db>-pos` file (blocking). Also the probe used right after a write, which needs
 /// positions only.
 pub(crate) fn read_positions(
