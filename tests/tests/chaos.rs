@@ -1083,8 +1083,11 @@ async fn f_refused_then_blackholed_then_back() {
         write_tally(&refused),
         refused.iter().map(|o| o.elapsed).collect::<Vec<_>>()
     );
-    for o in &refused {
-        if o.code.as_deref() != Some("primary-unreachable") {
+    for (i, o) in refused.iter().enumerate() {
+        // The first write may race the relay's reset of the connection the warm-up write left
+        // in the pool: sent, then reset, it can only be answered "may have been applied".
+        let raced = i == 0 && o.code.as_deref() == Some("primary-failed");
+        if o.code.as_deref() != Some("primary-unreachable") && !raced {
             problems.push(format!("refused: {}", o.describe()));
         }
     }
