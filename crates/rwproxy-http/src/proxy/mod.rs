@@ -1,6 +1,7 @@
 //! The request pipeline: health, classification, the consistency wait, the routing decision,
 //! and carrying the decision out.
 
+mod admission;
 mod answers;
 mod dispatch;
 mod forward;
@@ -26,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::params::ProxyParams;
 use crate::respond;
 use crate::upstream::breaker::{BreakerConfig, Breakers};
-use crate::upstream::headers::{ClientInfo, HopIdentity, FORWARDED_BY, FORWARD_SECRET};
+use crate::upstream::headers::{ClientInfo, HopIdentity};
 use crate::upstream::pool::PoolConfig;
 use crate::upstream::{Pool, Target};
 
@@ -215,11 +216,12 @@ impl Proxy {
             .classifier
             .classify(request.method(), request.uri().path());
         if let Some(max) = params.max_body {
-            if declared_length(request.headers()).is_some_and(|n| n > max) {
+            if admission::declared_length(request.headers()).is_some_and(|n| n > max) {
                 return Outcome::rejected(class, ErrorCode::TooLarge);
             }
         }
-        let forwarded = self.forwarded_by_a_node(request.headers());
+        let forwarded =
+            admission::forwarded_by_a_node(request.headers(), params.forward_secret.as_ref());
         let token = match class {
             RequestClass::Read => params.consistency.token_from(request.headers()),
             _ => None,
@@ -317,7 +319,9 @@ impl Proxy {
                 }
                 Route::Replay => return self.replay(request, client, class, primary).await,
                 Route::Redirect => return self.redirect(request, client, class, primary).await,
-                Route::Reject(code) => return drain_then_reject(request, class, code).await,
+                Route::Reject(code) => {
+                    return admission::drain_then_reject(request, class, code).await
+                }
             }
         }
     }
@@ -336,20 +340,6 @@ impl Proxy {
             .metrics
             .consistency_wait(started.elapsed(), outcome == WaitState::TimedOut);
         outcome
-    }
-
-    /// True when the request carries the forwarded-request marker and, with `cluster.secret`
-    /// set, the right secret. A marker without it is ignored: the request is a client's.
-    fn forwarded_by_a_node(&self, headers: &http::HeaderMap) -> bool {
-        if !headers.contains_key(&FORWARDED_BY) {
-            return false;
-        }
-        match &self.inner.params.forward_secret {
-            None => true,
-            Some(secret) => headers
-                .get(&FORWARD_SECRET)
-                .is_some_and(|given| constant_time_eq(given.as_bytes(), secret.as_bytes())),
-        }
     }
 
     fn health(&self, request: &Request<Incoming>) -> Response<Body> {
@@ -384,47 +374,4 @@ impl Proxy {
     pub fn write_timeout(&self) -> Duration {
         self.inner.params.write_timeout
     }
-}
-
-/// Compares secrets without leaking, through timing, how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The request's declared body length, if any.
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
-/// Request bodies up to this size are read and discarded before rwproxy answers a request it
-/// refuses, so the peer (often another rwproxy still streaming a forwarded write) gets the
-/// answer instead of a connection reset that would hide it.
-const DRAIN_LIMIT: usize = 1 << 20;
-/// How long the discarding may take.
-const DRAIN_TIME: Duration = Duration::from_secs(1);
-
-async fn drain_then_reject(
-    request: Request<Incoming>,
-    class: RequestClass,
-    code: ErrorCode,
-) -> Outcome {
-    use http_body_util::BodyExt as _;
-    let mut body = request.into_body();
-    let discard = async {
-        let mut seen = 0usize;
-        // Frames are dropped as they come: nothing is kept in memory.
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |d| d.len());
-            if seen > DRAIN_LIMIT {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
-    Outcome::rejected(class, code)
 }

@@ -1,0 +1,90 @@
+//! Checks made on a request before it is routed, and how a refused request is answered.
+
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderValue};
+use http::Request;
+use hyper::body::Incoming;
+use rwproxy_core::{ErrorCode, RequestClass};
+
+use super::Outcome;
+use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
+
+/// True when the request carries the forwarded-request marker and, with `cluster.secret` set,
+/// the right secret. A marker without it is ignored: the request is a client's.
+pub(super) fn forwarded_by_a_node(headers: &HeaderMap, secret: Option<&HeaderValue>) -> bool {
+    if !headers.contains_key(&FORWARDED_BY) {
+        return false;
+    }
+    match secret {
+        None => true,
+        Some(secret) => headers
+            .get(&FORWARD_SECRET)
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), secret.as_bytes())),
+    }
+}
+
+/// Compares secrets without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The request's declared body length, if any.
+pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Request bodies up to this size are read and discarded before rwproxy answers a request it
+/// refuses, so the peer (often another rwproxy still streaming a forwarded write) gets the
+/// answer instead of a connection reset that would hide it.
+const DRAIN_LIMIT: usize = 1 << 20;
+/// How long the discarding may take.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+pub(super) async fn drain_then_reject(
+    request: Request<Incoming>,
+    class: RequestClass,
+    code: ErrorCode,
+) -> Outcome {
+    use http_body_util::BodyExt as _;
+    let mut body = request.into_body();
+    let discard = async {
+        let mut seen = 0usize;
+        // Frames are dropped as they come: nothing is kept in memory.
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+    Outcome::rejected(class, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_needs_the_secret_when_one_is_set() {
+        let mut h = HeaderMap::new();
+        assert!(!forwarded_by_a_node(&h, None));
+        h.insert(FORWARDED_BY.clone(), HeaderValue::from_static("n1"));
+        assert!(forwarded_by_a_node(&h, None));
+        let secret = HeaderValue::from_static("0123456789abcdef");
+        assert!(!forwarded_by_a_node(&h, Some(&secret)));
+        h.insert(
+            FORWARD_SECRET.clone(),
+            HeaderValue::from_static("0123456789abcdeX"),
+        );
+        assert!(!forwarded_by_a_node(&h, Some(&secret)));
+        h.insert(FORWARD_SECRET.clone(), secret.clone());
+        assert!(forwarded_by_a_node(&h, Some(&secret)));
+    }
+}
