@@ -871,6 +871,12 @@ fn measure(
     let rss = if post || opts.idle == 0 {
         f64::NAN
     } else {
+        if std::env::var_os("RWPROXY_BENCH_DEBUG_RSS").is_some() {
+            eprintln!(
+                "  {target}: RSS before idle connections {:.1} MiB",
+                rss_mib(&running.measured)
+            );
+        }
         let idle = rt.block_on(open_idle(port, opts.idle));
         std::thread::sleep(Duration::from_millis(500));
         let rss = rss_mib(&running.measured);

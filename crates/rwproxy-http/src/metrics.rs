@@ -173,6 +173,13 @@ impl Metrics {
         self.handle.render()
     }
 
+    /// Folds the histogram samples recorded since the last call into their buckets. Until then
+    /// every sample is kept (8 bytes and more per request), so this must run periodically
+    /// whether or not anything scrapes `/metrics`: see [`upkeep`].
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// Records one finished request.
     pub fn request(&self, class: RequestClass, route: &str, status: StatusCode, elapsed: Duration) {
         let (c, r) = (class_index(class), route_index(route));
@@ -241,6 +248,24 @@ impl Metrics {
             if let Some(p) = state.positions.get(db) {
                 gauge.set(*p as f64);
             }
+        }
+    }
+}
+
+/// How often [`upkeep`] drains histogram samples (what the exporter's own upkeep task uses).
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs [`Metrics::run_upkeep`] every [`UPKEEP_INTERVAL`] until `stop` resolves. Without it,
+/// a node that nobody scrapes keeps every request's duration sample: memory grew by ~0.7 MiB/s
+/// at 45,000 requests/s in the load benchmark's soak.
+pub async fn upkeep(metrics: Arc<Metrics>, stop: impl std::future::Future<Output = ()>) {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => metrics.run_upkeep(),
+            () = &mut stop => return,
         }
     }
 }
@@ -344,5 +369,32 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
     ] {
         recorder.describe_gauge(name, unit, help);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upkeep_keeps_the_samples_it_drains() {
+        let m = Metrics::new(&[], "test");
+        for _ in 0..1000 {
+            m.request(
+                RequestClass::Read,
+                "local",
+                StatusCode::OK,
+                Duration::from_millis(1),
+            );
+        }
+        m.run_upkeep();
+        m.run_upkeep();
+        let text = m.render();
+        assert!(
+            text.contains(
+                "rwproxy_request_duration_seconds_count{class=\"read\",route=\"local\"} 1000"
+            ),
+            "{text}"
+        );
     }
 }

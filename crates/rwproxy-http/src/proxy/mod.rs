@@ -158,7 +158,9 @@ impl Proxy {
             .access_log
             .then(|| request.uri().path().to_owned());
         let client_upgrade = upgrade::take(&mut request);
-        let mut outcome = self.pipeline(request, client).await;
+        // Boxed: the pipeline future is several KiB, and hyper and the service wrappers move the
+        // request future by value a few times per request; a box makes those moves cheap.
+        let mut outcome = Box::pin(self.pipeline(request, client)).await;
         let idle = self.inner.params.upgrade_idle_timeout;
         upgrade::finish(client_upgrade, &mut outcome, idle);
         let elapsed = started.elapsed();
@@ -313,12 +315,17 @@ impl Proxy {
                     let Some(primary) = primary else {
                         return Outcome::rejected(class, ErrorCode::NoPrimary);
                     };
-                    return self
-                        .to_primary(request, client, class, reason, primary)
+                    // This arm and the next two are boxed: their futures are larger than
+                    // `to_app`'s, and inline they would size every request's future.
+                    return Box::pin(self.to_primary(request, client, class, reason, primary))
                         .await;
                 }
-                Route::Replay => return self.replay(request, client, class, primary).await,
-                Route::Redirect => return self.redirect(request, client, class, primary).await,
+                Route::Replay => {
+                    return Box::pin(self.replay(request, client, class, primary)).await
+                }
+                Route::Redirect => {
+                    return Box::pin(self.redirect(request, client, class, primary)).await
+                }
                 Route::Reject(code) => {
                     return admission::drain_then_reject(request, class, code).await
                 }

@@ -92,16 +92,26 @@ pub fn prepare_request(
     client: ClientInfo,
     hop: &HopIdentity,
 ) -> Result<(), MissingHost> {
-    let upgrade = upgrade_protocol(parts.version, &parts.headers).cloned();
+    // Most requests carry no hop-by-hop header at all: one pass over the names then spares
+    // the hashed lookups below (upgrade, TE, Transfer-Encoding and every removal).
+    let hop_by_hop = has_hop_by_hop(&parts.headers);
+    let upgrade = if hop_by_hop {
+        upgrade_protocol(parts.version, &parts.headers).cloned()
+    } else {
+        None
+    };
     // This hop carries trailers both ways, so it may say so for a client that accepts them
     // (an HTTP/2 client always does).
     let trailers = matches!(parts.version, Version::HTTP_2 | Version::HTTP_3)
-        || has_token(&parts.headers, &header::TE, "trailers");
+        || (hop_by_hop && has_token(&parts.headers, &header::TE, "trailers"));
     // hyper sends a GET or HEAD body of unknown length only when told it is chunked; the
     // client's framing is hop-by-hop, but the fact that there is a body is not.
-    let chunked = has_token(&parts.headers, &header::TRANSFER_ENCODING, "chunked")
+    let chunked = hop_by_hop
+        && has_token(&parts.headers, &header::TRANSFER_ENCODING, "chunked")
         && !parts.headers.contains_key(header::CONTENT_LENGTH);
-    remove_hop_by_hop(&mut parts.headers);
+    if hop_by_hop {
+        remove_hop_by_hop(&mut parts.headers);
+    }
     let headers = &mut parts.headers;
     if chunked {
         headers.insert(
@@ -123,9 +133,10 @@ pub fn prepare_request(
         headers.insert(header::HOST, value);
     }
     append_forwarded_for(headers, client.ip);
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
+    // `entry` looks each name up once (`contains_key` then `insert` would hash it twice).
+    if let header::Entry::Vacant(slot) = headers.entry(&X_FORWARDED_PROTO) {
         let proto = if client.tls { "https" } else { "http" };
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+        slot.insert(HeaderValue::from_static(proto));
     }
     if !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(host) = headers.get(header::HOST).cloned() {
@@ -145,6 +156,9 @@ pub fn prepare_request(
 /// Strips hop-by-hop headers from an upstream response before it goes to the client; a `101`
 /// keeps the `Upgrade` it agreed to.
 pub fn prepare_response(parts: &mut response::Parts) {
+    if !has_hop_by_hop(&parts.headers) {
+        return;
+    }
     let upgrade = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
         .then(|| parts.headers.get(header::UPGRADE).cloned())
         .flatten();
@@ -184,6 +198,14 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 #[error("the request names no host")]
 pub struct MissingHost;
 
+/// True when any header is hop-by-hop (or `Upgrade`): a walk over the names, comparing each
+/// with a short list, costs less than hashing every hop-by-hop name to look it up.
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name))
+}
+
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = headers
@@ -201,14 +223,40 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let ip = ip.to_canonical().to_string();
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-        _ => ip,
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    let mut value = Vec::with_capacity(64);
+    if let Some(prior) = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| !p.trim().is_empty())
+    {
+        value.extend_from_slice(prior.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    match ip.to_canonical() {
+        // Written by hand: `to_string` goes through the formatting machinery, per request.
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    value.push(b'.');
+                }
+                push_decimal(&mut value, octet);
+            }
+        }
+        IpAddr::V6(v6) => value.extend_from_slice(v6.to_string().as_bytes()),
+    }
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: u8) {
+    if n >= 100 {
+        out.push(b'0' + n / 100);
+    }
+    if n >= 10 {
+        out.push(b'0' + n / 10 % 10);
+    }
+    out.push(b'0' + n % 10);
 }
 
 #[cfg(test)]
@@ -400,6 +448,50 @@ mod tests {
         );
         prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
         assert_eq!(p.headers["transfer-encoding"], "chunked");
+    }
+
+    #[test]
+    fn forwarded_for_is_written_for_every_address_kind() {
+        for (ip, prior, want) in [
+            ("0.0.0.0", None, "0.0.0.0"),
+            ("255.10.9.100", Some("  "), "255.10.9.100"),
+            (
+                "127.0.0.1",
+                Some("1.1.1.1, 2.2.2.2"),
+                "1.1.1.1, 2.2.2.2, 127.0.0.1",
+            ),
+            ("::ffff:192.0.2.7", None, "192.0.2.7"),
+            ("2001:db8::1", Some("1.1.1.1"), "1.1.1.1, 2001:db8::1"),
+        ] {
+            let mut headers = HeaderMap::new();
+            if let Some(prior) = prior {
+                headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static(prior));
+            }
+            append_forwarded_for(&mut headers, ip.parse().expect("ip"));
+            assert_eq!(headers[&X_FORWARDED_FOR], want, "{ip}");
+        }
+    }
+
+    #[test]
+    fn responses_without_hop_by_hop_headers_are_untouched() {
+        let mut r = http::Response::builder()
+            .header("content-type", "text/plain")
+            .header("x-te", "not te")
+            .body(())
+            .expect("response")
+            .into_parts()
+            .0;
+        prepare_response(&mut r);
+        assert_eq!(r.headers.len(), 2);
+        let mut r = http::Response::builder()
+            .header("content-type", "text/plain")
+            .header("keep-alive", "timeout=5")
+            .body(())
+            .expect("response")
+            .into_parts()
+            .0;
+        prepare_response(&mut r);
+        assert_eq!(r.headers.len(), 1);
     }
 
     #[test]

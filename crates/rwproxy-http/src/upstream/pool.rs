@@ -7,6 +7,7 @@
 //! (hyper's `try_send_request` gives it back when it was not).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -113,10 +114,35 @@ pub struct Pool {
 struct PoolInner {
     config: PoolConfig,
     // A std mutex held for a push or a pop only, never across an await.
-    idle: Mutex<HashMap<Authority, Vec<IdleConn>>>,
+    idle: Mutex<HashMap<Authority, Vec<IdleConn>, BuildHasherDefault<KeyHasher>>>,
     connects: tokio::sync::Semaphore,
     // How `https` targets are reached; without it they cannot be.
     tls: Option<UpstreamTls>,
+}
+
+/// FNV-1a for the pool's keys. `Authority` hashes byte by byte (it is case-insensitive), which
+/// SipHash makes costly on every checkout and checkin; the keys come from the configuration and
+/// the cluster source, never from clients, so flooding resistance buys nothing here.
+struct KeyHasher(u64);
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        KeyHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0;
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 #[derive(Debug)]
@@ -186,7 +212,7 @@ impl Pool {
         Pool {
             inner: Arc::new(PoolInner {
                 config,
-                idle: Mutex::new(HashMap::new()),
+                idle: Mutex::new(HashMap::default()),
                 connects: tokio::sync::Semaphore::new(MAX_CONCURRENT_CONNECTS),
                 tls: None,
             }),
@@ -308,7 +334,15 @@ impl Pool {
             return Ok(sender);
         }
         let tls = self.inner.tls.as_ref();
-        connect_with_retry(target, tls, connect_timeout, connect_retry).await
+        // Boxed: connecting (with TLS) is a large future that most requests, served by a pooled
+        // connection, never start; inline, every request's future would carry its size.
+        Box::pin(connect_with_retry(
+            target,
+            tls,
+            connect_timeout,
+            connect_retry,
+        ))
+        .await
     }
 }
 

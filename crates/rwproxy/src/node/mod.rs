@@ -148,6 +148,10 @@ impl Node {
                 stop.clone().cancelled_owned(),
             ));
         }
+        tokio::spawn(rwproxy_http::metrics::upkeep(
+            metrics.clone(),
+            stop.clone().cancelled_owned(),
+        ));
         tokio::spawn(watch_state(
             Watch {
                 node,
