@@ -101,10 +101,18 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> ExitCode {
     logging::init(config.log.format, &config.log.level);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.proxy.workers > 0 {
-        runtime.worker_threads(config.proxy.workers);
-    }
+    // One worker: a current-thread runtime drives everything on one thread, without the
+    // cross-thread wake-ups and work-stealing bookkeeping a multi-thread runtime pays.
+    let mut runtime = match config.proxy.workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if n > 0 {
+                builder.worker_threads(n);
+            }
+            builder
+        }
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
