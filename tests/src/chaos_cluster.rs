@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::cluster::base_config;
+use crate::cluster::settle;
 use crate::eventually;
 use crate::mount::Mount;
 use crate::relay::{Mode, Relay};
@@ -141,17 +142,7 @@ impl ChaosCluster {
 
     /// Waits until every running node's state matches its mount (primary known or claimed).
     pub async fn settled(&self) {
-        for n in &self.nodes {
-            let Some(node) = &n.node else { continue };
-            let state = node.state();
-            eventually(Duration::from_secs(5), "node state to settle", || {
-                let s = state.borrow().clone();
-                async move {
-                    (s.problem.is_none() && (s.is_primary() || s.primary.is_some())).then_some(())
-                }
-            })
-            .await;
-        }
+        settle(self.nodes.iter().filter_map(|n| n.node.as_ref())).await;
     }
 
     /// Waits until every running node other than `except` knows no primary.

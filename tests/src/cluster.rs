@@ -148,17 +148,7 @@ impl Cluster {
 
     /// Waits until every running node's state matches its mount (primary known or claimed).
     pub async fn settled(&self) {
-        for n in &self.nodes {
-            let Some(node) = &n.node else { continue };
-            let state = node.state();
-            eventually(Duration::from_secs(5), "node state to settle", || {
-                let s = state.borrow().clone();
-                async move {
-                    (s.problem.is_none() && (s.is_primary() || s.primary.is_some())).then_some(())
-                }
-            })
-            .await;
-        }
+        settle(self.nodes.iter().filter_map(|n| n.node.as_ref())).await;
     }
 
     /// Moves the primary to node `p` (mount files and app write permission), as a LiteFS
@@ -205,5 +195,18 @@ impl Cluster {
         for n in &mut self.nodes {
             n.stop().await;
         }
+    }
+}
+
+/// Waits until each node's state matches its mount: no source problem, and the primary known
+/// (or this node primary).
+pub(crate) async fn settle<'a>(nodes: impl Iterator<Item = &'a Node>) {
+    for node in nodes {
+        let state = node.state();
+        eventually(Duration::from_secs(5), "node state to settle", || {
+            let s = state.borrow().clone();
+            async move { (s.problem.is_none() && (s.is_primary() || s.primary.is_some())).then_some(()) }
+        })
+        .await;
     }
 }
