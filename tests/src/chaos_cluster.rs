@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::cluster::base_config;
-use crate::cluster::settle;
+use crate::cluster::{primary_seen_by, settle};
 use crate::eventually;
 use crate::mount::Mount;
 use crate::relay::{Mode, Relay};
@@ -199,22 +199,12 @@ impl ChaosCluster {
 
     /// Waits until every running node agrees that node `p` is the primary.
     pub async fn primary_seen(&self, p: usize) {
-        let primary = self.nodes[p].name.clone();
-        for (i, n) in self.nodes.iter().enumerate() {
-            let Some(node) = &n.node else { continue };
-            let state = node.state();
-            let primary = primary.clone();
-            eventually(Duration::from_secs(5), "hand-off to be seen", move || {
-                let s = state.borrow().clone();
-                let ok = if i == p {
-                    s.is_primary()
-                } else {
-                    s.primary.as_deref() == Some(primary.as_str())
-                };
-                async move { ok.then_some(()) }
-            })
-            .await;
-        }
+        let nodes = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, n.node.as_ref()?)));
+        primary_seen_by(nodes, p, &self.nodes[p].name).await;
     }
 
     /// Stops every node (relays stop when the cluster is dropped).

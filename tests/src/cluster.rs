@@ -162,22 +162,12 @@ impl Cluster {
                 n.mount.make_replica(&self.nodes[p].name, 0);
             }
         }
-        let primary = self.nodes[p].name.clone();
-        for (i, n) in self.nodes.iter().enumerate() {
-            let Some(node) = &n.node else { continue };
-            let state = node.state();
-            let primary = primary.clone();
-            eventually(Duration::from_secs(5), "hand-off to be seen", move || {
-                let s = state.borrow().clone();
-                let ok = if i == p {
-                    s.is_primary()
-                } else {
-                    s.primary.as_deref() == Some(primary.as_str())
-                };
-                async move { ok.then_some(()) }
-            })
-            .await;
-        }
+        let nodes = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, n.node.as_ref()?)));
+        primary_seen_by(nodes, p, &self.nodes[p].name).await;
     }
 
     /// Copies the primary's positions to every replica (replication caught up).
@@ -206,6 +196,27 @@ pub(crate) async fn settle<'a>(nodes: impl Iterator<Item = &'a Node>) {
         eventually(Duration::from_secs(5), "node state to settle", || {
             let s = state.borrow().clone();
             async move { (s.problem.is_none() && (s.is_primary() || s.primary.is_some())).then_some(()) }
+        })
+        .await;
+    }
+}
+
+/// Waits until every node agrees that node `p`, called `primary`, is the primary.
+pub(crate) async fn primary_seen_by<'a>(
+    nodes: impl Iterator<Item = (usize, &'a Node)>,
+    p: usize,
+    primary: &str,
+) {
+    for (i, node) in nodes {
+        let state = node.state();
+        eventually(Duration::from_secs(5), "hand-off to be seen", || {
+            let s = state.borrow().clone();
+            let ok = if i == p {
+                s.is_primary()
+            } else {
+                s.primary.as_deref() == Some(primary)
+            };
+            async move { ok.then_some(()) }
         })
         .await;
     }
