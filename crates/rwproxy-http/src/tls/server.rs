@@ -9,9 +9,6 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
@@ -20,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use super::reload::{self, ReloadingCert};
 use super::{invalid, provider, root_store, TlsError};
 use crate::body::Body;
+use crate::server::{self, Builders, DrainSignal, Protocol};
 
 /// `[proxy.tls]`: the files the listener's TLS is made of.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,42 +70,37 @@ impl ServerTls {
     }
 }
 
-/// Serves one accepted TCP connection over TLS on its own task: the handshake (bounded by
-/// `handshake_timeout`), then HTTP/1.1 or HTTP/2 (ALPN, or the client's preface) with upgrades.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn spawn_connection<S>(
-    tls: &ServerTls,
+/// Serves one client connection over TLS: the handshake (bounded by `handshake_timeout`), then
+/// HTTP/2 or HTTP/1.1 as ALPN chose.
+pub(crate) async fn serve_connection<S>(
+    tls: ServerTls,
     stream: TcpStream,
     peer: SocketAddr,
-    builder: auto::Builder<TokioExecutor>,
+    builders: Builders,
     service: S,
-    watcher: Watcher,
     handshake_timeout: Duration,
-    // Held until the connection closes (the listener's connection limit).
-    slot: impl Send + 'static,
+    draining: DrainSignal,
 ) where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
-    let acceptor = tls.acceptor.clone();
-    tokio::spawn(async move {
-        let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, %peer, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "TLS handshake timed out");
-                return;
-            }
-        };
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        if let Err(error) = watcher.watch(connection).await {
-            tracing::debug!(%error, %peer, "client connection ended with an error");
+    let stream = match tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, %peer, "TLS handshake failed");
+            return;
         }
-        drop(slot);
-    });
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let protocol = match stream.get_ref().1.alpn_protocol() {
+        Some(b"h2") => Protocol::Http2,
+        _ => Protocol::Http1,
+    };
+    server::serve_http(stream, protocol, peer, &builders, service, draining).await;
 }

@@ -1,6 +1,9 @@
 //! Listeners: accepting connections (HTTP/1.1 and h2c with prior knowledge, or either over TLS
 //! with ALPN), serving them with a service, and draining them on shutdown.
 
+mod conn;
+mod drain;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,11 +11,15 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use std::sync::Arc;
+
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use conn::serve_plain;
+pub(crate) use conn::{serve_http, Builders, Protocol};
+pub(crate) use drain::DrainSignal;
 
 use crate::body::Body;
 use crate::tls::server::{self as tls, ServerTls};
@@ -67,20 +74,12 @@ pub async fn serve_with_tls<H, F>(
     H: Fn(Request<Incoming>, ClientInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32);
-    let graceful = GracefulShutdown::new();
+    let builders = Builders::new(&limits);
+    let draining = DrainSignal::new();
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
@@ -111,37 +110,50 @@ pub async fn serve_with_tls<H, F>(
             let response = handler(request, client);
             async move { Ok::<_, Infallible>(response.await) }
         });
+        let builders = builders.clone();
+        let draining = draining.clone();
+        // Also bounds the TLS handshake and the wait for a plaintext connection's first bytes.
+        let first_bytes_timeout = limits.header_read_timeout;
         if let Some(tls) = &tls {
-            let watcher = graceful.watcher();
-            let timeout = limits.header_read_timeout;
-            tls::spawn_connection(
-                tls,
-                stream,
-                peer,
-                builder.clone(),
-                service,
-                watcher,
-                timeout,
-                slot,
-            );
+            let acceptor = tls.clone();
+            tokio::spawn(async move {
+                tls::serve_connection(
+                    acceptor,
+                    stream,
+                    peer,
+                    builders,
+                    service,
+                    first_bytes_timeout,
+                    draining,
+                )
+                .await;
+                drop(slot);
+            });
             continue;
         }
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "client connection ended with an error");
-            }
+            serve_plain(
+                stream,
+                peer,
+                builders,
+                service,
+                first_bytes_timeout,
+                draining,
+            )
+            .await;
             // The connection's slot frees when it closes.
             drop(slot);
         });
     }
     drop(listener);
     tracing::info!(listener = ?local.map(|a: SocketAddr| a.to_string()), "stopped accepting; draining connections");
+    draining.start();
+    // Every connection holds a slot until it closes: all slots back means all closed.
+    let all_closed = async {
+        let _ = slots.acquire_many(max_connections as u32).await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = all_closed => tracing::info!("all connections drained"),
         () = tokio::time::sleep(drain_timeout) => tracing::warn!(timeout_ms = drain_timeout.as_millis() as u64, "drain timeout passed; closing remaining connections"),
     }
 }
