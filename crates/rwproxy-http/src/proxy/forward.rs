@@ -104,7 +104,7 @@ impl Proxy {
     /// that may be retried (see the module docs).
     async fn forward(
         &self,
-        parts: request::Parts,
+        mut parts: request::Parts,
         mut payload: Payload,
         class: RequestClass,
         reason: Reason,
@@ -114,7 +114,7 @@ impl Proxy {
         let inner = &*self.inner;
         let params = &inner.params;
         let deadline = Instant::now() + params.primary_wait;
-        let request_id = RequestId::of(&Request::from_parts(parts.clone(), ()));
+        let request_id = RequestId::in_headers(&parts.headers);
         let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
         let idempotent = parts.headers.contains_key(&IDEMPOTENCY_KEY);
         let mut idempotent_retries = 0;
@@ -137,7 +137,14 @@ impl Proxy {
                     let Some(body) = payload.take() else {
                         return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
                     };
-                    let request = Request::from_parts(parts.clone(), body);
+                    // A kept body may be sent again after the request is gone (a `loop` refusal,
+                    // an idempotent retry), so its head is copied; a streamed one only comes back
+                    // untouched, head included, from a failed connect.
+                    let head = match payload.is_kept() {
+                        true => parts.clone(),
+                        false => std::mem::replace(&mut parts, Request::new(()).into_parts().0),
+                    };
+                    let request = Request::from_parts(head, body);
                     match self.attempt(&target, request, &primary, request_id).await {
                         Attempt::Done(response) => {
                             match self.refused_as_loop(&response, &payload, class) {
@@ -146,8 +153,10 @@ impl Proxy {
                             }
                         }
                         Attempt::Unsent(back) => {
+                            let (head, body) = back.into_parts();
                             if let Payload::Streamed(slot) = &mut payload {
-                                *slot = Some(back.into_body());
+                                parts = head;
+                                *slot = Some(body);
                             }
                             Retry::Unsent(ErrorCode::PrimaryUnreachable)
                         }

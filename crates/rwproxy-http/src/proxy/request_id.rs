@@ -34,7 +34,12 @@ impl RequestId {
     /// The id a request carries: the pipeline sets `x-request-id` on every request it handles
     /// (so no request extension, and no allocation, is needed to find it again).
     pub fn of<B>(request: &Request<B>) -> Option<RequestId> {
-        request.headers().get(&X_REQUEST_ID).cloned().map(RequestId)
+        Self::in_headers(request.headers())
+    }
+
+    /// [`RequestId::of`], from a request's headers alone.
+    pub fn in_headers(headers: &HeaderMap) -> Option<RequestId> {
+        headers.get(&X_REQUEST_ID).cloned().map(RequestId)
     }
 }
 
