@@ -42,18 +42,20 @@ impl Proxy {
         // Internal routing headers are for rwproxy, not for the app.
         parts.headers.remove(&FORWARDED_BY);
         parts.headers.remove(&FORWARD_SECRET);
-        // TLS here, or TLS terminated in front of rwproxy (an edge such as Fly's says so in
-        // X-Forwarded-Proto; a client that lies only makes its own cookie https-only).
-        let secure = client.tls
-            || parts
-                .headers
-                .get(&X_FORWARDED_PROTO)
-                .is_some_and(|p| p == "https");
         let action = match (on_primary, class, token) {
             (true, RequestClass::Write, _) => TokenAction::IssueAfterWrite,
             (true, RequestClass::Read, Some(t)) => TokenAction::ResetIfAhead(t),
             _ => TokenAction::None,
         };
+        // Only a token needs it: TLS here, or TLS terminated in front of rwproxy (an edge such
+        // as Fly's says so in X-Forwarded-Proto; a client that lies only makes its own cookie
+        // https-only).
+        let secure = !matches!(action, TokenAction::None)
+            && (client.tls
+                || parts
+                    .headers
+                    .get(&X_FORWARDED_PROTO)
+                    .is_some_and(|p| p == "https"));
         self.send_to_app(
             Request::from_parts(parts, Body::limited(body, self.inner.params.max_body)),
             class,

@@ -147,10 +147,7 @@ impl Proxy {
         metrics.in_flight(1.0);
         // One id per request, the client's own when it sent a sane one: it travels to the app
         // and to the primary (whose rwproxy keeps it), and comes back in the response.
-        let request_id = self.inner.request_ids.for_request(request.headers());
-        request
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.header_value().clone());
+        let request_id = self.inner.request_ids.assign(request.headers_mut());
         let method = request.method().clone();
         let path = self
             .inner
@@ -173,14 +170,15 @@ impl Proxy {
         if let Some(class) = outcome.class {
             metrics.request(class, outcome.route, status, elapsed);
         }
-        if let Some(code) = outcome
-            .response
-            .headers()
-            .get(&respond::RWPROXY_ERROR)
-            .and_then(|v| v.to_str().ok())
-            .and_then(ErrorCode::from_code)
-        {
-            if outcome.route == "rejected" {
+        // Only rwproxy's own refusals count as its errors (a primary's are counted there).
+        if outcome.route == "rejected" {
+            if let Some(code) = outcome
+                .response
+                .headers()
+                .get(&respond::RWPROXY_ERROR)
+                .and_then(|v| v.to_str().ok())
+                .and_then(ErrorCode::from_code)
+            {
                 metrics.error(code);
             }
         }

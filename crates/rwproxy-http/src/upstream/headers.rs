@@ -138,9 +138,9 @@ pub fn prepare_request(
         let proto = if client.tls { "https" } else { "http" };
         slot.insert(HeaderValue::from_static(proto));
     }
-    if !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Some(host) = headers.get(header::HOST).cloned() {
-            headers.insert(X_FORWARDED_HOST.clone(), host);
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        if let header::Entry::Vacant(slot) = headers.entry(&X_FORWARDED_HOST) {
+            slot.insert(host);
         }
     }
     headers.append(header::VIA, hop.via(parts.version).clone());

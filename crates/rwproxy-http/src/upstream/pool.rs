@@ -113,16 +113,19 @@ pub struct Pool {
 #[derive(Debug)]
 struct PoolInner {
     config: PoolConfig,
-    // A std mutex held for a push or a pop only, never across an await.
-    idle: Mutex<HashMap<Authority, Vec<IdleConn>, BuildHasherDefault<KeyHasher>>>,
+    // A std mutex held for a push or a pop only, never across an await. Keyed by the
+    // authority's text: `Authority` hashes and compares byte by byte, case-insensitively, which
+    // costs more than the rest of a checkout; the keys come from the configuration and the
+    // cluster source, so one spelling per upstream.
+    idle: Mutex<HashMap<Box<str>, Vec<IdleConn>, BuildHasherDefault<KeyHasher>>>,
     connects: tokio::sync::Semaphore,
     // How `https` targets are reached; without it they cannot be.
     tls: Option<UpstreamTls>,
 }
 
-/// FNV-1a for the pool's keys. `Authority` hashes byte by byte (it is case-insensitive), which
-/// SipHash makes costly on every checkout and checkin; the keys come from the configuration and
-/// the cluster source, never from clients, so flooding resistance buys nothing here.
+/// FNV-1a for the pool's keys, which SipHash would make costly on every checkout and checkin;
+/// the keys come from the configuration and the cluster source, never from clients, so
+/// flooding resistance buys nothing here.
 struct KeyHasher(u64);
 
 impl Default for KeyHasher {
@@ -183,19 +186,24 @@ impl Checkin {
 
 impl PoolInner {
     fn put(&self, key: Authority, sender: http1::SendRequest<Body>) {
+        let conn = IdleConn {
+            sender,
+            since: Instant::now(),
+        };
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.entry(key).or_default();
-        if list.len() < self.config.max_idle_per_target {
-            list.push(IdleConn {
-                sender,
-                since: Instant::now(),
-            });
+        match idle.get_mut(key.as_str()) {
+            Some(list) if list.len() < self.config.max_idle_per_target => list.push(conn),
+            Some(_) => {}
+            // The first connection to this upstream: the only time a key is allocated.
+            None => {
+                idle.insert(key.as_str().into(), vec![conn]);
+            }
         }
     }
 
     fn take(&self, key: &Authority) -> Option<http1::SendRequest<Body>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(key)?;
+        let list = idle.get_mut(key.as_str())?;
         // Most recently used first: it is the least likely to have been closed by the peer.
         while let Some(conn) = list.pop() {
             if conn.sender.is_ready() && conn.since.elapsed() < self.config.idle_timeout {
@@ -235,7 +243,7 @@ impl Pool {
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        idle.get(&target.authority).map_or(0, Vec::len)
+        idle.get(target.authority.as_str()).map_or(0, Vec::len)
     }
 
     /// Idle connections currently pooled for every target together.
