@@ -2,7 +2,9 @@
 //! (plaintext: h2c with prior knowledge).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +46,40 @@ impl Builders {
     }
 }
 
+/// What every connection of a listener shares besides its service.
+#[derive(Clone)]
+pub(crate) struct ConnSettings {
+    pub(crate) builders: Builders,
+    /// Bounds the TLS handshake, and the wait for a plaintext connection's first bytes.
+    pub(crate) first_bytes_timeout: Duration,
+    pub(crate) draining: DrainSignal,
+}
+
+/// The service a connection runs: rwproxy's handler behind `service_fn`.
+pub(crate) trait ConnService:
+    Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> ConnService for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serves one plaintext connection: HTTP/2 when it opens with the HTTP/2 preface (h2c with
 /// prior knowledge), HTTP/1.1 otherwise.
 ///
@@ -51,43 +87,31 @@ impl Builders {
 /// keeps both protocols' state in every connection's task (sized by HTTP/2's) and reads through
 /// a rewind buffer for the connection's whole life. Here an HTTP/1 connection's task holds
 /// only HTTP/1 state, which is what most of a node's idle keep-alive connections are.
-pub(super) async fn serve_plain<S>(
+pub(super) async fn serve_plain(
     stream: TcpStream,
     peer: SocketAddr,
-    builders: Builders,
-    service: S,
-    first_bytes_timeout: Duration,
-    draining: DrainSignal,
-) where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let Some(protocol) = sniff_version(&stream, first_bytes_timeout).await else {
+    settings: ConnSettings,
+    service: impl ConnService,
+) {
+    let Some(protocol) = sniff_version(&stream, settings.first_bytes_timeout).await else {
         return;
     };
-    serve_http(stream, protocol, peer, &builders, service, draining).await;
+    serve_http(stream, protocol, peer, &settings, service).await;
 }
 
 /// Serves HTTP on `io` (plain or TLS) until the client closes it, or until it has finished its
 /// request in flight once draining started.
-pub(crate) async fn serve_http<I, S>(
+pub(crate) async fn serve_http<I>(
     io: I,
     protocol: Protocol,
     peer: SocketAddr,
-    builders: &Builders,
-    service: S,
-    draining: DrainSignal,
+    settings: &ConnSettings,
+    service: impl ConnService,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
 {
+    let builders = &settings.builders;
+    let draining = &settings.draining;
     let result = match protocol {
         Protocol::Http1 => {
             let connection = builders
@@ -95,32 +119,58 @@ pub(crate) async fn serve_http<I, S>(
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             tokio::pin!(connection);
-            tokio::select! {
-                // The connection first: it is what is almost always ready.
-                biased;
-                result = connection.as_mut() => result,
-                () = draining.started() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            }
+            until_closed(connection, draining).await
         }
         Protocol::Http2 => {
             // Boxed so that HTTP/2's larger state does not size every HTTP/1 connection's task.
             let mut connection =
                 Box::pin(builders.http2.serve_connection(TokioIo::new(io), service));
-            tokio::select! {
-                biased;
-                result = connection.as_mut() => result,
-                () = draining.started() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            }
+            until_closed(connection.as_mut(), draining).await
         }
     };
     if let Err(error) = result {
         tracing::debug!(%error, %peer, "client connection ended with an error");
+    }
+}
+
+/// A hyper server connection that can be asked to finish its requests in flight and close.
+trait Graceful: Future<Output = hyper::Result<()>> {
+    fn start_graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for http1::UpgradeableConnection<TokioIo<I>, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: ConnService,
+{
+    fn start_graceful_shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> Graceful for http2::Connection<TokioIo<I>, S, TokioExecutor>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: ConnService,
+{
+    fn start_graceful_shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Drives `connection` to its end; once draining starts, it finishes what is in flight first.
+async fn until_closed<C: Graceful + ?Sized>(
+    mut connection: Pin<&mut C>,
+    draining: &DrainSignal,
+) -> hyper::Result<()> {
+    tokio::select! {
+        // The connection first: it is what is almost always ready.
+        biased;
+        result = connection.as_mut() => result,
+        () = draining.started() => {
+            connection.as_mut().start_graceful_shutdown();
+            connection.await
+        }
     }
 }
 

@@ -7,18 +7,18 @@ mod drain;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use std::sync::Arc;
 
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use conn::serve_plain;
-pub(crate) use conn::{serve_http, Builders, Protocol};
+pub(crate) use conn::{serve_http, Builders, ConnService, ConnSettings, Protocol};
 pub(crate) use drain::DrainSignal;
 
 use crate::body::Body;
@@ -74,8 +74,11 @@ pub async fn serve_with_tls<H, F>(
     H: Fn(Request<Incoming>, ClientInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builders = Builders::new(&limits);
-    let draining = DrainSignal::new();
+    let settings = ConnSettings {
+        builders: Builders::new(&limits),
+        first_bytes_timeout: limits.header_read_timeout,
+        draining: DrainSignal::new(),
+    };
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
     let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
@@ -110,44 +113,24 @@ pub async fn serve_with_tls<H, F>(
             let response = handler(request, client);
             async move { Ok::<_, Infallible>(response.await) }
         });
-        let builders = builders.clone();
-        let draining = draining.clone();
-        // Also bounds the TLS handshake and the wait for a plaintext connection's first bytes.
-        let first_bytes_timeout = limits.header_read_timeout;
-        if let Some(tls) = &tls {
-            let acceptor = tls.clone();
-            tokio::spawn(async move {
-                tls::serve_connection(
-                    acceptor,
-                    stream,
-                    peer,
-                    builders,
-                    service,
-                    first_bytes_timeout,
-                    draining,
-                )
-                .await;
-                drop(slot);
-            });
-            continue;
-        }
+        let settings = settings.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_plain(
-                stream,
-                peer,
-                builders,
-                service,
-                first_bytes_timeout,
-                draining,
-            )
-            .await;
+            match tls {
+                // Boxed: the TLS handshake and stream would otherwise size every plaintext
+                // connection's task too.
+                Some(tls) => {
+                    Box::pin(tls::serve_connection(tls, stream, peer, settings, service)).await
+                }
+                None => serve_plain(stream, peer, settings, service).await,
+            }
             // The connection's slot frees when it closes.
             drop(slot);
         });
     }
     drop(listener);
     tracing::info!(listener = ?local.map(|a: SocketAddr| a.to_string()), "stopped accepting; draining connections");
-    draining.start();
+    settings.draining.start();
     // Every connection holds a slot until it closes: all slots back means all closed.
     let all_closed = async {
         let _ = slots.acquire_many(max_connections as u32).await;

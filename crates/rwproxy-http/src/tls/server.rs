@@ -1,14 +1,9 @@
 //! Terminating TLS on the proxy listener.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::service::Service;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
@@ -16,8 +11,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::reload::{self, ReloadingCert};
 use super::{invalid, provider, root_store, TlsError};
-use crate::body::Body;
-use crate::server::{self, Builders, DrainSignal, Protocol};
+use crate::server::{self, ConnService, ConnSettings, Protocol};
 
 /// `[proxy.tls]`: the files the listener's TLS is made of.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,23 +64,16 @@ impl ServerTls {
     }
 }
 
-/// Serves one client connection over TLS: the handshake (bounded by `handshake_timeout`), then
-/// HTTP/2 or HTTP/1.1 as ALPN chose.
-pub(crate) async fn serve_connection<S>(
+/// Serves one client connection over TLS: the handshake (bounded by the first-bytes timeout),
+/// then HTTP/2 or HTTP/1.1 as ALPN chose.
+pub(crate) async fn serve_connection(
     tls: ServerTls,
     stream: TcpStream,
     peer: SocketAddr,
-    builders: Builders,
-    service: S,
-    handshake_timeout: Duration,
-    draining: DrainSignal,
-) where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+    settings: ConnSettings,
+    service: impl ConnService,
+) {
+    let handshake_timeout = settings.first_bytes_timeout;
     let stream = match tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -102,5 +89,5 @@ pub(crate) async fn serve_connection<S>(
         Some(b"h2") => Protocol::Http2,
         _ => Protocol::Http1,
     };
-    server::serve_http(stream, protocol, peer, &builders, service, draining).await;
+    server::serve_http(stream, protocol, peer, &settings, service).await;
 }
