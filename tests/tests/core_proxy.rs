@@ -411,6 +411,49 @@ async fn shutdown_finishes_in_flight_requests() {
     );
 }
 
+/// Idle keep-alive connections, HTTP/1.1 and h2c alike, are closed as soon as shutdown starts:
+/// shutdown waits for requests in flight, not for the drain timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_keep_alive_connections_at_once() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut c = Cluster::start(1, |config| {
+        config.proxy.drain_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let addr = c.nodes[0].name.clone();
+    let mut h1 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    h1.write_all(b"GET /r HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = h1.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .get(format!("{}/r", c.nodes[0].url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+
+    let started = Instant::now();
+    c.nodes[0].stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited for idle connections: {:?}",
+        started.elapsed()
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), h1.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle connection was left open: {closed:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_delay_reports_draining_while_still_serving() {
     let mut c = Cluster::start(1, |config| {
