@@ -356,6 +356,9 @@ listen = "127.0.0.1:{listen}"
 app = "http://127.0.0.1:{app}"
 workers = 1
 drain_timeout = "1s"
+# Idle keep-alive connections are closed after `header_timeout` (30 s by default); the soak
+# holds its 1,000 idle connections for minutes.
+header_timeout = "10m"
 
 [admin]
 listen = "127.0.0.1:{admin}"

@@ -252,8 +252,10 @@ impl Metrics {
     }
 }
 
-/// How often [`upkeep`] drains histogram samples (what the exporter's own upkeep task uses).
-pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often [`upkeep`] drains histogram samples. Samples wait in memory until drained (~0.7 MiB
+/// per second at 50,000 requests/s): every second keeps that under a MiB where the exporter's
+/// own 5 s let it reach 3.5 MiB; the work per sample is the same either way.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs [`Metrics::run_upkeep`] every [`UPKEEP_INTERVAL`] until `stop` resolves. Without it,
 /// a node that nobody scrapes keeps every request's duration sample: memory grew by ~0.7 MiB/s
