@@ -411,8 +411,9 @@ async fn shutdown_finishes_in_flight_requests() {
     );
 }
 
-/// Idle keep-alive connections, HTTP/1.1 and h2c alike, are closed as soon as shutdown starts:
-/// shutdown waits for requests in flight, not for the drain timeout.
+/// Idle keep-alive connections, HTTP/1.1 and h2c alike, and connections that have not sent a
+/// byte yet are closed as soon as shutdown starts: shutdown waits for requests in flight, not
+/// for the drain timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_idle_keep_alive_connections_at_once() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -439,6 +440,8 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
         .unwrap();
     assert_eq!(r.version(), http::Version::HTTP_2);
     assert_eq!(r.status(), 200);
+    // Connected, but has not sent a byte yet.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
 
     let started = Instant::now();
     c.nodes[0].stop().await;
@@ -451,6 +454,11 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
     assert!(
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "the idle connection was left open: {closed:?}"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent connection was left open: {closed:?}"
     );
 }
 

@@ -93,7 +93,12 @@ pub(super) async fn serve_plain(
     settings: ConnSettings,
     service: impl ConnService,
 ) {
-    let Some(protocol) = sniff_version(&stream, settings.first_bytes_timeout).await else {
+    // A client that connected but has not spoken yet has nothing in flight: draining closes it.
+    let protocol = tokio::select! {
+        protocol = sniff_version(&stream, settings.first_bytes_timeout) => protocol,
+        () = settings.draining.started() => None,
+    };
+    let Some(protocol) = protocol else {
         return;
     };
     serve_http(stream, protocol, peer, &settings, service).await;

@@ -81,7 +81,11 @@ pub async fn serve_with_tls<H, F>(
     };
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
-    let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    // Bounded so that every slot can be taken back at once when draining (`acquire_many`
+    // counts in u32).
+    let max_connections = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         let slot = tokio::select! {

@@ -74,7 +74,13 @@ pub(crate) async fn serve_connection(
     service: impl ConnService,
 ) {
     let handshake_timeout = settings.first_bytes_timeout;
-    let stream = match tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream)).await {
+    let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream));
+    let handshake = tokio::select! {
+        done = handshake => done,
+        // Nothing is in flight before the handshake ends: draining closes the connection.
+        () = settings.draining.started() => return,
+    };
+    let stream = match handshake {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             tracing::debug!(%error, %peer, "TLS handshake failed");
