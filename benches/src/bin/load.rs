@@ -347,6 +347,19 @@ struct Running {
     post: bool,
 }
 
+impl Running {
+    /// One process under test, serving on `port`.
+    fn one(proc: Proc, port: u16, post: bool) -> Self {
+        let measured = vec![proc.pid()];
+        Running {
+            _procs: vec![proc],
+            port,
+            measured,
+            post,
+        }
+    }
+}
+
 fn rwproxy_config(node: &str, listen: u16, app: u16, primary: u16, access_log: bool) -> String {
     format!(
         r#"node = "{node}"
@@ -508,13 +521,7 @@ fn start_target(target: &str, opts: &Opts, app: &Proc, app_port: u16, dir: &Path
         "rwproxy" | "rwproxy-access-log" | "rwproxy-write-local" => {
             let log = target == "rwproxy-access-log";
             let (p, port) = start_rwproxy(opts, dir, "primary", app_port, 9, log);
-            let measured = vec![p.pid()];
-            Running {
-                _procs: vec![p],
-                port,
-                measured,
-                post: target == "rwproxy-write-local",
-            }
+            Running::one(p, port, target == "rwproxy-write-local")
         }
         "rwproxy-write-fwd" => {
             let (primary, primary_port) = start_rwproxy(opts, dir, "primary", app_port, 9, false);
@@ -544,13 +551,7 @@ fn start_target(target: &str, opts: &Opts, app: &Proc, app_port: u16, dir: &Path
                 .stderr(Stdio::null());
             let p = Proc::spawn("nginx", &mut cmd);
             wait_ready(port, "GET", "nginx");
-            let measured = vec![p.pid()];
-            Running {
-                _procs: vec![p],
-                port,
-                measured,
-                post: false,
-            }
+            Running::one(p, port, false)
         }
         "haproxy" => {
             let port = free_port();
@@ -564,13 +565,7 @@ fn start_target(target: &str, opts: &Opts, app: &Proc, app_port: u16, dir: &Path
                 .stderr(Stdio::null());
             let p = Proc::spawn("haproxy", &mut cmd);
             wait_ready(port, "GET", "haproxy");
-            let measured = vec![p.pid()];
-            Running {
-                _procs: vec![p],
-                port,
-                measured,
-                post: false,
-            }
+            Running::one(p, port, false)
         }
         other => panic!("unknown target {other}"),
     }

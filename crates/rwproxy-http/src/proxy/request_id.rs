@@ -79,33 +79,26 @@ impl RequestIds {
         }
     }
 
-    /// The id for a request with these headers: the client's sane `x-request-id`, or a new one.
-    pub fn for_request(&self, headers: &HeaderMap) -> RequestId {
-        match headers.get(&X_REQUEST_ID) {
-            Some(value) if is_sane(value) => RequestId(value.clone()),
-            _ => self.make(),
-        }
-    }
-
-    /// [`RequestIds::for_request`], also setting the id on the request: its own when sane, else
-    /// the new one in its place. One lookup of the header name instead of two.
+    /// The id for a request with these headers, set on them: the client's own `x-request-id`
+    /// when sane, else a new one in its place. One lookup of the header name.
     pub fn assign(&self, headers: &mut HeaderMap) -> RequestId {
         use http::header::Entry;
-        match headers.entry(&X_REQUEST_ID) {
-            Entry::Occupied(mut slot) => {
-                if is_sane(slot.get()) {
-                    return RequestId(slot.get().clone());
-                }
-                let id = self.make();
-                slot.insert(id.0.clone());
-                id
-            }
-            Entry::Vacant(slot) => {
-                let id = self.make();
-                slot.insert(id.0.clone());
-                id
+        let entry = headers.entry(&X_REQUEST_ID);
+        if let Entry::Occupied(slot) = &entry {
+            if is_sane(slot.get()) {
+                return RequestId(slot.get().clone());
             }
         }
+        let id = self.make();
+        match entry {
+            Entry::Occupied(mut slot) => {
+                slot.insert(id.0.clone());
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(id.0.clone());
+            }
+        }
+        id
     }
 
     fn make(&self) -> RequestId {
@@ -135,12 +128,7 @@ mod tests {
     #[test]
     fn sane_client_ids_are_kept() {
         let ids = RequestIds::new();
-        assert_eq!(
-            ids.for_request(&headers(b"abc-123_X")).as_str(),
-            "abc-123_X"
-        );
-        let mut h = headers(b"abc-123_X");
-        assert_eq!(ids.assign(&mut h).as_str(), "abc-123_X");
+        assert_eq!(ids.assign(&mut headers(b"abc-123_X")).as_str(), "abc-123_X");
         let mut h = headers(b"has space");
         let id = ids.assign(&mut h);
         assert_eq!(h.get(&X_REQUEST_ID), Some(id.header_value()));
@@ -149,27 +137,27 @@ mod tests {
         let id = ids.assign(&mut h);
         assert_eq!(h.get(&X_REQUEST_ID), Some(id.header_value()));
         let long = vec![b'a'; 128];
-        assert_eq!(ids.for_request(&headers(&long)).as_str().len(), 128);
+        assert_eq!(ids.assign(&mut headers(&long)).as_str().len(), 128);
     }
 
     #[test]
     fn odd_client_ids_are_replaced() {
         let ids = RequestIds::new();
         for bad in [&b"has space"[..], b"tab\there", &[b'a'; 129], b"\xc3\xa9"] {
-            let id = ids.for_request(&headers(bad));
+            let id = ids.assign(&mut headers(bad));
             assert_eq!(id.as_str().len(), 16, "{bad:?}");
             assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
         }
-        assert_eq!(ids.for_request(&HeaderMap::new()).as_str().len(), 16);
+        assert_eq!(ids.assign(&mut HeaderMap::new()).as_str().len(), 16);
     }
 
     #[test]
     fn made_ids_differ() {
         let ids = RequestIds::new();
-        let a = ids.for_request(&HeaderMap::new());
-        let b = ids.for_request(&HeaderMap::new());
+        let a = ids.assign(&mut HeaderMap::new());
+        let b = ids.assign(&mut HeaderMap::new());
         assert_ne!(a.as_str(), b.as_str());
-        let other = RequestIds::new().for_request(&HeaderMap::new());
+        let other = RequestIds::new().assign(&mut HeaderMap::new());
         assert_ne!(a.as_str(), other.as_str(), "another node's first id");
     }
 }
