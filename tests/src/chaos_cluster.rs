@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use rwproxy::config::Config;
 use rwproxy::Node;
-use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::cluster::base_config;
-use crate::cluster::{primary_seen_by, settle};
+use crate::cluster::{bind_listeners, hand_over, node_parts, primary_seen_by, settle};
 use crate::eventually;
 use crate::mount::Mount;
 use crate::relay::{Mode, Relay};
@@ -69,8 +67,7 @@ impl ChaosNode {
     /// Starts the proxy again (on a new port; the relay follows it) and lets traffic through.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let (proxy, admin) = bind_listeners().await;
         self.direct = proxy.local_addr().expect("addr");
         let node = Node::start_on(&self.config, proxy, Some(admin))
             .await
@@ -97,8 +94,7 @@ impl ChaosCluster {
         let mut listeners = Vec::new();
         let mut relays = Vec::new();
         for _ in 0..n {
-            let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-            let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+            let (proxy, admin) = bind_listeners().await;
             let relay = Relay::start(proxy.local_addr().expect("addr")).await;
             listeners.push((proxy, admin));
             relays.push(relay);
@@ -106,18 +102,7 @@ impl ChaosCluster {
         let names: Vec<String> = relays.iter().map(|r| r.addr().to_string()).collect();
         let mut nodes = Vec::new();
         for (i, ((proxy, admin), relay)) in listeners.into_iter().zip(relays).enumerate() {
-            let mount = Arc::new(Mount::new());
-            for db in databases {
-                mount.set_pos(db, 1);
-            }
-            if i == 0 {
-                mount.make_primary();
-            } else {
-                mount.make_replica(&names[0], 0);
-            }
-            let app = App::start(&format!("app{i}"), i == 0, Some(mount.clone()), &databases).await;
-            let mut config = base_config(&names[i], &app.url(), &mount, &databases);
-            tweak(&mut config);
+            let (mount, app, config) = node_parts(i, &names, &databases, &tweak).await;
             let direct = proxy.local_addr().expect("addr");
             let node = Node::start_on(&config, proxy, Some(admin))
                 .await
@@ -165,14 +150,8 @@ impl ChaosCluster {
     /// write permission first, as a lost lease makes SQLite read-only at once, then the mount
     /// files) and waits until every running node has seen it.
     pub async fn move_primary(&self, p: usize) {
-        for (i, n) in self.nodes.iter().enumerate() {
-            n.app.set_accepts_writes(i == p);
-            if i == p {
-                n.mount.make_primary();
-            } else {
-                n.mount.make_replica(&self.nodes[p].name, 0);
-            }
-        }
+        let nodes = self.nodes.iter().map(|n| (&n.app, &*n.mount));
+        hand_over(nodes, p, &self.nodes[p].name);
         self.primary_seen(p).await;
     }
 

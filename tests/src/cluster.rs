@@ -8,8 +8,8 @@ use rwproxy::Node;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::eventually;
 use crate::mount::Mount;
+use crate::{client, eventually};
 
 /// One node: its mount, its app and its rwproxy.
 pub struct TestNode {
@@ -38,6 +38,27 @@ impl TestNode {
         node.agent_addr().expect("agent listener enabled")
     }
 
+    /// A request `method {url}{path}` to the proxy listener, with the test [`client`]; send it
+    /// with [`crate::Answer::answer`].
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        client().request(method, format!("{}{path}", self.url()))
+    }
+
+    /// `GET {url}{path}`, see [`TestNode::request`].
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// `POST {url}{path}`, see [`TestNode::request`].
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    /// `PUT {url}{path}`, see [`TestNode::request`].
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PUT, path)
+    }
+
     /// Waits (at most 5 s) until this node's published state satisfies `check`.
     pub async fn wait_state(&self, what: &str, check: impl Fn(&rwproxy_core::NodeState) -> bool) {
         let state = self.node.as_ref().expect("running").state();
@@ -46,6 +67,14 @@ impl TestNode {
             async move { ok.then_some(()) }
         })
         .await;
+    }
+
+    /// The mount reports no primary (lag `lag_ms`), as LiteFS does when the lease is lost;
+    /// waits (at most 5 s) until this node's rwproxy knows no primary.
+    pub async fn lose_primary(&self, lag_ms: i64) {
+        self.mount.lose_primary(lag_ms);
+        self.wait_state("replica to lose its primary", |s| s.primary.is_none())
+            .await;
     }
 
     /// Stops the proxy (drains) and waits for it.
@@ -106,9 +135,7 @@ impl Cluster {
     pub async fn start_with(n: usize, databases: &[&str], tweak: impl Fn(&mut Config)) -> Cluster {
         let mut listeners = Vec::new();
         for _ in 0..n {
-            let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-            let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-            listeners.push((proxy, admin));
+            listeners.push(bind_listeners().await);
         }
         let names: Vec<String> = listeners
             .iter()
@@ -116,18 +143,7 @@ impl Cluster {
             .collect();
         let mut nodes = Vec::new();
         for (i, (proxy, admin)) in listeners.into_iter().enumerate() {
-            let mount = Arc::new(Mount::new());
-            for db in databases {
-                mount.set_pos(db, 1);
-            }
-            if i == 0 {
-                mount.make_primary();
-            } else {
-                mount.make_replica(&names[0], 0);
-            }
-            let app = App::start(&format!("app{i}"), i == 0, Some(mount.clone()), databases).await;
-            let mut config = base_config(&names[i], &app.url(), &mount, databases);
-            tweak(&mut config);
+            let (mount, app, config) = node_parts(i, &names, databases, &tweak).await;
             let node = Node::start_on(&config, proxy, Some(admin))
                 .await
                 .expect("start node");
@@ -154,20 +170,31 @@ impl Cluster {
     /// Moves the primary to node `p` (mount files and app write permission), as a LiteFS
     /// hand-off would, and waits until every node has seen it.
     pub async fn move_primary(&self, p: usize) {
-        for (i, n) in self.nodes.iter().enumerate() {
-            n.app.set_accepts_writes(i == p);
-            if i == p {
-                n.mount.make_primary();
-            } else {
-                n.mount.make_replica(&self.nodes[p].name, 0);
-            }
-        }
+        let nodes = self.nodes.iter().map(|n| (&n.app, &*n.mount));
+        hand_over(nodes, p, &self.nodes[p].name);
         let nodes = self
             .nodes
             .iter()
             .enumerate()
             .filter_map(|(i, n)| Some((i, n.node.as_ref()?)));
         primary_seen_by(nodes, p, &self.nodes[p].name).await;
+    }
+
+    /// Points node `i`'s mount at node `p` as the primary, whatever the other nodes think, and
+    /// waits (at most 5 s) until node `i`'s rwproxy follows node `p`.
+    pub async fn follow(&self, i: usize, p: usize) {
+        let primary = self.nodes[p].name.as_str();
+        self.nodes[i].mount.make_replica(primary, 0);
+        self.nodes[i]
+            .wait_state(&format!("node {i} to follow node {p}"), |s| {
+                s.primary.as_deref() == Some(primary)
+            })
+            .await;
+    }
+
+    /// How many writes (requests with a non-read method) each node's app has seen, by node.
+    pub fn writes_seen(&self) -> Vec<usize> {
+        self.nodes.iter().map(|n| n.app.writes_seen()).collect()
     }
 
     /// Copies the primary's positions to every replica (replication caught up).
@@ -184,6 +211,55 @@ impl Cluster {
     pub async fn stop(mut self) {
         for n in &mut self.nodes {
             n.stop().await;
+        }
+    }
+}
+
+/// A node's proxy and admin listeners, each on a free `127.0.0.1` port.
+pub(crate) async fn bind_listeners() -> (TcpListener, TcpListener) {
+    let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+    (proxy, admin)
+}
+
+/// Node `i`'s parts before its rwproxy starts: a mount with every database at position 1 (the
+/// primary's, or a replica's of `names[0]` with zero lag), an app (`app{i}`, accepting writes on
+/// node 0 only) and the [`base_config`] called `names[i]`, adjusted by `tweak`.
+pub(crate) async fn node_parts(
+    i: usize,
+    names: &[String],
+    databases: &[&str],
+    tweak: &impl Fn(&mut Config),
+) -> (Arc<Mount>, App, Config) {
+    let mount = Arc::new(Mount::new());
+    for db in databases {
+        mount.set_pos(db, 1);
+    }
+    if i == 0 {
+        mount.make_primary();
+    } else {
+        mount.make_replica(&names[0], 0);
+    }
+    let app = App::start(&format!("app{i}"), i == 0, Some(mount.clone()), databases).await;
+    let mut config = base_config(&names[i], &app.url(), &mount, databases);
+    tweak(&mut config);
+    (mount, app, config)
+}
+
+/// Makes node `p` the primary at once, node by node: the app's write permission first (a lost
+/// lease makes SQLite read-only at once), then the mount, which names `primary` (node `p`'s
+/// name) with zero lag on every other node.
+pub(crate) fn hand_over<'a>(
+    nodes: impl Iterator<Item = (&'a App, &'a Mount)>,
+    p: usize,
+    primary: &str,
+) {
+    for (i, (app, mount)) in nodes.enumerate() {
+        app.set_accepts_writes(i == p);
+        if i == p {
+            mount.make_primary();
+        } else {
+            mount.make_replica(primary, 0);
         }
     }
 }

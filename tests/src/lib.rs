@@ -10,6 +10,7 @@ pub mod mount;
 pub mod protocols;
 pub mod relay;
 pub mod tls;
+pub mod ws;
 
 use std::future::Future;
 use std::time::Duration;
@@ -41,6 +42,60 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client")
+}
+
+/// Sending a request in a test, where getting no HTTP answer at all is a failure.
+pub trait Answer {
+    /// Sends the request and returns the answer, whatever its status; panics when no answer
+    /// comes back (connection refused or reset, timeout).
+    fn answer(self) -> impl Future<Output = reqwest::Response> + Send;
+}
+
+impl Answer for reqwest::RequestBuilder {
+    async fn answer(self) -> reqwest::Response {
+        self.send().await.expect("an HTTP answer")
+    }
+}
+
+/// Every value of header `name` in `headers`, in order (`set-cookie`, `via`, ...).
+pub fn header_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The Prometheus page of the admin listener at `admin_url` (`GET {admin_url}/metrics`);
+/// `None` when the request or its body fails.
+pub async fn metrics_page(admin_url: &str) -> Option<String> {
+    client()
+        .get(format!("{admin_url}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// `Some(())` when some line of the metrics page at `admin_url` satisfies `line`; `None` when
+/// none does or the page cannot be fetched (a check for [`eventually`]).
+pub async fn metrics_line(admin_url: &str, line: impl Fn(&str) -> bool) -> Option<()> {
+    metrics_page(admin_url)
+        .await?
+        .lines()
+        .any(line)
+        .then_some(())
+}
+
+/// An HTTP/2 client with prior knowledge (h2c) that talks to loopback directly.
+pub fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client")
 }
 
 /// Hex SHA-256 of `data`.

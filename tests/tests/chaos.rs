@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use rwproxy_tests::app::{App, WRITE_ID};
 use rwproxy_tests::chaos_cluster::ChaosCluster;
 use rwproxy_tests::relay::Mode;
-use rwproxy_tests::{client, eventually};
+use rwproxy_tests::{client, eventually, metrics_page};
 use tokio::task::JoinHandle;
 
 /// Codes that promise the request reached no app: a client may retry them, writes included.
@@ -640,6 +640,44 @@ async fn writes_recover(
     }
 }
 
+/// Starts `n` nodes behind relays ([`ChaosCluster`]) with the given `writes.primary_wait` and
+/// `writes.timeout`, and a `writes.connect_timeout` of 300 ms.
+async fn chaos_cluster(n: usize, primary_wait: Duration, timeout: Duration) -> ChaosCluster {
+    ChaosCluster::start_with_relays(n, |config| {
+        config.writes.primary_wait = primary_wait;
+        config.writes.connect_timeout = ms(300);
+        config.writes.timeout = timeout;
+    })
+    .await
+}
+
+/// The end of a scenario: waits until the apps of `c` stop applying writes, audits `writes`
+/// against them ([`audit`]) and adds the scenario's own `problems` to the violations.
+async fn settle_and_audit(
+    c: &ChaosCluster,
+    writes: &[WriteOutcome],
+    app_refusals_allowed: bool,
+    problems: Vec<String>,
+) -> Audit {
+    let apps: Vec<&App> = c.nodes.iter().map(|n| &n.app).collect();
+    applied_settled(&apps).await;
+    let mut audit = audit(writes, &apps, app_refusals_allowed);
+    audit.violations.extend(problems);
+    audit
+}
+
+/// Adds a violation for every read that was not answered 200 by the node's own app.
+fn check_reads_stayed_local(reads: &[ReadOutcome], violations: &mut Vec<String>) {
+    for r in reads {
+        if r.status != Some(200) || r.route.as_deref() != Some("local") {
+            violations.push(format!(
+                "a read on node {} got {:?} {:?} route {:?}",
+                r.node, r.status, r.code, r.route
+            ));
+        }
+    }
+}
+
 /// a. The primary's rwproxy dies while clients write through the replicas, the mounts then
 /// report the loss, and the primary comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -647,12 +685,7 @@ async fn a_primary_killed_then_back() {
     let _serial = serial().await;
     let primary_wait = Duration::from_secs(1);
     let slack = ms(1000);
-    let mut c = ChaosCluster::start_with_relays(3, |config| {
-        config.writes.primary_wait = primary_wait;
-        config.writes.connect_timeout = ms(300);
-        config.writes.timeout = Duration::from_secs(2);
-    })
-    .await;
+    let mut c = chaos_cluster(3, primary_wait, Duration::from_secs(2)).await;
     let load = Load::start(LoadSpec {
         prefix: "a",
         targets: vec![(1, c.nodes[1].url()), (2, c.nodes[2].url())],
@@ -719,18 +752,8 @@ async fn a_primary_killed_then_back() {
     }
 
     let (writes, reads) = load.finish().await;
-    let apps: Vec<&App> = c.nodes.iter().map(|n| &n.app).collect();
-    applied_settled(&apps).await;
-    let mut audit = audit(&writes, &apps, false);
-    audit.violations.extend(problems);
-    for r in &reads {
-        if r.status != Some(200) || r.route.as_deref() != Some("local") {
-            audit.violations.push(format!(
-                "a read on node {} got {:?} {:?} route {:?}",
-                r.node, r.status, r.code, r.route
-            ));
-        }
-    }
+    let mut audit = settle_and_audit(&c, &writes, false, problems).await;
+    check_reads_stayed_local(&reads, &mut audit.violations);
     println!("[chaos a] relay of node 0: {:?}", c.nodes[0].relay.stats());
     report("a", &writes, &reads, &audit);
     c.stop().await;
@@ -741,12 +764,7 @@ async fn a_primary_killed_then_back() {
 async fn b_primary_blackholed_then_back() {
     let _serial = serial().await;
     let timeout = Duration::from_secs(2);
-    let c = ChaosCluster::start_with_relays(3, |config| {
-        config.writes.primary_wait = Duration::from_secs(1);
-        config.writes.connect_timeout = ms(300);
-        config.writes.timeout = timeout;
-    })
-    .await;
+    let c = chaos_cluster(3, Duration::from_secs(1), timeout).await;
     let load = Load::start(LoadSpec {
         prefix: "b",
         targets: vec![(1, c.nodes[1].url()), (2, c.nodes[2].url())],
@@ -792,18 +810,8 @@ async fn b_primary_blackholed_then_back() {
     load_recovers("b", &load, Instant::now(), &mut problems).await;
 
     let (writes, reads) = load.finish().await;
-    let apps: Vec<&App> = c.nodes.iter().map(|n| &n.app).collect();
-    applied_settled(&apps).await;
-    let mut audit = audit(&writes, &apps, false);
-    audit.violations.extend(problems);
-    for r in &reads {
-        if r.status != Some(200) || r.route.as_deref() != Some("local") {
-            audit.violations.push(format!(
-                "a read on node {} got {:?} {:?} route {:?}",
-                r.node, r.status, r.code, r.route
-            ));
-        }
-    }
+    let mut audit = settle_and_audit(&c, &writes, false, problems).await;
+    check_reads_stayed_local(&reads, &mut audit.violations);
     println!("[chaos b] relay of node 0: {:?}", c.nodes[0].relay.stats());
     report("b", &writes, &reads, &audit);
     c.stop().await;
@@ -828,12 +836,7 @@ async fn c_flapping_link_under_concurrent_writes() {
     let _serial = serial().await;
     let primary_wait = Duration::from_secs(1);
     let timeout = Duration::from_secs(1);
-    let c = ChaosCluster::start_with_relays(3, |config| {
-        config.writes.primary_wait = primary_wait;
-        config.writes.connect_timeout = ms(300);
-        config.writes.timeout = timeout;
-    })
-    .await;
+    let c = chaos_cluster(3, primary_wait, timeout).await;
     let load = Load::start(LoadSpec {
         prefix: "c",
         targets: vec![(1, c.nodes[1].url()), (2, c.nodes[2].url())],
@@ -871,10 +874,7 @@ async fn c_flapping_link_under_concurrent_writes() {
     // The link is whole again: writes must succeed again (whatever state a breaker was left in).
     let mut problems = Vec::new();
     writes_recover("c", 1, &c.nodes[1].url(), &mut writes, &mut problems).await;
-    let apps: Vec<&App> = c.nodes.iter().map(|n| &n.app).collect();
-    applied_settled(&apps).await;
-    let mut audit = audit(&writes, &apps, false);
-    audit.violations.extend(problems);
+    let mut audit = settle_and_audit(&c, &writes, false, problems).await;
     let bound = primary_wait + timeout + ms(1000);
     for o in &writes {
         if o.elapsed > bound {
@@ -919,12 +919,7 @@ async fn d2_graceful_hand_offs_under_concurrent_writes() {
 
 async fn moves_under_load(scenario: &'static str, graceful: bool) {
     let _serial = serial().await;
-    let c = ChaosCluster::start_with_relays(3, |config| {
-        config.writes.primary_wait = Duration::from_secs(2);
-        config.writes.connect_timeout = ms(300);
-        config.writes.timeout = Duration::from_secs(2);
-    })
-    .await;
+    let c = chaos_cluster(3, Duration::from_secs(2), Duration::from_secs(2)).await;
     let load = Load::start(LoadSpec {
         prefix: scenario,
         targets: (0..3).map(|i| (i, c.nodes[i].url())).collect(),
@@ -951,13 +946,11 @@ async fn moves_under_load(scenario: &'static str, graceful: bool) {
         );
     }
     let (writes, _) = load.join().await;
-    let apps: Vec<&App> = c.nodes.iter().map(|n| &n.app).collect();
-    applied_settled(&apps).await;
     // Abruptly, a demoted app refuses writes for a moment before its rwproxy sees the new
     // primary (the mount's poll): such writes get the app's own 500; they are counted and must
     // not have been applied anywhere. Gracefully, none may happen.
-    let mut audit = audit(&writes, &apps, !graceful);
-    for app in &apps {
+    let mut audit = settle_and_audit(&c, &writes, !graceful, Vec::new()).await;
+    for app in c.nodes.iter().map(|n| &n.app) {
         println!(
             "[chaos {scenario}] {} applied {} writes, refused {}",
             app.name(),
@@ -980,12 +973,7 @@ async fn moves_under_load(scenario: &'static str, graceful: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_cut_mid_body() {
     let _serial = serial().await;
-    let c = ChaosCluster::start_with_relays(2, |config| {
-        config.writes.primary_wait = Duration::from_secs(1);
-        config.writes.connect_timeout = ms(300);
-        config.writes.timeout = Duration::from_secs(5);
-    })
-    .await;
+    let c = chaos_cluster(2, Duration::from_secs(1), Duration::from_secs(5)).await;
     let body: Vec<u8> = (0..(1u32 << 20))
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -1021,8 +1009,7 @@ async fn e_cut_mid_body() {
         problems.push(format!("after the cut: {}", o.describe()));
     }
     writes.push(o);
-    let apps: Vec<&App> = c.nodes.iter().map(|n| &n.app).collect();
-    applied_settled(&apps).await;
+    let mut audit = settle_and_audit(&c, &writes, false, problems).await;
     println!(
         "[chaos e] primary app: {} complete writes seen, {} incomplete bodies, applied {:?}",
         c.nodes[0]
@@ -1034,7 +1021,6 @@ async fn e_cut_mid_body() {
         c.nodes[0].app.incomplete_bodies(),
         c.nodes[0].app.write_ids()
     );
-    let mut audit = audit(&writes, &apps, false);
     // Whatever the code said, a cut body must never be applied.
     for o in &writes[..3] {
         if c.nodes[0].app.write_ids().contains(&o.id) {
@@ -1043,7 +1029,6 @@ async fn e_cut_mid_body() {
                 .push(format!("{}: a cut write was applied", o.describe()));
         }
     }
-    audit.violations.extend(problems);
     println!("[chaos e] relay of node 0: {:?}", c.nodes[0].relay.stats());
     report("e", &writes, &[], &audit);
     c.stop().await;
@@ -1057,12 +1042,7 @@ async fn e_cut_mid_body() {
 async fn f_refused_then_blackholed_then_back() {
     let _serial = serial().await;
     let timeout = Duration::from_secs(1);
-    let c = ChaosCluster::start_with_relays(2, |config| {
-        config.writes.primary_wait = Duration::from_secs(1);
-        config.writes.connect_timeout = ms(300);
-        config.writes.timeout = timeout;
-    })
-    .await;
+    let c = chaos_cluster(2, Duration::from_secs(1), timeout).await;
     let url = c.nodes[1].url();
     let client = client();
     let mut writes = Vec::new();
@@ -1119,10 +1099,7 @@ async fn f_refused_then_blackholed_then_back() {
     c.nodes[0].relay.set_mode(Mode::Pass);
     writes_recover("f", 1, &url, &mut writes, &mut problems).await;
 
-    let apps: Vec<&App> = c.nodes.iter().map(|n| &n.app).collect();
-    applied_settled(&apps).await;
-    let mut audit = audit(&writes, &apps, false);
-    audit.violations.extend(problems);
+    let audit = settle_and_audit(&c, &writes, false, problems).await;
     println!("[chaos f] relay of node 0: {:?}", c.nodes[0].relay.stats());
     report("f", &writes, &[], &audit);
     c.stop().await;
@@ -1136,14 +1113,7 @@ fn metric(page: &str, series: &str) -> f64 {
 }
 
 async fn loop_refusals(admin_url: &str) -> f64 {
-    let page = client()
-        .get(format!("{admin_url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = metrics_page(admin_url).await.expect("the metrics page");
     metric(&page, "rwproxy_errors_total{reason=\"loop\"}")
 }
 
@@ -1155,12 +1125,7 @@ async fn loop_refusals(admin_url: &str) -> f64 {
 async fn g_nodes_disagree_about_the_primary() {
     let _serial = serial().await;
     let primary_wait = Duration::from_secs(1);
-    let c = ChaosCluster::start_with_relays(3, |config| {
-        config.writes.primary_wait = primary_wait;
-        config.writes.connect_timeout = ms(300);
-        config.writes.timeout = Duration::from_secs(2);
-    })
-    .await;
+    let c = chaos_cluster(3, primary_wait, Duration::from_secs(2)).await;
     c.nodes[1].mount.make_replica(&c.nodes[2].name, 0);
     let state = c.nodes[1].node.as_ref().unwrap().state();
     let follows = c.nodes[2].name.clone();
@@ -1213,10 +1178,7 @@ async fn g_nodes_disagree_about_the_primary() {
     c.nodes[1].mount.make_replica(&c.nodes[0].name, 0);
     c.primary_seen(0).await;
     writes_recover("g", 1, &c.nodes[1].url(), &mut writes, &mut problems).await;
-    let apps: Vec<&App> = c.nodes.iter().map(|n| &n.app).collect();
-    applied_settled(&apps).await;
-    let mut audit = audit(&writes, &apps, false);
-    audit.violations.extend(problems);
+    let audit = settle_and_audit(&c, &writes, false, problems).await;
     report("g", &writes, &[], &audit);
     c.stop().await;
 }

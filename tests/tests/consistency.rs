@@ -7,15 +7,10 @@ use std::time::{Duration, Instant};
 use rwproxy_core::StalePolicy;
 use rwproxy_core::TimeoutPolicy;
 use rwproxy_tests::cluster::Cluster;
-use rwproxy_tests::{client, eventually};
+use rwproxy_tests::{eventually, header_values, metrics_line, Answer as _};
 
 fn txid_cookie(r: &reqwest::Response) -> String {
-    let cookies: Vec<String> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let cookies = header_values(r.headers(), "set-cookie");
     let c = cookies
         .iter()
         .find(|c| c.starts_with("__txid="))
@@ -30,12 +25,7 @@ fn txid_cookie(r: &reqwest::Response) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_get_a_token_directly_and_through_a_replica() {
     let c = Cluster::start(2, |_| {}).await;
-    let r = client()
-        .post(format!("{}/w", c.nodes[0].url()))
-        .body("a")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[0].post("/w").body("a").answer().await;
     assert_eq!(r.status(), 200);
     let pos = c.nodes[0].mount.pos("app.db");
     assert_eq!(txid_cookie(&r), format!("__txid={pos:016x}"));
@@ -44,12 +34,7 @@ async fn writes_get_a_token_directly_and_through_a_replica() {
         format!("app.db={pos:016x}")
     );
 
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("b")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].post("/w").body("b").answer().await;
     assert_eq!(r.status(), 200);
     let pos = c.nodes[0].mount.pos("app.db");
     assert_eq!(
@@ -63,23 +48,10 @@ async fn writes_get_a_token_directly_and_through_a_replica() {
     );
 
     // Reads get no token; the app's own cookies survive next to ours.
-    let r = client()
-        .get(format!("{}/r", c.nodes[0].url()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[0].get("/r").answer().await;
     assert!(r.headers().get("set-cookie").is_none());
-    let r = client()
-        .post(format!("{}/cookie", c.nodes[1].url()))
-        .send()
-        .await
-        .unwrap();
-    let cookies: Vec<_> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let r = c.nodes[1].post("/cookie").answer().await;
+    let cookies = header_values(r.headers(), "set-cookie");
     assert!(
         cookies.iter().any(|c| c.starts_with("session=app")),
         "{cookies:?}"
@@ -94,27 +66,11 @@ async fn writes_get_a_token_directly_and_through_a_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_waits_until_the_replica_reaches_the_token() {
     let c = Cluster::start(2, |_| {}).await;
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].post("/w").body("x").answer().await;
     let cookie = txid_cookie(&r);
     // The replica has not replicated the write yet.
-    let url = format!("{}/r", c.nodes[1].url());
     let started = Instant::now();
-    let read = tokio::spawn({
-        let cookie = cookie.clone();
-        async move {
-            client()
-                .get(url)
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap()
-        }
-    });
+    let read = tokio::spawn(c.nodes[1].get("/r").header("cookie", &cookie).answer());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!read.is_finished(), "the read did not wait");
     c.replicate_from(0);
@@ -125,12 +81,7 @@ async fn a_read_waits_until_the_replica_reaches_the_token() {
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["app"], "app1");
 
     // Once caught up, the same token is served at once.
-    let r = client()
-        .get(format!("{}/r", c.nodes[1].url()))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].get("/r").header("cookie", cookie).answer().await;
     assert_eq!(r.headers()["rwproxy-route"], "local");
     c.stop().await;
 }
@@ -141,19 +92,13 @@ async fn a_read_that_waits_in_vain_goes_to_the_primary_or_errors() {
         config.consistency.wait = Duration::from_millis(300)
     })
     .await;
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].post("/w").body("x").answer().await;
     let token = r.headers()["rwproxy-position"].to_str().unwrap().to_owned();
-    let r = client()
-        .get(format!("{}/r", c.nodes[1].url()))
+    let r = c.nodes[1]
+        .get("/r")
         .header("rwproxy-position", &token)
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["rwproxy-route"],
@@ -167,19 +112,9 @@ async fn a_read_that_waits_in_vain_goes_to_the_primary_or_errors() {
         config.consistency.on_timeout = TimeoutPolicy::Error;
     })
     .await;
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].post("/w").body("x").answer().await;
     let cookie = txid_cookie(&r);
-    let r = client()
-        .get(format!("{}/r", c.nodes[1].url()))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].get("/r").header("cookie", cookie).answer().await;
     assert_eq!(r.status(), 504);
     assert_eq!(r.headers()["rwproxy-error"], "consistency-timeout");
     c.stop().await;
@@ -195,12 +130,7 @@ async fn malformed_tokens_are_ignored() {
         ("rwproxy-position", "garbage,,,"),
     ] {
         let started = Instant::now();
-        let r = client()
-            .get(format!("{}/r", c.nodes[1].url()))
-            .header(name, value)
-            .send()
-            .await
-            .unwrap();
+        let r = c.nodes[1].get("/r").header(name, value).answer().await;
         assert_eq!(r.status(), 200, "{value}");
         assert_eq!(r.headers()["rwproxy-route"], "local", "{value}");
         assert!(
@@ -214,12 +144,7 @@ async fn malformed_tokens_are_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_header_token_covers_every_database() {
     let c = Cluster::start_with(2, &["app.db", "jobs.db"], |_| {}).await;
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].post("/w").body("x").answer().await;
     let token = r.headers()["rwproxy-position"].to_str().unwrap().to_owned();
     let (a, j) = (
         c.nodes[0].mount.pos("app.db"),
@@ -228,18 +153,12 @@ async fn the_header_token_covers_every_database() {
     assert_eq!(token, format!("app.db={a:016x},jobs.db={j:016x}"));
     // Only app.db has replicated: the read must keep waiting for jobs.db.
     c.nodes[1].mount.set_pos("app.db", a);
-    let url = format!("{}/r", c.nodes[1].url());
-    let read = tokio::spawn({
-        let token = token.clone();
-        async move {
-            client()
-                .get(url)
-                .header("rwproxy-position", token)
-                .send()
-                .await
-                .unwrap()
-        }
-    });
+    let read = tokio::spawn(
+        c.nodes[1]
+            .get("/r")
+            .header("rwproxy-position", &token)
+            .answer(),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!read.is_finished(), "released before jobs.db caught up");
     c.nodes[1].mount.set_pos("jobs.db", j);
@@ -264,11 +183,7 @@ async fn stale_replicas_forward_reject_or_serve_reads() {
         c.nodes[1]
             .wait_state("lag to be seen", |s| s.lag == Some(Duration::from_secs(6)))
             .await;
-        let r = client()
-            .get(format!("{}/r", c.nodes[1].url()))
-            .send()
-            .await
-            .unwrap();
+        let r = c.nodes[1].get("/r").answer().await;
         assert_eq!(r.status(), status, "{policy:?}");
         match route {
             Some(route) => assert_eq!(r.headers()["rwproxy-route"], route, "{policy:?}"),
@@ -284,22 +199,15 @@ async fn stale_replicas_forward_reject_or_serve_reads() {
                 s.lag == Some(Duration::from_millis(4_500))
             })
             .await;
-        let r = client()
-            .get(format!("{}/r", c.nodes[1].url()))
-            .send()
-            .await
-            .unwrap();
+        let r = c.nodes[1].get("/r").answer().await;
         assert_eq!(r.status(), status, "{policy:?} flipped back too early");
         c.nodes[1].mount.make_replica(&c.nodes[0].name, 100);
         eventually(
             Duration::from_secs(5),
             "replica to serve locally again",
-            || {
-                let url = format!("{}/r", c.nodes[1].url());
-                async move {
-                    let r = client().get(url).send().await.ok()?;
-                    (r.headers().get("rwproxy-route")?.to_str().ok()? == "local").then_some(())
-                }
+            || async {
+                let r = c.nodes[1].get("/r").send().await.ok()?;
+                (r.headers().get("rwproxy-route")?.to_str().ok()? == "local").then_some(())
             },
         )
         .await;
@@ -314,46 +222,28 @@ async fn waiting_reads_are_capped_and_freed_on_disconnect() {
         config.consistency.wait = Duration::from_secs(10);
     })
     .await;
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].post("/w").body("x").answer().await;
     let cookie = txid_cookie(&r);
+    let admin = c.nodes[1].admin_url();
     let waiting = |n: usize| {
-        let admin = c.nodes[1].admin_url();
-        async move {
-            let text = client()
-                .get(format!("{admin}/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            text.lines()
-                .any(|l| l == format!("rwproxy_consistency_waiting {n}"))
-                .then_some(())
-        }
+        metrics_line(&admin, move |l| {
+            l == format!("rwproxy_consistency_waiting {n}")
+        })
     };
     let mut readers = Vec::new();
     for _ in 0..2 {
-        let url = format!("{}/r", c.nodes[1].url());
-        let cookie = cookie.clone();
-        readers.push(tokio::spawn(async move {
-            client().get(url).header("cookie", cookie).send().await
-        }));
+        readers.push(tokio::spawn(
+            c.nodes[1].get("/r").header("cookie", &cookie).send(),
+        ));
     }
     eventually(Duration::from_secs(5), "two reads waiting", || waiting(2)).await;
     // A third read finds the waiting room full and is served by the primary at once.
     let started = Instant::now();
-    let r = client()
-        .get(format!("{}/r", c.nodes[1].url()))
-        .header("cookie", cookie.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1]
+        .get("/r")
+        .header("cookie", &cookie)
+        .answer()
+        .await;
     assert_eq!(
         r.headers()["rwproxy-route"],
         "primary; reason=consistency-timeout"
@@ -379,12 +269,7 @@ async fn a_token_ahead_of_the_primary_is_replaced_not_waited_on_forever() {
     let bogus = format!("__txid={:016x}", 1u64 << 40);
     // On the primary: served at once, and the cookie is replaced by the primary's position.
     let started = Instant::now();
-    let r = client()
-        .get(format!("{}/r", c.nodes[0].url()))
-        .header("cookie", &bogus)
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[0].get("/r").header("cookie", &bogus).answer().await;
     assert!(started.elapsed() < Duration::from_millis(250));
     let fixed = txid_cookie(&r);
     assert_eq!(
@@ -392,24 +277,14 @@ async fn a_token_ahead_of_the_primary_is_replaced_not_waited_on_forever() {
         format!("__txid={:016x}", c.nodes[0].mount.pos("app.db"))
     );
     // On a replica: one bounded wait, then the primary serves it and replaces the cookie.
-    let r = client()
-        .get(format!("{}/r", c.nodes[1].url()))
-        .header("cookie", &bogus)
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].get("/r").header("cookie", &bogus).answer().await;
     assert_eq!(
         r.headers()["rwproxy-route"],
         "primary; reason=consistency-timeout"
     );
     let fixed = txid_cookie(&r);
     let started = Instant::now();
-    let r = client()
-        .get(format!("{}/r", c.nodes[1].url()))
-        .header("cookie", fixed)
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].get("/r").header("cookie", fixed).answer().await;
     assert_eq!(r.headers()["rwproxy-route"], "local");
     assert!(started.elapsed() < Duration::from_millis(250));
     c.stop().await;
@@ -418,31 +293,20 @@ async fn a_token_ahead_of_the_primary_is_replaced_not_waited_on_forever() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cookie_is_secure_behind_a_tls_terminating_edge() {
     let c = Cluster::start(2, |_| {}).await;
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
+    let r = c.nodes[1]
+        .post("/w")
         .header("x-forwarded-proto", "https")
         .body("x")
-        .send()
-        .await
-        .unwrap();
-    let cookie: Vec<String> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+        .answer()
+        .await;
+    let cookie = header_values(r.headers(), "set-cookie");
     assert!(
         cookie
             .iter()
             .any(|c| c.starts_with("__txid=") && c.ends_with("; Secure")),
         "{cookie:?}"
     );
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].post("/w").body("x").answer().await;
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(!cookie.contains("Secure"), "{cookie}");
     c.stop().await;

@@ -7,16 +7,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use rwproxy_tests::cluster::Cluster;
-use rwproxy_tests::{client, eventually, sha256_hex};
+use rwproxy_tests::{client, eventually, h2c_client, header_values, sha256_hex, Answer as _};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_stay_on_the_local_app() {
     let c = Cluster::start(2, |_| {}).await;
-    let r = client()
-        .get(format!("{}/items?x=1", c.nodes[1].url()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].get("/items?x=1").answer().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["rwproxy-route"], "local");
     let body: serde_json::Value = r.json().await.unwrap();
@@ -45,16 +41,17 @@ async fn every_write_method_is_forwarded_intact() {
     let sum = sha256_hex(&body);
     let methods = ["POST", "PUT", "PATCH", "DELETE", "PURGE"];
     for (i, method) in methods.iter().enumerate() {
-        let url = format!("{}/things/{i}?q=a%20b&n={i}", c.nodes[1 + i % 2].url());
-        let r = client()
-            .request(method.parse().unwrap(), url)
+        let r = c.nodes[1 + i % 2]
+            .request(
+                method.parse().unwrap(),
+                &format!("/things/{i}?q=a%20b&n={i}"),
+            )
             .header("x-custom", format!("v{i}"))
             .header("connection", "x-hop")
             .header("x-hop", "drop me")
             .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+            .answer()
+            .await;
         assert_eq!(r.status(), 200, "{method}");
         assert_eq!(
             r.headers()["rwproxy-route"],
@@ -86,22 +83,13 @@ async fn every_write_method_is_forwarded_intact() {
             "Host must be the client's"
         );
         assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1, 127.0.0.1");
-        let via: Vec<_> = s
-            .headers
-            .get_all("via")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect();
+        let via = header_values(&s.headers, "via");
         assert_eq!(
             via.join(", "),
             format!("1.1 {replica}, 1.1 {}", c.nodes[0].name)
         );
     }
-    assert_eq!(
-        c.nodes[1].app.writes_seen() + c.nodes[2].app.writes_seen(),
-        0,
-        "a replica's app saw a write"
-    );
+    assert_eq!(c.writes_seen()[1..], [0, 0], "a replica's app saw a write");
     c.stop().await;
 }
 
@@ -111,20 +99,13 @@ async fn streamed_responses_arrive_incrementally() {
         config.routing.always_forward = vec!["/sse".into()];
     })
     .await;
-    for (url, route) in [(c.nodes[1].url(), "local"), (c.nodes[1].url(), "primary")] {
-        let path = if route == "local" {
-            "/sse?local"
-        } else {
-            "/sse"
-        };
-        // /sse?local is still /sse: classify by path. Use the primary's own node for local.
-        let base = if route == "local" {
-            c.nodes[0].url()
-        } else {
-            url
-        };
-        let r = client().get(format!("{base}{path}")).send().await.unwrap();
+    // `/sse` is always forwarded: the primary serves it from its own app, a replica streams it
+    // from the primary's.
+    for (node, route) in [(&c.nodes[0], "local"), (&c.nodes[1], "primary")] {
+        let r = node.get("/sse").answer().await;
         assert_eq!(r.status(), 200);
+        let served_by = r.headers()["rwproxy-route"].to_str().unwrap().to_owned();
+        assert!(served_by.starts_with(route), "{route}: {served_by}");
         let mut stream = r.bytes_stream();
         let mut arrivals = Vec::new();
         let started = Instant::now();
@@ -155,21 +136,12 @@ async fn passthrough_and_always_forward() {
         config.routing.always_forward = vec!["/admin/*".into()];
     })
     .await;
-    let replica = c.nodes[1].url();
-    let r = client()
-        .post(format!("{replica}/local/upload"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let replica = &c.nodes[1];
+    let r = replica.post("/local/upload").body("x").answer().await;
     // Passthrough goes to the local app whatever the method; this replica's app refuses writes.
     assert_eq!(r.status(), 500);
     assert_eq!(c.nodes[1].app.writes_seen(), 1);
-    let r = client()
-        .get(format!("{replica}/admin/users"))
-        .send()
-        .await
-        .unwrap();
+    let r = replica.get("/admin/users").answer().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["rwproxy-route"], "primary; reason=write");
     assert_eq!(c.nodes[0].app.seen().len(), 1);
@@ -183,17 +155,9 @@ async fn without_a_primary_writes_get_503_and_reach_no_app() {
         config.writes.primary_wait = Duration::from_millis(300);
     })
     .await;
-    c.nodes[1].mount.lose_primary(1500);
-    c.nodes[1]
-        .wait_state("replica to lose its primary", |s| s.primary.is_none())
-        .await;
+    c.nodes[1].lose_primary(1500).await;
     let started = Instant::now();
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("payload")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].post("/w").body("payload").answer().await;
     assert!(
         started.elapsed() >= Duration::from_millis(300),
         "did not wait for a primary"
@@ -203,14 +167,9 @@ async fn without_a_primary_writes_get_503_and_reach_no_app() {
     assert!(r.headers().contains_key("retry-after"));
     let text = r.text().await.unwrap();
     assert_eq!(text.lines().count(), 1, "one-line body: {text:?}");
-    assert_eq!(c.nodes[1].app.writes_seen(), 0);
-    assert_eq!(c.nodes[0].app.writes_seen(), 0);
+    assert_eq!(c.writes_seen(), [0, 0], "writes seen by each app");
     // Reads keep being served locally while the lag allows it.
-    let r = client()
-        .get(format!("{}/r", c.nodes[1].url()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].get("/r").answer().await;
     assert_eq!(r.status(), 200);
     c.stop().await;
 }
@@ -218,13 +177,8 @@ async fn without_a_primary_writes_get_503_and_reach_no_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_waiting_for_a_primary_goes_through_when_one_appears() {
     let c = Cluster::start(2, |_| {}).await;
-    c.nodes[1].mount.lose_primary(1500);
-    c.nodes[1]
-        .wait_state("replica to lose its primary", |s| s.primary.is_none())
-        .await;
-    let url = format!("{}/w", c.nodes[1].url());
-    let pending =
-        tokio::spawn(async move { client().post(url).body("late").send().await.unwrap() });
+    c.nodes[1].lose_primary(1500).await;
+    let pending = tokio::spawn(c.nodes[1].post("/w").body("late").answer());
     tokio::time::sleep(Duration::from_millis(200)).await;
     c.nodes[1].mount.make_replica(&c.nodes[0].name, 0);
     let r = pending.await.unwrap();
@@ -237,82 +191,43 @@ async fn a_write_waiting_for_a_primary_goes_through_when_one_appears() {
 async fn a_forwarded_request_is_never_forwarded_twice() {
     let c = Cluster::start(3, |_| {}).await;
     // Node 1 believes node 2 is primary, but node 2 believes node 0 is.
-    c.nodes[1].mount.make_replica(&c.nodes[2].name, 0);
-    let follows = c.nodes[2].name.clone();
-    c.nodes[1]
-        .wait_state("node 1 to follow node 2", |s| {
-            s.primary.as_deref() == Some(follows.as_str())
-        })
-        .await;
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("once")
-        .send()
-        .await
-        .unwrap();
+    c.follow(1, 2).await;
+    let r = c.nodes[1].post("/w").body("once").answer().await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["rwproxy-error"], "loop");
     assert!(r.headers().contains_key("retry-after"));
-    for n in &c.nodes {
-        assert_eq!(n.app.writes_seen(), 0, "{} saw the write", n.name);
-    }
+    assert_eq!(c.writes_seen(), [0, 0, 0], "an app saw the write");
     c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_primary_in_the_mount_files_is_used_without_restart() {
     let c = Cluster::start(3, |_| {}).await;
-    let r = client()
-        .post(format!("{}/a", c.nodes[2].url()))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[2].post("/a").body("1").answer().await;
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["app"], "app0");
     c.move_primary(1).await;
-    let r = client()
-        .post(format!("{}/b", c.nodes[2].url()))
-        .body("2")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[2].post("/b").body("2").answer().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["app"], "app1");
     // The old primary is a replica now: its own writes go to node 1 too.
-    let r = client()
-        .post(format!("{}/c", c.nodes[0].url()))
-        .body("3")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[0].post("/c").body("3").answer().await;
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["app"], "app1");
-    assert_eq!(c.nodes[0].app.writes_seen(), 1);
-    assert_eq!(c.nodes[1].app.writes_seen(), 2);
-    assert_eq!(c.nodes[2].app.writes_seen(), 0);
+    assert_eq!(c.writes_seen(), [1, 2, 0], "writes seen by each app");
     c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_clients_are_served() {
     let c = Cluster::start(2, |_| {}).await;
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
-    let r = h2
-        .get(format!("{}/r", c.nodes[1].url()))
-        .send()
-        .await
-        .unwrap();
+    let h2 = h2c_client();
+    let r = h2.get(format!("{}/r", c.nodes[1].url())).answer().await;
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     let r = h2
         .put(format!("{}/w", c.nodes[1].url()))
         .body(vec![7u8; 100_000])
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.status(), 200);
     let doc: serde_json::Value = r.json().await.unwrap();
     assert_eq!(doc["app"], "app0");
@@ -337,8 +252,7 @@ async fn a_starting_app_is_waited_for_and_a_dead_one_gets_502() {
         config.proxy.app_connect_retry = Duration::from_secs(3);
     })
     .await;
-    let url = format!("{}/r", c.nodes[0].url());
-    let pending = tokio::spawn(async move { client().get(url).send().await.unwrap() });
+    let pending = tokio::spawn(c.nodes[0].get("/r").answer());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let late_app = late_app(app_addr).await;
     let r = pending.await.unwrap();
@@ -351,11 +265,7 @@ async fn a_starting_app_is_waited_for_and_a_dead_one_gets_502() {
     let _ = late_app.await;
 
     let started = Instant::now();
-    let r = client()
-        .get(format!("{}/r", c.nodes[0].url()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[0].get("/r").answer().await;
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["rwproxy-error"], "app-unreachable");
     assert!(
@@ -392,11 +302,7 @@ async fn late_app(addr: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests() {
     let mut c = Cluster::start(1, |_| {}).await;
-    let r = client()
-        .get(format!("{}/sse", c.nodes[0].url()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[0].get("/sse").answer().await;
     let body = tokio::spawn(async move { r.text().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let url = c.nodes[0].url();
@@ -429,15 +335,8 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
     let mut buf = vec![0u8; 4096];
     let n = h1.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
-    let r = h2
-        .get(format!("{}/r", c.nodes[0].url()))
-        .send()
-        .await
-        .unwrap();
+    let h2 = h2c_client();
+    let r = h2.get(format!("{}/r", c.nodes[0].url())).answer().await;
     assert_eq!(r.version(), http::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     // Connected, but has not sent a byte yet.
@@ -481,11 +380,7 @@ async fn drain_delay_reports_draining_while_still_serving() {
     .await;
     let doc: serde_json::Value = health.json().await.unwrap();
     assert_eq!(doc["status"], "draining");
-    let r = client()
-        .get(format!("{url}/still-serving"))
-        .send()
-        .await
-        .unwrap();
+    let r = client().get(format!("{url}/still-serving")).answer().await;
     assert_eq!(
         r.status(),
         200,
@@ -518,12 +413,7 @@ async fn a_primary_demoted_between_polls_never_passes_a_write_to_its_app() {
     // LiteFS hands the lease to node 1; node 0's rwproxy has not polled since.
     c.nodes[0].app.set_accepts_writes(false);
     c.nodes[0].mount.make_replica(&c.nodes[1].name, 0);
-    let r = client()
-        .post(format!("{}/w", c.nodes[0].url()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[0].post("/w").body("x").answer().await;
     assert_eq!(
         r.status(),
         503,

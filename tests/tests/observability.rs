@@ -13,21 +13,16 @@ use std::time::Duration;
 
 use rwproxy_core::ErrorCode;
 use rwproxy_tests::cluster::Cluster;
-use rwproxy_tests::{client, eventually, external_program};
+use rwproxy_tests::{eventually, external_program, metrics_page, Answer as _};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 async fn metrics_text(c: &Cluster, i: usize) -> String {
-    client()
-        .get(format!("{}/metrics", c.nodes[i].admin_url()))
-        .send()
+    metrics_page(&c.nodes[i].admin_url())
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+        .expect("the metrics page")
 }
 
 /// The value of the sample line starting with `series` (name plus labels, exactly).
@@ -56,31 +51,24 @@ fn label_pairs(text: &str) -> Vec<(String, String)> {
 /// Traffic of every kind: local reads, forwarded writes, a read-your-writes wait that times
 /// out, an app 5xx, odd paths and request ids (which must not become label values).
 async fn traffic(c: &Cluster) {
-    let replica = c.nodes[1].url();
+    let replica = &c.nodes[1];
     for path in ["/r", "/very/secret/path?token=abc", "/status/500"] {
-        client()
-            .get(format!("{replica}{path}"))
+        replica
+            .get(path)
             .header("x-request-id", "request-id-never-a-label")
-            .send()
-            .await
-            .unwrap();
+            .answer()
+            .await;
     }
-    let r = client()
-        .post(format!("{replica}/w"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = replica.post("/w").body("x").answer().await;
     assert_eq!(r.status(), 200);
     let token = r.headers()["rwproxy-position"].to_str().unwrap().to_owned();
     // The replica never reaches the token (nothing replicates in this test): the read waits
     // consistency.wait, then goes to the primary.
-    let r = client()
-        .get(format!("{replica}/after-write"))
+    let r = replica
+        .get("/after-write")
         .header("rwproxy-position", token)
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(
         r.headers()["rwproxy-route"],
         "primary; reason=consistency-timeout"
@@ -216,12 +204,7 @@ async fn an_unreachable_primary_shows_in_metrics() {
     })
     .await;
     c.nodes[0].stop().await;
-    let r = client()
-        .post(format!("{}/w", c.nodes[1].url()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].post("/w").body("x").answer().await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["rwproxy-error"], "primary-unreachable");
     let m = metrics_text(&c, 1).await;
@@ -269,15 +252,10 @@ fn alert_rules_pass_promtool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_follow_a_write_through_two_nodes() {
     let c = Cluster::start(2, |_| {}).await;
-    let replica = c.nodes[1].url();
+    let replica = &c.nodes[1];
 
     // No id from the client: the replica makes one; the primary's app sees the same one.
-    let r = client()
-        .post(format!("{replica}/w1"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = replica.post("/w1").body("x").answer().await;
     assert_eq!(r.status(), 200);
     let made = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made.len(), 16);
@@ -287,13 +265,12 @@ async fn request_ids_follow_a_write_through_two_nodes() {
     assert_eq!(seen[0].headers.get_all("x-request-id").iter().count(), 1);
 
     // The client's own id is kept all the way and echoed.
-    let r = client()
-        .post(format!("{replica}/w2"))
+    let r = replica
+        .post("/w2")
         .header("x-request-id", "client-id-42")
         .body("x")
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.headers()["x-request-id"], "client-id-42");
     assert_eq!(
         c.nodes[0].app.seen()[1].headers["x-request-id"],
@@ -301,12 +278,11 @@ async fn request_ids_follow_a_write_through_two_nodes() {
     );
 
     // A read served locally carries it to the local app; an unusable id is replaced.
-    let r = client()
-        .get(format!("{replica}/r"))
+    let r = replica
+        .get("/r")
         .header("x-request-id", "two words")
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     let replaced = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(replaced.len(), 16);
     assert_eq!(
@@ -316,12 +292,11 @@ async fn request_ids_follow_a_write_through_two_nodes() {
     assert_ne!(replaced, made);
 
     // rwproxy's own answers carry it too.
-    let r = client()
-        .get(format!("{}/health", c.nodes[1].url()))
+    let r = replica
+        .get("/health")
         .header("x-request-id", "probe-1")
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.headers()["x-request-id"], "probe-1");
     c.stop().await;
 }
@@ -420,22 +395,20 @@ fn json_log_child() {
             config.writes.primary_wait = Duration::from_millis(200);
         })
         .await;
-        let r = client()
-            .post(format!("{}/json-log", c.nodes[1].url()))
+        let r = c.nodes[1]
+            .post("/json-log")
             .header("x-request-id", "json-log-write")
             .body("x")
-            .send()
-            .await
-            .unwrap();
+            .answer()
+            .await;
         assert_eq!(r.status(), 200);
         c.nodes[0].stop().await;
-        let r = client()
-            .post(format!("{}/json-log", c.nodes[1].url()))
+        let r = c.nodes[1]
+            .post("/json-log")
             .header("x-request-id", "json-log-unreachable")
             .body("x")
-            .send()
-            .await
-            .unwrap();
+            .answer()
+            .await;
         assert_eq!(r.status(), 503);
         // The access line is written after the response; wait until it is surely out.
         eventually(

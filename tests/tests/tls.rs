@@ -14,8 +14,8 @@ use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rwproxy::config::{ClientTlsFiles, Config, ServerTlsFiles};
 use rwproxy_tests::cluster::Cluster;
-use rwproxy_tests::eventually;
 use rwproxy_tests::tls::{peer_certificate, Identity, Pki};
+use rwproxy_tests::{eventually, Answer as _};
 
 /// TLS on every node's listener with `server`; forwarded writes go over https, trusting the
 /// test CA and presenting `client` when given; `require_client_certs` turns on mutual TLS.
@@ -53,7 +53,7 @@ async fn http2_over_tls_with_alpn_and_secure_cookies() {
     let client = pki.reqwest(None);
     let replica = https(&c.nodes[1].name);
 
-    let r = client.get(format!("{replica}/items")).send().await.unwrap();
+    let r = client.get(format!("{replica}/items")).answer().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), Version::HTTP_2, "ALPN should pick h2");
     assert_eq!(r.headers()["rwproxy-route"], "local");
@@ -66,9 +66,8 @@ async fn http2_over_tls_with_alpn_and_secure_cookies() {
     let r = client
         .post(format!("{replica}/things"))
         .body(vec![7u8; 300_000])
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["rwproxy-route"], "primary; reason=write");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
@@ -93,9 +92,8 @@ async fn http2_over_tls_with_alpn_and_secure_cookies() {
     let r = http1
         .post(format!("{}/direct", https(&c.nodes[0].name)))
         .body("x")
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), Version::HTTP_11);
     let cookie = r.headers()["set-cookie"].to_str().unwrap();
@@ -124,7 +122,7 @@ async fn the_certificate_reloads_when_its_files_change() {
         let client = pki.reqwest(None);
         let url = url.clone();
         async move {
-            let r = client.get(&url).send().await.unwrap();
+            let r = client.get(&url).answer().await;
             peer_certificate(&r).expect("peer certificate")
         }
     };
@@ -180,9 +178,8 @@ async fn mutual_tls_between_nodes_and_clients_without_a_certificate_refused() {
     let r = client
         .put(format!("{replica}/things/1"))
         .body("payload")
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["rwproxy-route"], "primary; reason=write");
     let doc: serde_json::Value = r.json().await.unwrap();
@@ -207,8 +204,7 @@ async fn mutual_tls_between_nodes_and_clients_without_a_certificate_refused() {
         .send()
         .await;
     assert!(r.is_err(), "{r:?}");
-    assert_eq!(c.nodes[0].app.writes_seen(), 1);
-    assert_eq!(c.nodes[1].app.writes_seen(), 0);
+    assert_eq!(c.writes_seen(), [1, 0], "writes seen by each app");
     c.stop().await;
 }
 
@@ -223,14 +219,12 @@ async fn a_replica_without_a_client_certificate_cannot_forward() {
         .reqwest(Some(&user))
         .post(format!("{}/things", https(&c.nodes[1].name)))
         .body("x")
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     // TLS 1.3 reports a refused client certificate only after the client's first request.
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["rwproxy-error"], "primary-failed");
-    assert_eq!(c.nodes[0].app.writes_seen(), 0);
-    assert_eq!(c.nodes[1].app.writes_seen(), 0);
+    assert_eq!(c.writes_seen(), [0, 0], "writes seen by each app");
     c.stop().await;
 }
 
@@ -245,6 +239,19 @@ fn body_with_trailers(data: &'static str, checksum: &str) -> TestBody {
         Ok(Frame::trailers(trailers)),
     ];
     BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)))
+}
+
+/// Checks that `response` is a 200 with `rwproxy-route: route`, then collects it: its body and
+/// its trailers (which must be there).
+async fn body_and_trailers(
+    response: http::Response<hyper::body::Incoming>,
+    route: &str,
+) -> (Bytes, HeaderMap) {
+    assert_eq!(response.status(), 200, "expected route {route}");
+    assert_eq!(response.headers()["rwproxy-route"], route);
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("response trailers");
+    (collected.to_bytes(), trailers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,16 +274,10 @@ async fn trailers_pass_through_in_both_directions() {
         .body(body_with_trailers("hello trailers", "sum-123"))
         .unwrap();
     let response = h2.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["rwproxy-route"], "primary; reason=write");
-    let collected = response.into_body().collect().await.unwrap();
-    let trailers = collected.trailers().cloned().expect("response trailers");
+    let (body, trailers) = body_and_trailers(response, "primary; reason=write").await;
     assert_eq!(trailers["x-echo-checksum"], "sum-123");
     assert_eq!(trailers["x-app"], "app0");
-    assert_eq!(
-        collected.to_bytes(),
-        Bytes::from("app0 got 14 bytes, te=trailers")
-    );
+    assert_eq!(body, Bytes::from("app0 got 14 bytes, te=trailers"));
 
     // HTTP/1.1 client with TE: trailers, served by the replica's own app.
     let tls = pki.connect(&replica, &[b"http/1.1"], None).await.unwrap();
@@ -293,16 +294,10 @@ async fn trailers_pass_through_in_both_directions() {
         .body(body_with_trailers("abc", "sum-h1"))
         .unwrap();
     let response = h1.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["rwproxy-route"], "local");
-    let collected = response.into_body().collect().await.unwrap();
-    let trailers = collected.trailers().cloned().expect("response trailers");
+    let (body, trailers) = body_and_trailers(response, "local").await;
     assert_eq!(trailers["x-echo-checksum"], "sum-h1");
     assert_eq!(trailers["x-app"], "app1");
-    assert_eq!(
-        collected.to_bytes(),
-        Bytes::from("app1 got 3 bytes, te=trailers")
-    );
+    assert_eq!(body, Bytes::from("app1 got 3 bytes, te=trailers"));
     c.stop().await;
 }
 

@@ -8,26 +8,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use rwproxy_tests::cluster::Cluster;
+use rwproxy_tests::ws::{next_message, next_text, open, Ws};
+use rwproxy_tests::Answer as _;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open(node: &str, path: &str) -> (Ws, http::Response<Option<Vec<u8>>>) {
-    let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{node}{path}"))
-        .await
-        .unwrap_or_else(|e| panic!("websocket to {node}{path}: {e}"));
-    (ws, response)
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .expect("a message in time")
-        .expect("stream open")
-        .expect("a message");
-    message.into_text().expect("text").to_string()
-}
 
 async fn echo(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.unwrap();
@@ -47,11 +30,7 @@ async fn websocket_read_tunnels_to_the_local_app() {
     // A large binary message crosses intact.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     ws.send(Message::binary(big.clone())).await.unwrap();
-    let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let back = next_message(&mut ws).await;
     assert_eq!(back.into_data().to_vec(), big);
     ws.close(None).await.unwrap();
 
@@ -66,11 +45,7 @@ async fn websocket_read_tunnels_to_the_local_app() {
     );
 
     // Plain requests still work on the same node (its pool holds no upgraded connection).
-    let r = rwproxy_tests::client()
-        .get(format!("{}/after", c.nodes[1].url()))
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[1].get("/after").answer().await;
     assert_eq!(r.status(), 200);
     c.stop().await;
 }

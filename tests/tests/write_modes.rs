@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use rwproxy_core::WriteMode;
 use rwproxy_tests::cluster::Cluster;
-use rwproxy_tests::{client, sha256_hex};
+use rwproxy_tests::ws::{next_text, open};
+use rwproxy_tests::{sha256_hex, Answer as _};
 
 fn body(len: usize) -> Vec<u8> {
     (0..len)
@@ -22,13 +22,8 @@ async fn fly_replay_answers_421_naming_the_primary() {
         config.routing.always_forward = vec!["/login".into()];
     })
     .await;
-    let replica = c.nodes[1].url();
-    let r = client()
-        .post(format!("{replica}/things"))
-        .body(body(10_000))
-        .send()
-        .await
-        .unwrap();
+    let replica = &c.nodes[1];
+    let r = replica.post("/things").body(body(10_000)).answer().await;
     assert_eq!(r.status(), 421);
     assert_eq!(
         r.headers()["fly-replay"],
@@ -37,40 +32,21 @@ async fn fly_replay_answers_421_naming_the_primary() {
     assert_eq!(r.headers()["rwproxy-error"], "fly-replay");
 
     // An always_forward read and a body-less write are replayed too; plain reads stay local.
-    let r = client()
-        .get(format!("{replica}/login"))
-        .send()
-        .await
-        .unwrap();
+    let r = replica.get("/login").answer().await;
     assert_eq!(r.status(), 421);
-    let r = client()
-        .delete(format!("{replica}/things/1"))
-        .send()
-        .await
-        .unwrap();
+    let r = replica
+        .request(reqwest::Method::DELETE, "/things/1")
+        .answer()
+        .await;
     assert_eq!(r.status(), 421);
-    let r = client()
-        .get(format!("{replica}/things"))
-        .send()
-        .await
-        .unwrap();
+    let r = replica.get("/things").answer().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["rwproxy-route"], "local");
 
     // On the primary itself writes are served.
-    let r = client()
-        .post(format!("{}/things", c.nodes[0].url()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.nodes[0].post("/things").body("x").answer().await;
     assert_eq!(r.status(), 200);
-    assert_eq!(c.nodes[0].app.writes_seen(), 1);
-    assert_eq!(
-        c.nodes[1].app.writes_seen(),
-        0,
-        "a replica's app saw a write"
-    );
+    assert_eq!(c.writes_seen(), [1, 0], "writes seen by each app");
     c.stop().await;
 }
 
@@ -80,16 +56,11 @@ async fn fly_replay_forwards_what_fly_cannot_replay() {
         config.writes.mode = WriteMode::FlyReplay;
     })
     .await;
-    let replica = c.nodes[1].url();
+    let replica = &c.nodes[1];
 
     // Over 1 MB with a content-length: Fly's edge could not replay it, so it is streamed.
     let big = body(1_500_000);
-    let r = client()
-        .put(format!("{replica}/upload"))
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = replica.put("/upload").body(big.clone()).answer().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["rwproxy-route"], "primary; reason=write");
     assert!(!r.headers().contains_key("fly-replay"));
@@ -99,43 +70,31 @@ async fn fly_replay_forwards_what_fly_cannot_replay() {
 
     // A body of unknown length (chunked): forwarded as well, even a small one.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(body(1000)), Ok(body(2000))];
-    let r = client()
-        .post(format!("{replica}/stream"))
+    let r = replica
+        .post("/stream")
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
         )))
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.status(), 200);
     let doc: serde_json::Value = r.json().await.unwrap();
     assert_eq!(doc["app"], "app0");
     assert_eq!(doc["body_len"], 3000);
 
     // Just under the limit, with a length: replayed.
-    let r = client()
-        .post(format!("{replica}/small"))
-        .body(body(1_000_000))
-        .send()
-        .await
-        .unwrap();
+    let r = replica.post("/small").body(body(1_000_000)).answer().await;
     assert_eq!(r.status(), 421);
 
     // A request Fly already replayed once is not bounced again.
-    let r = client()
-        .post(format!("{replica}/replayed"))
+    let r = replica
+        .post("/replayed")
         .header("fly-replay-src", "instance=old;region=iad;t=1")
         .body("x")
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(c.nodes[0].app.writes_seen(), 3);
-    assert_eq!(
-        c.nodes[1].app.writes_seen(),
-        0,
-        "a replica's app saw a write"
-    );
+    assert_eq!(c.writes_seen(), [3, 0], "writes seen by each app");
     c.stop().await;
 }
 
@@ -145,13 +104,12 @@ async fn redirect_answers_307_to_the_same_url_on_the_primary() {
         config.writes.mode = WriteMode::Redirect;
     })
     .await;
-    let replica = c.nodes[1].url();
-    let r = client()
-        .post(format!("{replica}/things/7?q=a%20b&n=1"))
+    let replica = &c.nodes[1];
+    let r = replica
+        .post("/things/7?q=a%20b&n=1")
         .body("hello")
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.status(), 307);
     assert_eq!(r.headers()["rwproxy-error"], "redirect");
     assert_eq!(
@@ -167,11 +125,10 @@ async fn redirect_answers_307_to_the_same_url_on_the_primary() {
         .unwrap();
     let payload = body(200_000);
     let r = following
-        .put(format!("{replica}/things/8?x=1"))
+        .put(format!("{}/things/8?x=1", replica.url()))
         .body(payload.clone())
-        .send()
-        .await
-        .unwrap();
+        .answer()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.url().as_str(),
@@ -182,19 +139,10 @@ async fn redirect_answers_307_to_the_same_url_on_the_primary() {
     assert_eq!(doc["method"], "PUT");
     assert_eq!(doc["uri"], "/things/8?x=1");
     assert_eq!(doc["body_sha256"], sha256_hex(&payload));
-    assert_eq!(c.nodes[0].app.writes_seen(), 1);
-    assert_eq!(
-        c.nodes[1].app.writes_seen(),
-        0,
-        "a replica's app saw a write"
-    );
+    assert_eq!(c.writes_seen(), [1, 0], "writes seen by each app");
 
     // Reads stay local.
-    let r = client()
-        .get(format!("{replica}/things"))
-        .send()
-        .await
-        .unwrap();
+    let r = replica.get("/things").answer().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["rwproxy-route"], "local");
     c.stop().await;
@@ -207,16 +155,8 @@ async fn redirect_mode_tunnels_websocket_writes_instead() {
         config.routing.always_forward = vec!["/ws/*".into()];
     })
     .await;
-    let (mut ws, response) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws/feed", c.nodes[1].name))
-            .await
-            .unwrap();
+    let (mut ws, response) = open(&c.nodes[1].name, "/ws/feed").await;
     assert_eq!(response.status(), 101);
-    let greeting = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(greeting.into_text().unwrap().as_str(), "app:app0 /ws/feed");
+    assert_eq!(next_text(&mut ws).await, "app:app0 /ws/feed");
     c.stop().await;
 }

@@ -25,6 +25,20 @@ fn header(response: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Sends `request`; panics when no HTTP answer comes back.
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.unwrap()
+}
+
+/// Checks who answered: the status, the `rwproxy-route` header and the demo node that served it
+/// (`NODE_HEADER`, a node's label).
+#[track_caller]
+fn assert_served(response: &reqwest::Response, status: u16, route: &str, node: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(header(response, "rwproxy-route"), route);
+    assert_eq!(header(response, NODE_HEADER), node);
+}
+
 /// The `__txid=<16 hex>` pair of the response's token cookie.
 fn txid_cookie(response: &reqwest::Response) -> String {
     response
@@ -53,49 +67,28 @@ async fn writes_forward_reads_wait_for_their_cookie_and_promotion_moves_writes()
     let (primary, r1, r2) = (&nodes[0], &nodes[1], &nodes[2]);
 
     // A write through a replica is served by the primary's app and returns the token.
-    let write = http
-        .put(format!("{}/notes/a", r1.url))
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(write.status(), 201);
-    assert_eq!(header(&write, "rwproxy-route"), "primary; reason=write");
-    assert_eq!(header(&write, NODE_HEADER), primary.label);
+    let write = send(http.put(format!("{}/notes/a", r1.url)).body("hello")).await;
+    assert_served(&write, 201, "primary; reason=write", &primary.label);
     let cookie = txid_cookie(&write);
     assert_eq!(cookie.len(), "__txid=".len() + 16, "{cookie}");
 
     // Without the token, the other replica answers at once from what it has: not there yet.
-    let stale = http
-        .get(format!("{}/notes/a", r2.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stale.status(), 404);
-    assert_eq!(header(&stale, "rwproxy-route"), "local");
-    assert_eq!(header(&stale, NODE_HEADER), r2.label);
+    let stale = send(http.get(format!("{}/notes/a", r2.url))).await;
+    assert_served(&stale, 404, "local", &r2.label);
 
     // With it, the read waits for replication and is then served by that replica.
     let started = Instant::now();
-    let read = http
-        .get(format!("{}/notes/a", r2.url))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), 200);
-    assert_eq!(header(&read, "rwproxy-route"), "local; reason=waited");
-    assert_eq!(header(&read, NODE_HEADER), r2.label);
+    let read = send(
+        http.get(format!("{}/notes/a", r2.url))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_served(&read, 200, "local; reason=waited", &r2.label);
     assert!(started.elapsed() >= Duration::from_millis(200));
     assert_eq!(read.text().await.unwrap(), "hello");
 
     // What rwproxy prevents: the replica's app itself refuses writes.
-    let direct = http
-        .put(format!("{}/notes/x", r2.app_url))
-        .body("no")
-        .send()
-        .await
-        .unwrap();
+    let direct = send(http.put(format!("{}/notes/x", r2.app_url)).body("no")).await;
     assert_eq!(direct.status(), 500);
     assert_eq!(
         direct.text().await.unwrap(),
@@ -103,11 +96,7 @@ async fn writes_forward_reads_wait_for_their_cookie_and_promotion_moves_writes()
     );
 
     // Health on the admin listener.
-    let health = http
-        .get(format!("{}/health", r2.admin_url))
-        .send()
-        .await
-        .unwrap();
+    let health = send(http.get(format!("{}/health", r2.admin_url))).await;
     assert_eq!(health.status(), 200);
     let doc: serde_json::Value = health.json().await.unwrap();
     assert_eq!(doc["status"], "ok");
@@ -115,40 +104,21 @@ async fn writes_forward_reads_wait_for_their_cookie_and_promotion_moves_writes()
     assert_eq!(doc["primary"], primary.name.as_str());
 
     // Promotion through a passthrough path: the POST reaches node3's own app.
-    let promote = http
-        .post(format!("{}/demo/promote", r2.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(promote.status(), 200);
-    assert_eq!(header(&promote, "rwproxy-route"), "local");
-    assert_eq!(header(&promote, NODE_HEADER), r2.label);
+    let promote = send(http.post(format!("{}/demo/promote", r2.url))).await;
+    assert_served(&promote, 200, "local", &r2.label);
     assert_eq!(demo.primary(), 2);
 
     // The old primary now forwards writes to the new one, which already has the first note.
-    let write = http
-        .put(format!("{}/notes/b", primary.url))
-        .body("world")
-        .send()
+    let write = send(http.put(format!("{}/notes/b", primary.url)).body("world")).await;
+    assert_served(&write, 201, "primary; reason=write", &r2.label);
+    let notes: serde_json::Value = send(http.get(format!("{}/notes", r2.url)))
         .await
-        .unwrap();
-    assert_eq!(write.status(), 201);
-    assert_eq!(header(&write, "rwproxy-route"), "primary; reason=write");
-    assert_eq!(header(&write, NODE_HEADER), r2.label);
-    let notes: serde_json::Value = http
-        .get(format!("{}/notes", r2.url))
-        .send()
-        .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(notes, serde_json::json!({"a": "hello", "b": "world"}));
-    let status: serde_json::Value = http
-        .get(format!("{}/demo/status", primary.url))
-        .send()
+    let status: serde_json::Value = send(http.get(format!("{}/demo/status", primary.url)))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
