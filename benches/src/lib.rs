@@ -30,8 +30,8 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
 const USER_HZ: u64 = 100;
 
-/// `(parent pid, utime + stime in ticks)` of one process, from `/proc/<pid>/stat`.
-fn stat_of(pid: u32) -> Option<(u32, u64)> {
+/// `(parent pid, utime ticks, stime ticks)` of one process, from `/proc/<pid>/stat`.
+fn stat_of(pid: u32) -> Option<(u32, u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name: state is the 1st, ppid the 2nd, utime and
     // stime the 12th and 13th.
@@ -40,7 +40,41 @@ fn stat_of(pid: u32) -> Option<(u32, u64)> {
     let ppid = fields.get(1)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((ppid, utime + stime))
+    Some((ppid, utime, stime))
+}
+
+/// CPU time as the kernel accounts it: in the program (user) and in the kernel on its behalf
+/// (system: syscalls, and on loopback most of the TCP work of both ends).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTimes {
+    /// Time in user space.
+    pub user: Duration,
+    /// Time in the kernel.
+    pub system: Duration,
+}
+
+impl CpuTimes {
+    /// User plus system time.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The time spent since `earlier` was read.
+    pub fn since(&self, earlier: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+impl std::iter::Sum for CpuTimes {
+    fn sum<I: Iterator<Item = CpuTimes>>(iter: I) -> CpuTimes {
+        iter.fold(CpuTimes::default(), |a, b| CpuTimes {
+            user: a.user + b.user,
+            system: a.system + b.system,
+        })
+    }
 }
 
 /// `pid` and all its descendants (an nginx master and its workers, say).
@@ -55,7 +89,7 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
             else {
                 continue;
             };
-            if let Some((ppid, _)) = stat_of(p) {
+            if let Some((ppid, _, _)) = stat_of(p) {
                 parents.push((p, ppid));
             }
         }
@@ -75,14 +109,17 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
     tree
 }
 
-/// CPU time (user + system) used so far by `pid` and its descendants (10 ms resolution).
-pub fn tree_cpu(pid: u32) -> Duration {
-    let ticks: u64 = process_tree(pid)
+/// CPU time used so far by `pid` and its descendants (10 ms resolution).
+pub fn tree_cpu(pid: u32) -> CpuTimes {
+    let ticks = |t: u64| Duration::from_millis(t * 1000 / USER_HZ);
+    process_tree(pid)
         .into_iter()
         .filter_map(stat_of)
-        .map(|(_, t)| t)
-        .sum();
-    Duration::from_millis(ticks * 1000 / USER_HZ)
+        .map(|(_, user, system)| CpuTimes {
+            user: ticks(user),
+            system: ticks(system),
+        })
+        .sum()
 }
 
 /// Resident memory (`VmRSS`) of `pid` and its descendants, in KiB.

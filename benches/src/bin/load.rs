@@ -36,7 +36,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rwproxy_benches::{median, quantile, tree_cpu, tree_rss_kib};
+use rwproxy_benches::{median, quantile, tree_cpu, tree_rss_kib, CpuTimes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -571,7 +571,7 @@ fn start_target(target: &str, opts: &Opts, app: &Proc, app_port: u16, dir: &Path
     }
 }
 
-fn cpu_of(pids: &[u32]) -> Duration {
+fn cpu_of(pids: &[u32]) -> CpuTimes {
     pids.iter().map(|p| tree_cpu(*p)).sum()
 }
 
@@ -834,6 +834,8 @@ struct Sample {
     sat_p50: f64,
     sat_p99: f64,
     sat_cpu: f64,
+    /// The user-space part of `sat_cpu`.
+    sat_user: f64,
     fix_p50: f64,
     fix_p99: f64,
     fix_cpu: f64,
@@ -860,11 +862,11 @@ fn measure(
 
     let before = cpu_of(&running.measured);
     let w = wrk(opts, port, opts.duration, post, dir);
-    let sat_cpu = cpu_of(&running.measured).saturating_sub(before);
+    let sat_cpu = cpu_of(&running.measured).since(before);
 
     let before = cpu_of(&running.measured);
     let fixed = rt.block_on(open_loop(port, opts.rate, opts.rate_secs, post));
-    let fix_cpu = cpu_of(&running.measured).saturating_sub(before);
+    let fix_cpu = cpu_of(&running.measured).since(before).total();
 
     let rss = if post || opts.idle == 0 {
         f64::NAN
@@ -899,7 +901,8 @@ fn measure(
         rps: w.rps,
         sat_p50: us(w.p50),
         sat_p99: us(w.p99),
-        sat_cpu: per(sat_cpu, w.requests),
+        sat_cpu: per(sat_cpu.total(), w.requests),
+        sat_user: per(sat_cpu.user, w.requests),
         fix_p50: us(quantile(&fixed.latencies, 0.5)),
         fix_p99: us(quantile(&fixed.latencies, 0.99)),
         fix_cpu: per(fix_cpu, fixed.latencies.len() as u64),
@@ -936,13 +939,14 @@ fn bench(rt: &tokio::runtime::Runtime, opts: &Opts) {
         opts.proxy_core
     );
     println!(
-        "{:<20} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5}",
+        "{:<20} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5}",
         "target",
         "round",
         "req/s",
         "p50",
         "p99",
         "cpu/req",
+        "user",
         "p50@R",
         "p99@R",
         "cpu@R",
@@ -960,13 +964,14 @@ fn bench(rt: &tokio::runtime::Runtime, opts: &Opts) {
             let target = targets[k];
             let s = measure(rt, opts, target, &app, app_port, dir.path());
             println!(
-                "{:<20} {:>5} {:>9.0} {:>8.0} {:>8.0} {:>8.1} {:>8.0} {:>8.0} {:>8.1} {:>6.1} {:>5}",
+                "{:<20} {:>5} {:>9.0} {:>8.0} {:>8.0} {:>8.1} {:>8.1} {:>8.0} {:>8.0} {:>8.1} {:>6.1} {:>5}",
                 target,
                 round + 1,
                 s.rps,
                 s.sat_p50,
                 s.sat_p99,
                 s.sat_cpu,
+                s.sat_user,
                 s.fix_p50,
                 s.fix_p99,
                 s.fix_cpu,
@@ -992,6 +997,7 @@ fn print_tables(opts: &Opts, samples: &[(String, Vec<Sample>)]) {
                     sat_p50: med(v, |s| s.sat_p50),
                     sat_p99: med(v, |s| s.sat_p99),
                     sat_cpu: med(v, |s| s.sat_cpu),
+                    sat_user: med(v, |s| s.sat_user),
                     fix_p50: med(v, |s| s.fix_p50),
                     fix_p99: med(v, |s| s.fix_p99),
                     fix_cpu: med(v, |s| s.fix_cpu),
@@ -1006,22 +1012,23 @@ fn print_tables(opts: &Opts, samples: &[(String, Vec<Sample>)]) {
     println!();
     println!(
         "Median of {} rounds. Saturation: wrk -t1 -c{} -d{}s. @{r}: open loop at {r} req/s for {} s. \
-         CPU: µs of proxy CPU (user+system) per request (direct: the app's). RSS: with {} idle \
+         CPU: µs of proxy CPU (user+system) per request (direct: the app's), and its user-space part. RSS: with {} idle \
          keep-alive client connections.",
         opts.rounds, opts.connections, opts.duration, opts.rate_secs, opts.idle
     );
     println!();
     println!(
-        "| target | req/s | p50 µs | p99 µs | CPU µs/req | p50 µs @{r} | p99 µs @{r} | CPU µs/req @{r} | RSS MiB | errors |"
+        "| target | req/s | p50 µs | p99 µs | CPU µs/req | of which user | p50 µs @{r} | p99 µs @{r} | CPU µs/req @{r} | RSS MiB | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (t, s) in &rows {
         println!(
-            "| {t} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} | {:.1} | {} | {} |",
+            "| {t} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {} | {} |",
             s.rps,
             s.sat_p50,
             s.sat_p99,
             s.sat_cpu,
+            s.sat_user,
             s.fix_p50,
             s.fix_p99,
             s.fix_cpu,
@@ -1042,17 +1049,18 @@ fn print_tables(opts: &Opts, samples: &[(String, Vec<Sample>)]) {
         println!();
         println!("Ratios to {base_name}:");
         println!();
-        println!("| target | req/s | CPU µs/req | CPU µs/req @{r} | p50 @{r} | p99 @{r} | p50 added µs @{r} |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!("| target | req/s | CPU µs/req | user CPU µs/req | CPU µs/req @{r} | p50 @{r} | p99 @{r} | p50 added µs @{r} |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         let direct = find("direct");
         for (t, s) in &rows {
             if t == base_name || t == "direct" {
                 continue;
             }
             println!(
-                "| {t} | {} | {} | {} | {} | {} | {} |",
+                "| {t} | {} | {} | {} | {} | {} | {} | {} |",
                 ratio(s.rps, Some(base.rps)),
                 ratio(s.sat_cpu, Some(base.sat_cpu)),
+                ratio(s.sat_user, Some(base.sat_user)),
                 ratio(s.fix_cpu, Some(base.fix_cpu)),
                 ratio(s.fix_p50, Some(base.fix_p50)),
                 ratio(s.fix_p99, Some(base.fix_p99)),
@@ -1071,9 +1079,11 @@ fn goals(find: &dyn Fn(&str) -> Option<Sample>) {
     for other in ["nginx", "haproxy"] {
         if let Some(o) = find(other) {
             println!(
-                "  CPU/request ≤ {other}: {:.1} vs {:.1} µs (at fixed rate: {:.1} vs {:.1}): {}",
+                "  CPU/request ≤ {other}: {:.1} vs {:.1} µs (user space: {:.1} vs {:.1}; at fixed rate: {:.1} vs {:.1}): {}",
                 rw.sat_cpu,
                 o.sat_cpu,
+                rw.sat_user,
+                o.sat_user,
                 rw.fix_cpu,
                 o.fix_cpu,
                 verdict(rw.sat_cpu <= o.sat_cpu)

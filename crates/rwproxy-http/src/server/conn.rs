@@ -35,7 +35,8 @@ impl Builders {
             .max_buf_size(limits.max_header_bytes.max(8192))
             // Exact, whatever sizes the reads come in (the buffer limit alone is only reached
             // when a head arrives in several reads).
-            .max_header_size(limits.max_header_bytes);
+            .max_header_size(limits.max_header_bytes)
+            .writev(false);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32);
