@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use rwproxy_tests::cluster::Cluster;
-use rwproxy_tests::{client, eventually, h2c_client, header_values, sha256_hex, Answer as _};
+use rwproxy_tests::{
+    client, eventually, h2c_client, header_values, metrics_line, sha256_hex, Answer as _,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_stay_on_the_local_app() {
@@ -421,5 +423,59 @@ async fn a_primary_demoted_between_polls_never_passes_a_write_to_its_app() {
     );
     assert_eq!(r.headers()["rwproxy-error"], "no-primary");
     assert_eq!(c.nodes[0].app.writes_seen(), 0);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_app_connection_cap_requests_queue_then_get_overloaded() {
+    // One connection to the app; a stream from /sse holds it for about 600 ms.
+    let c = Cluster::start(1, |config| {
+        config.proxy.app_max_connections = 1;
+        config.proxy.app_queue_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let node = &c.nodes[0];
+    let sse = node.get("/sse").answer().await;
+    assert_eq!(sse.status(), 200);
+    let r = node.get("/r").answer().await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["rwproxy-error"], "overloaded");
+    assert!(r.headers().contains_key("retry-after"));
+    // The stream holding the connection is unaffected, and the refused read never reached the
+    // app.
+    let events = sse.text().await.unwrap();
+    assert_eq!(events.matches("data: event").count(), 3);
+    assert_eq!(node.app.seen().len(), 1, "only /sse reached the app");
+    let r = node.get("/r").answer().await;
+    assert_eq!(r.status(), 200, "the connection came back for the next one");
+    c.stop().await;
+
+    // With room to wait, the queued read is served once the stream ends, on the same
+    // connection.
+    let c = Cluster::start(1, |config| {
+        config.proxy.app_max_connections = 1;
+        config.proxy.app_queue_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let node = &c.nodes[0];
+    let sse = node.get("/sse").answer().await;
+    let read = tokio::spawn(node.get("/r").answer());
+    let admin = node.admin_url();
+    eventually(Duration::from_secs(5), "one read queued", || {
+        metrics_line(&admin, |l| l == "rwproxy_app_queued_requests 1")
+    })
+    .await;
+    let events = sse.text().await.unwrap();
+    let r = read.await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(events.matches("data: event").count(), 3);
+    assert_eq!(node.app.seen().len(), 2);
+    // Back in the pool, and still the only one.
+    eventually(Duration::from_secs(5), "one idle app connection", || {
+        metrics_line(&admin, |l| {
+            l == r#"rwproxy_upstream_idle_connections{upstream="app"} 1"#
+        })
+    })
+    .await;
     c.stop().await;
 }

@@ -97,6 +97,7 @@ async fn metrics_after_traffic_match_the_contract_and_pass_promtool() {
         ("rwproxy_consistency_timeouts_total", "counter"),
         ("rwproxy_primary_reachable", "gauge"),
         ("rwproxy_upstream_idle_connections", "gauge"),
+        ("rwproxy_app_queued_requests", "gauge"),
         ("rwproxy_build_info", "gauge"),
     ] {
         assert!(
@@ -136,6 +137,7 @@ async fn metrics_after_traffic_match_the_contract_and_pass_promtool() {
         r#"rwproxy_upstream_idle_connections{upstream="primary"}"#,
         1.0,
     );
+    assert_eq!(sample(&m, "rwproxy_app_queued_requests"), Some(0.0));
     assert_eq!(sample(&m, "rwproxy_primary_reachable"), Some(1.0));
     assert_eq!(sample(&m, "rwproxy_primary_known"), Some(1.0));
     assert_eq!(sample(&m, "rwproxy_is_primary"), Some(0.0));

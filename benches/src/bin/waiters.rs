@@ -6,10 +6,10 @@
 //! Part 2 (end to end, default 1,000 waiters): real HTTP clients with a `__txid` cookie ahead of
 //! a real rwproxy node (LiteFS source on a mount directory); the position file is then advanced
 //! and the time until every response has arrived is measured. (Client, proxy and app share one
-//! process and its 20,000 file descriptors; past ~1,000 the released herd of app connections
-//! overflows the test app's accept backlog — see docs/benchmarks.md.)
+//! process and its 20,000 file descriptors. Without a cap on connections to the app, past ~1,000
+//! the released herd overflows the test app's accept backlog — see docs/benchmarks.md.)
 //!
-//! Run: `cargo run --release -p rwproxy-benches --bin waiters [-- HTTP_WAITERS]`
+//! Run: `cargo run --release -p rwproxy-benches --bin waiters [-- HTTP_WAITERS [APP_MAX_CONNECTIONS]]`
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -33,8 +33,10 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
+    // `proxy.app_max_connections`, to compare caps (default: rwproxy's own default).
+    let app_max_connections: Option<usize> = std::env::args().nth(2).and_then(|a| a.parse().ok());
     mechanism(10_000).await;
-    end_to_end(http_waiters).await;
+    end_to_end(http_waiters, app_max_connections).await;
 }
 
 async fn mechanism(n: usize) {
@@ -90,7 +92,7 @@ async fn mechanism(n: usize) {
     );
 }
 
-async fn end_to_end(n: usize) {
+async fn end_to_end(n: usize, app_max_connections: Option<usize>) {
     let mount = Arc::new(Mount::new());
     mount.make_replica("primary.invalid:1", 0);
     mount.set_pos("app.db", 1);
@@ -101,6 +103,7 @@ node = "bench"
 [proxy]
 listen = "127.0.0.1:0"
 app = "{app}"
+{cap}
 [admin]
 listen = ""
 [cluster]
@@ -115,7 +118,8 @@ access = false
 level = "warn"
 "#,
         app = app.url(),
-        mount = mount.path().display()
+        mount = mount.path().display(),
+        cap = app_max_connections.map_or(String::new(), |n| format!("app_max_connections = {n}")),
     );
     let config = rwproxy::config::parse(&text).expect("config");
     let node = rwproxy::Node::start(&config).await.expect("node");

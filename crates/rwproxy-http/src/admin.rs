@@ -34,6 +34,7 @@ impl Admin {
                 metrics.consistency_waiting(self.demand.active());
                 let (app, primary) = self.proxy.idle_connections();
                 metrics.upstream_idle(app, primary);
+                metrics.app_queued(self.proxy.queued_for_app());
                 respond::plain(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",

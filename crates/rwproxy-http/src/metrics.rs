@@ -45,6 +45,7 @@ pub struct Metrics {
     primary_reachable: Gauge,
     idle_app: Gauge,
     idle_primary: Gauge,
+    app_queued: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -160,6 +161,7 @@ impl Metrics {
                 "rwproxy_upstream_idle_connections",
                 vec![Label::from_static_parts("upstream", "primary")],
             ),
+            app_queued: gauge("rwproxy_app_queued_requests", vec![]),
         };
         // No failure seen yet: the primary counts as reachable until a connect to it fails.
         metrics.primary_reachable.set(1.0);
@@ -233,6 +235,11 @@ impl Metrics {
     pub fn upstream_idle(&self, app: usize, primary: usize) {
         self.idle_app.set(app as f64);
         self.idle_primary.set(primary as f64);
+    }
+
+    /// Sets the requests waiting for a connection to the local app (at scrape time).
+    pub fn app_queued(&self, waiting: usize) {
+        self.app_queued.set(waiting as f64);
     }
 
     /// Updates the state gauges (called on every state change, not per request).
@@ -363,6 +370,11 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_upstream_idle_connections",
             None,
             "Idle keep-alive connections pooled, by upstream (app, primary).",
+        ),
+        d(
+            "rwproxy_app_queued_requests",
+            None,
+            "Requests waiting for a connection to the local app (proxy.app_max_connections are open).",
         ),
         d(
             "rwproxy_build_info",

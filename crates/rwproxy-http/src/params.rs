@@ -20,6 +20,10 @@ pub struct ProxyParams {
     pub app: Authority,
     /// How long refused connects to the local app are retried (cold start).
     pub app_connect_retry: Duration,
+    /// `proxy.app_max_connections`: connections open to the local app at once (`None`: no cap).
+    pub app_max_connections: Option<usize>,
+    /// `proxy.app_queue_timeout`: how long a request waits for a connection to the app at the cap.
+    pub app_queue_timeout: Duration,
     /// Read / write / passthrough rules.
     pub classifier: Classifier,
     /// Routing choices.

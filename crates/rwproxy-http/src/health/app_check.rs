@@ -37,6 +37,7 @@ impl AppCheck {
             pool: Pool::new(PoolConfig {
                 max_idle_per_target: 1,
                 idle_timeout: Duration::from_secs(30),
+                ..PoolConfig::default()
             }),
         }
     }
@@ -62,6 +63,9 @@ impl AppCheck {
                 .map_err(|e| match e {
                     crate::upstream::SendError::Connect { error, .. } => error.to_string(),
                     crate::upstream::SendError::Sent(error) => error.to_string(),
+                    crate::upstream::SendError::Saturated { .. } => {
+                        "no connection to the app came free".to_owned()
+                    }
                 })?;
             let status = response.status();
             let _ = Limited::new(response.into_body(), MAX_CHECK_BODY)

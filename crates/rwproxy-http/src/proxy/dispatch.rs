@@ -80,7 +80,7 @@ impl Proxy {
         let request_id = RequestId::of(&request);
         let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
         match inner
-            .pool
+            .app_pool
             .send(
                 &inner.app,
                 request,
@@ -127,6 +127,15 @@ impl Proxy {
             Err(SendError::Connect { error, .. }) => {
                 tracing::warn!(request_id, app = %inner.app.authority, %error, "local app unreachable");
                 Outcome::rejected(class, ErrorCode::AppUnreachable)
+            }
+            Err(SendError::Saturated { .. }) => {
+                tracing::warn!(
+                    request_id,
+                    app = %inner.app.authority,
+                    queue_timeout_ms = params.app_queue_timeout.as_millis() as u64,
+                    "every connection to the local app stayed busy; request refused unsent"
+                );
+                Outcome::rejected(class, ErrorCode::Overloaded)
             }
             Err(SendError::Sent(error)) if crate::body::is_too_large(&error) => {
                 Outcome::rejected(class, ErrorCode::TooLarge)

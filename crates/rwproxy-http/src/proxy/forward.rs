@@ -235,7 +235,7 @@ impl Proxy {
         let sent = tokio::time::timeout(
             params.write_timeout,
             inner
-                .pool
+                .primary_pool
                 .send(target, request, params.connect_timeout, Duration::ZERO),
         )
         .await;
@@ -270,6 +270,8 @@ impl Proxy {
                 tracing::warn!(request_id, %primary, %error, "primary unreachable");
                 Attempt::Unsent(*request)
             }
+            // Only with a connection cap, which pools to primaries do not have.
+            Ok(Err(SendError::Saturated { .. })) => Attempt::Failed(ErrorCode::Overloaded),
         }
     }
 

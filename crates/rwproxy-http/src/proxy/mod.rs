@@ -58,7 +58,10 @@ pub struct Proxy {
 struct Inner {
     params: ProxyParams,
     state: watch::Receiver<NodeState>,
-    pool: Pool,
+    /// Connections to the local app, capped at `proxy.app_max_connections`.
+    app_pool: Pool,
+    /// Connections to primaries' rwproxies.
+    primary_pool: Pool,
     breakers: Breakers,
     app: Target,
     hop: HopIdentity,
@@ -123,7 +126,12 @@ impl Proxy {
             app: Target::http(params.app.clone()),
             hop: HopIdentity::new(&params.node),
             freshness: Freshness::new(params.max_lag),
-            pool: Pool::with_tls(PoolConfig::default(), params.upstream_tls.clone()),
+            app_pool: Pool::new(PoolConfig {
+                max_per_target: params.app_max_connections,
+                queue_timeout: params.app_queue_timeout,
+                ..PoolConfig::default()
+            }),
+            primary_pool: Pool::with_tls(PoolConfig::default(), params.upstream_tls.clone()),
             breakers: Breakers::new(BreakerConfig::default()),
             params,
             state,
@@ -365,14 +373,20 @@ impl Proxy {
 
     /// Idle pooled connections to the local app (for tests and metrics).
     pub fn idle_app_connections(&self) -> usize {
-        self.inner.pool.idle_count(&self.inner.app)
+        self.inner.app_pool.idle_count(&self.inner.app)
     }
 
     /// Idle pooled connections: `(to the local app, to primaries)`.
     pub fn idle_connections(&self) -> (usize, usize) {
-        let app = self.inner.pool.idle_count(&self.inner.app);
-        let total = self.inner.pool.idle_total();
-        (app, total.saturating_sub(app))
+        (
+            self.inner.app_pool.idle_total(),
+            self.inner.primary_pool.idle_total(),
+        )
+    }
+
+    /// Requests waiting for a connection to the local app (`proxy.app_max_connections` open).
+    pub fn queued_for_app(&self) -> usize {
+        self.inner.app_pool.queued_total()
     }
 
     /// How long forwarded requests may take.

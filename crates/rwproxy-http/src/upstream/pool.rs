@@ -5,8 +5,13 @@
 //! (a failed connect returns the request, body intact, so it can go to a new primary or wait for
 //! a starting app), and whether a request that failed on a reused connection was ever written
 //! (hyper's `try_send_request` gives it back when it was not).
+//!
+//! A pool may cap the connections open to each upstream (`PoolConfig::max_per_target`, used for
+//! the local app). Past the cap a request queues, first come first served: a connection checked
+//! in goes straight to the oldest waiter, and a closed one lets the next waiter connect. A
+//! request still waiting after `queue_timeout` is handed back unsent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +22,7 @@ use http::{Request, Response};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::body::Body;
 use crate::tls::UpstreamTls;
@@ -82,6 +88,12 @@ pub enum SendError {
         /// The untouched request, body included.
         request: Box<Request<Body>>,
     },
+    /// Every connection the pool may open to the target stayed busy for the queue timeout: the
+    /// request never left this node and is handed back.
+    Saturated {
+        /// The untouched request, body included.
+        request: Box<Request<Body>>,
+    },
     /// The request was handed to a connection and then failed: it may have been applied.
     Sent(hyper::Error),
 }
@@ -93,6 +105,11 @@ pub struct PoolConfig {
     pub max_idle_per_target: usize,
     /// How long an idle connection is kept before it is dropped.
     pub idle_timeout: Duration,
+    /// Connections open at once per upstream, idle, busy or connecting (`None`: no limit).
+    /// Connections handed to an upgraded protocol (WebSockets) no longer count.
+    pub max_per_target: Option<usize>,
+    /// How long a request waits for a connection once `max_per_target` are open.
+    pub queue_timeout: Duration,
 }
 
 impl Default for PoolConfig {
@@ -100,6 +117,8 @@ impl Default for PoolConfig {
         PoolConfig {
             max_idle_per_target: 256,
             idle_timeout: Duration::from_secs(60),
+            max_per_target: None,
+            queue_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -117,7 +136,7 @@ struct PoolInner {
     // authority's text: `Authority` hashes and compares byte by byte, case-insensitively, which
     // costs more than the rest of a checkout; the keys come from the configuration and the
     // cluster source, so one spelling per upstream.
-    idle: Mutex<HashMap<Box<str>, Vec<IdleConn>, BuildHasherDefault<KeyHasher>>>,
+    upstreams: Mutex<HashMap<Box<str>, Upstream, BuildHasherDefault<KeyHasher>>>,
     connects: tokio::sync::Semaphore,
     // How `https` targets are reached; without it they cannot be.
     tls: Option<UpstreamTls>,
@@ -154,6 +173,55 @@ struct IdleConn {
     since: Instant,
 }
 
+/// One upstream's connections.
+#[derive(Debug)]
+struct Upstream {
+    idle: Vec<IdleConn>,
+    /// Requests waiting for a connection while the cap is reached, oldest first. A waiter that
+    /// gave up has dropped its receiver, which a hand-over notices.
+    waiting: VecDeque<oneshot::Sender<http1::SendRequest<Body>>>,
+    /// One permit per open connection, held by the connection's task (`None`: no cap).
+    open: Option<Arc<Semaphore>>,
+}
+
+impl Upstream {
+    fn new(config: &PoolConfig) -> Self {
+        Upstream {
+            idle: Vec::new(),
+            waiting: VecDeque::new(),
+            open: config
+                .max_per_target
+                .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
+        }
+    }
+
+    /// The most recently used idle connection still usable: it is the least likely to have
+    /// been closed by the peer. Stale ones on the way are dropped.
+    fn take_idle(&mut self, idle_timeout: Duration) -> Option<http1::SendRequest<Body>> {
+        while let Some(conn) = self.idle.pop() {
+            if conn.sender.is_ready() && conn.since.elapsed() < idle_timeout {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+}
+
+/// What a checkout got: a connection, or the right to open one.
+enum Checkout {
+    Idle(http1::SendRequest<Body>),
+    /// Under the cap (or no cap): connect, holding the permit for the connection's life.
+    Connect(Option<OwnedSemaphorePermit>),
+    /// At the cap: wait for a connection handed over, or for a permit.
+    Wait(oneshot::Receiver<http1::SendRequest<Body>>, Arc<Semaphore>),
+}
+
+/// Why no connection could be had.
+enum CheckoutError {
+    Connect(io::Error),
+    Saturated,
+}
+
 /// Puts a connection back into its pool once the response body has been read to the end.
 #[derive(Debug)]
 pub(crate) struct Checkin {
@@ -185,32 +253,75 @@ impl Checkin {
 }
 
 impl PoolInner {
-    fn put(&self, key: Authority, sender: http1::SendRequest<Body>) {
-        let conn = IdleConn {
-            sender,
-            since: Instant::now(),
-        };
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        match idle.get_mut(key.as_str()) {
-            Some(list) if list.len() < self.config.max_idle_per_target => list.push(conn),
-            Some(_) => {}
+    /// A connection free for the next request: to the oldest live waiter, else to the idle list.
+    fn put(&self, key: Authority, mut sender: http1::SendRequest<Body>) {
+        let mut upstreams = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let upstream = match upstreams.get_mut(key.as_str()) {
+            Some(upstream) => upstream,
             // The first connection to this upstream: the only time a key is allocated.
-            None => {
-                idle.insert(key.as_str().into(), vec![conn]);
+            None => upstreams
+                .entry(key.as_str().into())
+                .or_insert_with(|| Upstream::new(&self.config)),
+        };
+        while let Some(waiter) = upstream.waiting.pop_front() {
+            match waiter.send(sender) {
+                Ok(()) => return,
+                // That waiter gave up: try the next.
+                Err(back) => sender = back,
             }
+        }
+        if upstream.idle.len() < self.config.max_idle_per_target {
+            upstream.idle.push(IdleConn {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 
-    fn take(&self, key: &Authority) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(key.as_str())?;
-        // Most recently used first: it is the least likely to have been closed by the peer.
-        while let Some(conn) = list.pop() {
-            if conn.sender.is_ready() && conn.since.elapsed() < self.config.idle_timeout {
-                return Some(conn.sender);
+    fn checkout(&self, key: &Authority) -> Checkout {
+        let mut upstreams = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(upstream) = upstreams.get_mut(key.as_str()) else {
+            let upstream = Upstream::new(&self.config);
+            let permit = upstream.open.clone().map(Semaphore::try_acquire_owned);
+            upstreams.insert(key.as_str().into(), upstream);
+            return Checkout::Connect(permit.and_then(Result::ok));
+        };
+        if let Some(sender) = upstream.take_idle(self.config.idle_timeout) {
+            return Checkout::Idle(sender);
+        }
+        let Some(open) = &upstream.open else {
+            return Checkout::Connect(None);
+        };
+        // Waiters give up in the order they came (one timeout for all): those who did are at
+        // the front. Dropped here, they cannot pile up while no connection comes back.
+        while upstream.waiting.front().is_some_and(|w| w.is_closed()) {
+            upstream.waiting.pop_front();
+        }
+        // Queued requests go first: a newcomer does not take a permit they wait for.
+        if upstream.waiting.is_empty() {
+            if let Ok(permit) = open.clone().try_acquire_owned() {
+                return Checkout::Connect(Some(permit));
             }
         }
-        None
+        let (tx, rx) = oneshot::channel();
+        upstream.waiting.push_back(tx);
+        Checkout::Wait(rx, open.clone())
+    }
+
+    fn take_idle(&self, key: &Authority) -> Option<http1::SendRequest<Body>> {
+        let mut upstreams = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        upstreams
+            .get_mut(key.as_str())?
+            .take_idle(self.config.idle_timeout)
     }
 }
 
@@ -220,8 +331,8 @@ impl Pool {
         Pool {
             inner: Arc::new(PoolInner {
                 config,
-                idle: Mutex::new(HashMap::default()),
-                connects: tokio::sync::Semaphore::new(MAX_CONCURRENT_CONNECTS),
+                upstreams: Mutex::new(HashMap::default()),
+                connects: Semaphore::new(MAX_CONCURRENT_CONNECTS),
                 tls: None,
             }),
         }
@@ -238,22 +349,38 @@ impl Pool {
 
     /// Idle connections currently pooled for `target` (for metrics and tests).
     pub fn idle_count(&self, target: &Target) -> usize {
-        let idle = self
+        let upstreams = self
             .inner
-            .idle
+            .upstreams
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        idle.get(target.authority.as_str()).map_or(0, Vec::len)
+        upstreams
+            .get(target.authority.as_str())
+            .map_or(0, |u| u.idle.len())
+    }
+
+    /// Requests waiting for a connection (at the cap), for every target together.
+    pub fn queued_total(&self) -> usize {
+        let upstreams = self
+            .inner
+            .upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        upstreams
+            .values()
+            .flat_map(|u| &u.waiting)
+            .filter(|w| !w.is_closed())
+            .count()
     }
 
     /// Idle connections currently pooled for every target together.
     pub fn idle_total(&self) -> usize {
-        let idle = self
+        let upstreams = self
             .inner
-            .idle
+            .upstreams
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        idle.values().map(Vec::len).sum()
+        upstreams.values().map(|u| u.idle.len()).sum()
     }
 
     /// Sends `request` to `target` on a pooled or new connection.
@@ -274,9 +401,14 @@ impl Pool {
                 .await;
             let mut sender = match connected {
                 Ok(sender) => sender,
-                Err(error) => {
+                Err(CheckoutError::Connect(error)) => {
                     return Err(SendError::Connect {
                         error,
+                        request: Box::new(request),
+                    })
+                }
+                Err(CheckoutError::Saturated) => {
+                    return Err(SendError::Saturated {
                         request: Box::new(request),
                     })
                 }
@@ -321,24 +453,34 @@ impl Pool {
 }
 
 impl Pool {
-    /// An idle connection, or a new one. Waiting for a connect slot, it takes a connection that
-    /// another request returned meanwhile rather than opening one more.
+    /// An idle connection, or a new one. At the cap, the first connection handed over or the
+    /// first freed permit, whichever comes first. Waiting for a connect slot, it takes a
+    /// connection that another request returned meanwhile rather than opening one more.
     async fn checkout_or_connect(
         &self,
         target: &Target,
         connect_timeout: Duration,
         connect_retry: Duration,
-    ) -> io::Result<http1::SendRequest<Body>> {
-        if let Some(sender) = self.inner.take(&target.authority) {
-            return Ok(sender);
-        }
-        let _permit = self
+    ) -> Result<http1::SendRequest<Body>, CheckoutError> {
+        let open = match self.inner.checkout(&target.authority) {
+            Checkout::Idle(sender) => return Ok(sender),
+            Checkout::Connect(permit) => permit,
+            // Boxed: most requests never queue.
+            Checkout::Wait(handed_over, open) => {
+                match Box::pin(self.wait_in_queue(handed_over, open)).await {
+                    Ok(Queued::HandedOver(sender)) => return Ok(sender),
+                    Ok(Queued::MayConnect(permit)) => Some(permit),
+                    Err(()) => return Err(CheckoutError::Saturated),
+                }
+            }
+        };
+        let _connecting = self
             .inner
             .connects
             .acquire()
             .await
-            .map_err(|_| io::Error::other("pool closed"))?;
-        if let Some(sender) = self.inner.take(&target.authority) {
+            .map_err(|_| CheckoutError::Connect(io::Error::other("pool closed")))?;
+        if let Some(sender) = self.inner.take_idle(&target.authority) {
             return Ok(sender);
         }
         let tls = self.inner.tls.as_ref();
@@ -347,22 +489,48 @@ impl Pool {
         Box::pin(connect_with_retry(
             target,
             tls,
+            open,
             connect_timeout,
             connect_retry,
         ))
         .await
+        .map_err(CheckoutError::Connect)
     }
+
+    async fn wait_in_queue(
+        &self,
+        handed_over: oneshot::Receiver<http1::SendRequest<Body>>,
+        open: Arc<Semaphore>,
+    ) -> Result<Queued, ()> {
+        let waited = tokio::time::timeout(self.inner.config.queue_timeout, async {
+            tokio::select! {
+                // A hand-over first: a connection sent to this waiter is lost if left unread.
+                biased;
+                sender = handed_over => sender.map(Queued::HandedOver).map_err(|_| ()),
+                permit = open.acquire_owned() => permit.map(Queued::MayConnect).map_err(|_| ()),
+            }
+        })
+        .await;
+        waited.map_err(|_| ()).and_then(|queued| queued)
+    }
+}
+
+/// How a queued request got its turn.
+enum Queued {
+    HandedOver(http1::SendRequest<Body>),
+    MayConnect(OwnedSemaphorePermit),
 }
 
 async fn connect_with_retry(
     target: &Target,
     tls: Option<&UpstreamTls>,
+    mut open: Option<OwnedSemaphorePermit>,
     connect_timeout: Duration,
     retry_for: Duration,
 ) -> io::Result<http1::SendRequest<Body>> {
     let deadline = Instant::now() + retry_for;
     loop {
-        match connect(target, tls, connect_timeout).await {
+        match connect(target, tls, &mut open, connect_timeout).await {
             Ok(sender) => return Ok(sender),
             Err(e)
                 if e.kind() == io::ErrorKind::ConnectionRefused
@@ -376,9 +544,11 @@ async fn connect_with_retry(
     }
 }
 
+/// One connection attempt; the connection's task takes `open` (its slot under the cap) on success.
 async fn connect(
     target: &Target,
     tls: Option<&UpstreamTls>,
+    open: &mut Option<OwnedSemaphorePermit>,
     timeout: Duration,
 ) -> io::Result<http1::SendRequest<Body>> {
     let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
@@ -389,7 +559,7 @@ async fn connect(
     // Proxied requests are small writes that must not wait for Nagle.
     stream.set_nodelay(true)?;
     if !target.is_https() {
-        return handshake(stream).await;
+        return handshake(stream, open).await;
     }
     let Some(tls) = tls else {
         return Err(io::Error::other("https upstream without a TLS client"));
@@ -400,21 +570,31 @@ async fn connect(
         tokio::time::timeout_at(started + timeout, tls.connect(target.host_port().0, stream))
             .await
             .map_err(|_| timed_out())??;
-    handshake(stream).await
+    handshake(stream, open).await
 }
 
-async fn handshake<S>(stream: S) -> io::Result<http1::SendRequest<Body>>
+async fn handshake<S>(
+    stream: S,
+    open: &mut Option<OwnedSemaphorePermit>,
+) -> io::Result<http1::SendRequest<Body>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) = http1::Builder::new()
+        .writev(false)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e))?;
+    let open = open.take();
     tokio::spawn(async move {
         if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
+        // The slot frees when the connection closes (or is handed to an upgraded protocol).
+        drop(open);
     });
     Ok(sender)
 }
+
+#[cfg(test)]
+mod tests;

@@ -139,6 +139,12 @@ pub struct ProxyConfig {
     pub app: Uri,
     /// `proxy.app_connect_retry`: how long refused connects to the app are retried (cold start).
     pub app_connect_retry: Duration,
+    /// `proxy.app_max_connections`: connections open to the app at once (default 1,024); past
+    /// it requests queue for a free one.
+    pub app_max_connections: usize,
+    /// `proxy.app_queue_timeout`: how long a queued request waits for a connection to the app
+    /// before the 503 `overloaded` (default 5 s).
+    pub app_queue_timeout: Duration,
     /// `proxy.drain_timeout`: how long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
     /// `proxy.workers`: runtime worker threads; 0 means one per core.

@@ -43,6 +43,8 @@ pub(crate) struct RawProxy {
     pub listen: Option<String>,
     pub app: Option<String>,
     pub app_connect_retry: Option<DurationText>,
+    pub app_max_connections: Option<usize>,
+    pub app_queue_timeout: Option<DurationText>,
     pub drain_timeout: Option<DurationText>,
     pub workers: Option<usize>,
     pub max_body: Option<u64>,

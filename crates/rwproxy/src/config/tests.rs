@@ -662,19 +662,31 @@ fn bad_health_and_agent_keys() {
 fn limits_and_the_shared_secret() {
     let c = ok("[proxy]\napp = \"http://127.0.0.1:8081\"\n");
     assert_eq!(c.proxy.max_connections, 10_000);
+    assert_eq!(c.proxy.app_max_connections, 1024);
+    assert_eq!(c.proxy.app_queue_timeout, std::time::Duration::from_secs(5));
     assert_eq!(c.proxy.header_timeout, std::time::Duration::from_secs(30));
     assert_eq!(c.cluster.secret, None);
     let c = ok(
         "[proxy]\napp = \"http://127.0.0.1:8081\"\nmax_connections = 5\nheader_timeout = \"2s\"\n\
+         app_max_connections = 8\napp_queue_timeout = \"250ms\"\n\
          [cluster]\nsecret = \"0123456789abcdef\"\n",
     );
     assert_eq!(c.proxy.max_connections, 5);
+    assert_eq!(c.proxy.app_max_connections, 8);
+    assert_eq!(
+        c.proxy.app_queue_timeout,
+        std::time::Duration::from_millis(250)
+    );
     assert_eq!(c.proxy.header_timeout, std::time::Duration::from_secs(2));
     assert_eq!(c.cluster.secret.as_deref(), Some("0123456789abcdef"));
     let p = problems(
         "[proxy]\napp = \"http://127.0.0.1:8081\"\nmax_connections = 0\nheader_timeout = \"0s\"\n\
+         app_max_connections = 0\napp_queue_timeout = \"0s\"\n\
          [cluster]\nsecret = \"short\"\n",
     );
+    for key in ["proxy.app_max_connections: ", "proxy.app_queue_timeout: "] {
+        assert!(p.iter().any(|l| l.starts_with(key)), "{key} {p:?}");
+    }
     assert!(
         p.iter().any(|l| l.starts_with("proxy.max_connections: ")),
         "{p:?}"

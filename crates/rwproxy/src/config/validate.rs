@@ -122,6 +122,19 @@ fn proxy(c: &mut Checker<'_>, raw: RawProxy) -> ProxyConfig {
         ),
         app: app.unwrap_or_else(|| Uri::from_static("http://127.0.0.1:8081/")),
         app_connect_retry: c.duration("proxy.app_connect_retry", &raw.app_connect_retry, secs(30)),
+        app_max_connections: match raw.app_max_connections {
+            Some(0) => {
+                c.report("proxy.app_max_connections", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => 1024,
+        },
+        app_queue_timeout: c.nonzero_duration(
+            "proxy.app_queue_timeout",
+            &raw.app_queue_timeout,
+            secs(5),
+        ),
         drain_timeout: c.duration("proxy.drain_timeout", &raw.drain_timeout, secs(30)),
         workers: raw.workers.unwrap_or(0),
         max_body: raw.max_body,

@@ -55,6 +55,8 @@ pub(super) fn proxy_params(
         node,
         app,
         app_connect_retry: config.proxy.app_connect_retry,
+        app_max_connections: Some(config.proxy.app_max_connections),
+        app_queue_timeout: config.proxy.app_queue_timeout,
         classifier,
         policy: RoutePolicy {
             write_mode: config.writes.mode,
