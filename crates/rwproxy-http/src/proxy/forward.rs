@@ -26,6 +26,7 @@ use super::dispatch::TokenAction;
 use super::{Outcome, Proxy, RequestId};
 use crate::body::Body;
 use crate::respond::RWPROXY_ERROR;
+use crate::tls::client::refused_our_certificate;
 use crate::upstream::breaker::{Admission, ProbeGuard};
 use crate::upstream::headers::{
     prepare_request, prepare_response, ClientInfo, FORWARDED_BY, FORWARD_SECRET,
@@ -160,6 +161,10 @@ impl Proxy {
                             }
                             Retry::Unsent(ErrorCode::PrimaryUnreachable)
                         }
+                        // A kept body is sent again, like an unsent one; a streamed one cannot
+                        // be (the next turn finds the payload empty and answers
+                        // `primary-unreachable`).
+                        Attempt::Refused => Retry::Unsent(ErrorCode::PrimaryUnreachable),
                         Attempt::Failed(code)
                             if code == ErrorCode::PrimaryFailed
                                 && idempotent
@@ -253,6 +258,12 @@ impl Proxy {
                 inner.metrics.primary_reachable(true);
                 Attempt::Done(response)
             }
+            Ok(Err(SendError::Sent(error))) if refused_our_certificate(&error) => {
+                inner.breakers.failure(&target.authority);
+                inner.metrics.primary_reachable(false);
+                tracing::warn!(request_id, %primary, %error, "the primary refused this node's client certificate (writes.client_cert); the request reached no app");
+                Attempt::Refused
+            }
             Ok(Err(SendError::Sent(error))) if crate::body::is_too_large(&error) => {
                 inner.breakers.success(&target.authority);
                 Attempt::Failed(ErrorCode::TooLarge)
@@ -314,6 +325,9 @@ enum Attempt {
     Unsent(Request<Body>),
     /// It may have reached the app.
     Failed(ErrorCode),
+    /// The primary refused the connection after the request was written, without reading it
+    /// (TLS 1.3 client certificate refusal): it reached no app, but a streamed body is gone.
+    Refused,
 }
 
 /// A write whose body is small enough to keep: a declared length within [`REPLAY_LIMIT`], or

@@ -74,3 +74,79 @@ impl UpstreamTls {
         self.connector.connect(name, stream).await
     }
 }
+
+/// True when `error` (or what caused it) is the upstream refusing this node's client
+/// certificate. TLS 1.3 lets the client finish its handshake before the server has checked the
+/// client's certificate, so the refusal arrives as an alert on the first read, after the request
+/// was written; but a server that refuses the certificate never reads that request, so it
+/// reached no app.
+pub fn refused_our_certificate(error: &(dyn std::error::Error + 'static)) -> bool {
+    use rustls::AlertDescription as Alert;
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        // tokio-rustls wraps rustls' error in an `io::Error`, whose `source` skips it.
+        let wrapped = current
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        let tls_error = wrapped.unwrap_or(current).downcast_ref::<rustls::Error>();
+        if let Some(rustls::Error::AlertReceived(alert)) = tls_error {
+            return matches!(
+                alert,
+                Alert::CertificateRequired
+                    | Alert::BadCertificate
+                    | Alert::UnsupportedCertificate
+                    | Alert::CertificateRevoked
+                    | Alert::CertificateExpired
+                    | Alert::CertificateUnknown
+                    | Alert::UnknownCA
+                    | Alert::AccessDenied
+            );
+        }
+        cause = current.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose `source` is `inner`, as hyper's errors are.
+    #[derive(Debug)]
+    struct Outer(io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection error")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn alert(alert: rustls::AlertDescription) -> Outer {
+        Outer(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(alert),
+        ))
+    }
+
+    #[test]
+    fn certificate_refusals_are_told_from_other_failures() {
+        use rustls::AlertDescription as Alert;
+        for refused in [
+            Alert::CertificateRequired,
+            Alert::BadCertificate,
+            Alert::UnknownCA,
+        ] {
+            assert!(refused_our_certificate(&alert(refused)), "{refused:?}");
+        }
+        assert!(!refused_our_certificate(&alert(Alert::InternalError)));
+        let reset = Outer(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(!refused_our_certificate(&reset));
+    }
+}
