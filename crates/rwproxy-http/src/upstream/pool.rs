@@ -298,8 +298,10 @@ impl PoolInner {
         let Some(open) = &upstream.open else {
             return Checkout::Connect(None);
         };
-        // Waiters give up in the order they came (one timeout for all): those who did are at
-        // the front. Dropped here, they cannot pile up while no connection comes back.
+        // Waiters mostly give up in the order they came (one timeout for all), so those who did
+        // gather at the front; dropped here, they cannot pile up while no connection comes back
+        // (a hung app). The few in the middle (a client gone, a waiter that got a permit) go
+        // when they reach the front or a hand-over passes them.
         while upstream.waiting.front().is_some_and(|w| w.is_closed()) {
             upstream.waiting.pop_front();
         }
