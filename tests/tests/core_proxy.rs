@@ -429,11 +429,13 @@ async fn a_primary_demoted_between_polls_never_passes_a_write_to_its_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_app_connection_cap_requests_queue_then_get_overloaded() {
     // One connection to the app; a stream from /sse holds it for about 600 ms.
-    let c = Cluster::start(1, |config| {
-        config.proxy.app_max_connections = 1;
-        config.proxy.app_queue_timeout = Duration::from_millis(200);
-    })
-    .await;
+    let one_connection = |queue_timeout: Duration| {
+        Cluster::start(1, move |config| {
+            config.proxy.app_max_connections = 1;
+            config.proxy.app_queue_timeout = queue_timeout;
+        })
+    };
+    let c = one_connection(Duration::from_millis(200)).await;
     let node = &c.nodes[0];
     let sse = node.get("/sse").answer().await;
     assert_eq!(sse.status(), 200);
@@ -452,11 +454,7 @@ async fn past_the_app_connection_cap_requests_queue_then_get_overloaded() {
 
     // With room to wait, the queued read is served once the stream ends, on the same
     // connection.
-    let c = Cluster::start(1, |config| {
-        config.proxy.app_max_connections = 1;
-        config.proxy.app_queue_timeout = Duration::from_secs(10);
-    })
-    .await;
+    let c = one_connection(Duration::from_secs(10)).await;
     let node = &c.nodes[0];
     let sse = node.get("/sse").answer().await;
     let read = tokio::spawn(node.get("/r").answer());

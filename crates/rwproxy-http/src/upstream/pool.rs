@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, Scheme};
@@ -136,11 +136,13 @@ struct PoolInner {
     // authority's text: `Authority` hashes and compares byte by byte, case-insensitively, which
     // costs more than the rest of a checkout; the keys come from the configuration and the
     // cluster source, so one spelling per upstream.
-    upstreams: Mutex<HashMap<Box<str>, Upstream, BuildHasherDefault<KeyHasher>>>,
+    upstreams: Mutex<Upstreams>,
     connects: tokio::sync::Semaphore,
     // How `https` targets are reached; without it they cannot be.
     tls: Option<UpstreamTls>,
 }
+
+type Upstreams = HashMap<Box<str>, Upstream, BuildHasherDefault<KeyHasher>>;
 
 /// FNV-1a for the pool's keys, which SipHash would make costly on every checkout and checkin;
 /// the keys come from the configuration and the cluster source, never from clients, so
@@ -253,12 +255,16 @@ impl Checkin {
 }
 
 impl PoolInner {
+    /// The upstreams' state, locked for a push or a pop.
+    fn upstreams(&self) -> MutexGuard<'_, Upstreams> {
+        self.upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A connection free for the next request: to the oldest live waiter, else to the idle list.
     fn put(&self, key: Authority, mut sender: http1::SendRequest<Body>) {
-        let mut upstreams = self
-            .upstreams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut upstreams = self.upstreams();
         let upstream = match upstreams.get_mut(key.as_str()) {
             Some(upstream) => upstream,
             // The first connection to this upstream: the only time a key is allocated.
@@ -282,10 +288,7 @@ impl PoolInner {
     }
 
     fn checkout(&self, key: &Authority) -> Checkout {
-        let mut upstreams = self
-            .upstreams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut upstreams = self.upstreams();
         let Some(upstream) = upstreams.get_mut(key.as_str()) else {
             let upstream = Upstream::new(&self.config);
             let permit = upstream.open.clone().map(Semaphore::try_acquire_owned);
@@ -317,10 +320,7 @@ impl PoolInner {
     }
 
     fn take_idle(&self, key: &Authority) -> Option<http1::SendRequest<Body>> {
-        let mut upstreams = self
-            .upstreams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut upstreams = self.upstreams();
         upstreams
             .get_mut(key.as_str())?
             .take_idle(self.config.idle_timeout)
@@ -351,11 +351,7 @@ impl Pool {
 
     /// Idle connections currently pooled for `target` (for metrics and tests).
     pub fn idle_count(&self, target: &Target) -> usize {
-        let upstreams = self
-            .inner
-            .upstreams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let upstreams = self.inner.upstreams();
         upstreams
             .get(target.authority.as_str())
             .map_or(0, |u| u.idle.len())
@@ -363,11 +359,7 @@ impl Pool {
 
     /// Requests waiting for a connection (at the cap), for every target together.
     pub fn queued_total(&self) -> usize {
-        let upstreams = self
-            .inner
-            .upstreams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let upstreams = self.inner.upstreams();
         upstreams
             .values()
             .flat_map(|u| &u.waiting)
@@ -377,11 +369,7 @@ impl Pool {
 
     /// Idle connections currently pooled for every target together.
     pub fn idle_total(&self) -> usize {
-        let upstreams = self
-            .inner
-            .upstreams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let upstreams = self.inner.upstreams();
         upstreams.values().map(|u| u.idle.len()).sum()
     }
 

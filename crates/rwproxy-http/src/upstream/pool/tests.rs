@@ -120,23 +120,37 @@ async fn fetch(pool: Pool, target: Target, path: &'static str) -> Result<String,
     Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
 
+/// Starts `n` concurrent `GET /` through `pool` to `upstream`.
+fn fetch_concurrently(
+    pool: &Pool,
+    upstream: &HeldUpstream,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<String, SendError>>> {
+    (0..n)
+        .map(|_| tokio::spawn(fetch(pool.clone(), upstream.target.clone(), "/")))
+        .collect()
+}
+
+/// Waits for every request and checks that each got the upstream's answer.
+async fn all_answered(requests: Vec<tokio::task::JoinHandle<Result<String, SendError>>>) {
+    for request in requests {
+        let body = within(request).await.expect("task");
+        assert_eq!(body.ok().as_deref(), Some("ok"));
+    }
+}
+
 #[tokio::test]
 async fn past_the_cap_requests_queue_and_reuse_the_open_connections() {
     let upstream = HeldUpstream::start(false).await;
     let pool = capped(2, Duration::from_secs(10));
-    let requests: Vec<_> = (0..6)
-        .map(|_| tokio::spawn(fetch(pool.clone(), upstream.target.clone(), "/")))
-        .collect();
+    let requests = fetch_concurrently(&pool, &upstream, 6);
     // Two reach the upstream; the other four wait in the pool, not on new connections.
     upstream.wait_holding(2).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(upstream.holding.load(Ordering::SeqCst), 2);
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
     upstream.release.add_permits(6);
-    for request in requests {
-        let body = within(request).await.expect("task");
-        assert_eq!(body.ok().as_deref(), Some("ok"));
-    }
+    all_answered(requests).await;
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
 }
 
@@ -177,17 +191,10 @@ async fn a_closed_connection_lets_the_next_queued_request_connect() {
     // Every answer closes its connection: queued requests can only go on new ones.
     let upstream = HeldUpstream::start(true).await;
     let pool = capped(1, Duration::from_secs(10));
-    let requests: Vec<_> = (0..3)
-        .map(|_| tokio::spawn(fetch(pool.clone(), upstream.target.clone(), "/")))
-        .collect();
+    let requests = fetch_concurrently(&pool, &upstream, 3);
     upstream.wait_holding(1).await;
     upstream.release.add_permits(3);
-    for request in requests {
-        assert_eq!(
-            within(request).await.expect("task").ok().as_deref(),
-            Some("ok")
-        );
-    }
+    all_answered(requests).await;
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
 }
 
@@ -195,16 +202,9 @@ async fn a_closed_connection_lets_the_next_queued_request_connect() {
 async fn without_a_cap_every_concurrent_request_gets_a_connection() {
     let upstream = HeldUpstream::start(false).await;
     let pool = Pool::new(PoolConfig::default());
-    let requests: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(fetch(pool.clone(), upstream.target.clone(), "/")))
-        .collect();
+    let requests = fetch_concurrently(&pool, &upstream, 4);
     upstream.wait_holding(4).await;
     upstream.release.add_permits(4);
-    for request in requests {
-        assert_eq!(
-            within(request).await.expect("task").ok().as_deref(),
-            Some("ok")
-        );
-    }
+    all_answered(requests).await;
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 4);
 }
