@@ -50,6 +50,8 @@ struct Shared {
     /// Serializes applying writes, like SQLite's single writer: concurrent writes would
     /// otherwise race on the mount's position files (read-modify-write, temp file + rename).
     write_lock: Mutex<()>,
+    /// Connections accepted so far.
+    connections: AtomicUsize,
 }
 
 /// The header the chaos tests use to tell writes apart.
@@ -89,6 +91,7 @@ impl App {
             refused: Mutex::new(Vec::new()),
             incomplete: AtomicUsize::new(0),
             write_lock: Mutex::new(()),
+            connections: AtomicUsize::new(0),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
         App { addr, shared, task }
@@ -138,6 +141,11 @@ impl App {
         self.shared.incomplete.load(Ordering::SeqCst)
     }
 
+    /// Connections the app has accepted so far.
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
     /// Makes `GET /healthz` answer 200 (true) or 503 (false).
     pub fn set_healthz(&self, ok: bool) {
         self.shared.healthz_ok.store(ok, Ordering::SeqCst);
@@ -154,6 +162,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        shared.connections.fetch_add(1, Ordering::SeqCst);
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(req, shared.clone()));

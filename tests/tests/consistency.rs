@@ -64,6 +64,36 @@ async fn writes_get_a_token_directly_and_through_a_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_of_released_reads_shares_the_capped_app_connections() {
+    let c = Cluster::start(2, |config| config.proxy.app_max_connections = 4).await;
+    let r = c.nodes[1].post("/w").body("x").answer().await;
+    let cookie = txid_cookie(&r);
+    // 100 reads wait on the replica for that write, then are all released at once.
+    let reads: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(c.nodes[1].get("/r").header("cookie", &cookie).answer()))
+        .collect();
+    let node = c.nodes[1].node.as_ref().expect("running");
+    eventually(Duration::from_secs(5), "100 reads waiting", || async {
+        (node.waiting_reads() == 100).then_some(())
+    })
+    .await;
+    c.replicate_from(0);
+    for read in reads {
+        let r = read.await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["rwproxy-route"], "local; reason=waited");
+    }
+    let app = &c.nodes[1].app;
+    assert_eq!(app.seen().len(), 100);
+    assert!(
+        app.connections_accepted() <= 4,
+        "the replica's app accepted {} connections",
+        app.connections_accepted()
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_waits_until_the_replica_reaches_the_token() {
     let c = Cluster::start(2, |_| {}).await;
     let r = c.nodes[1].post("/w").body("x").answer().await;
