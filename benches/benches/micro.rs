@@ -161,10 +161,7 @@ fn routing(c: &mut Criterion) {
 
 fn hop_headers(c: &mut Criterion) {
     let hop = HopIdentity::new("replica-1");
-    let client = ClientInfo {
-        ip: "10.1.2.3".parse().expect("ip"),
-        tls: false,
-    };
+    let client = ClientInfo::new("10.1.2.3".parse().expect("ip"), false);
     // What a browser behind a load balancer typically sends.
     let typical = Request::get("/notes/42?page=2")
         .header("host", "app.example")
@@ -211,7 +208,7 @@ fn hop_headers(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter_batched_ref(
                 || clone_parts(&parts),
-                |p| prepare_request(black_box(p), client, &hop),
+                |p| prepare_request(black_box(p), &client, &hop),
                 criterion::BatchSize::SmallInput,
             )
         });

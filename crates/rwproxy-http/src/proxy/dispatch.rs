@@ -36,7 +36,7 @@ impl Proxy {
         token: Option<&Token>,
     ) -> Outcome {
         let (mut parts, body) = request.into_parts();
-        if prepare_request(&mut parts, client, &self.inner.hop).is_err() {
+        if prepare_request(&mut parts, &client, &self.inner.hop).is_err() {
             return Outcome::rejected(class, ErrorCode::BadRequest);
         }
         // Internal routing headers are for rwproxy, not for the app.

@@ -80,7 +80,7 @@ impl Proxy {
     ) -> Outcome {
         let inner = &*self.inner;
         let (mut parts, body) = request.into_parts();
-        if prepare_request(&mut parts, client, &inner.hop).is_err() {
+        if prepare_request(&mut parts, &client, &inner.hop).is_err() {
             return Outcome::rejected(class, ErrorCode::BadRequest);
         }
         parts

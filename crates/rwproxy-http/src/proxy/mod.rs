@@ -165,6 +165,7 @@ impl Proxy {
         let client_upgrade = upgrade::take(&mut request);
         // Boxed: the pipeline future is several KiB, and hyper and the service wrappers move the
         // request future by value a few times per request; a box makes those moves cheap.
+        let client_ip = client.ip;
         let mut outcome = Box::pin(self.pipeline(request, client)).await;
         let idle = self.inner.params.upgrade_idle_timeout;
         upgrade::finish(client_upgrade, &mut outcome, idle);
@@ -201,7 +202,7 @@ impl Proxy {
                 reason = outcome.reason.as_str(),
                 status = status.as_u16(),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
-                client = %client.ip,
+                client = %client_ip,
             );
         }
         outcome.response

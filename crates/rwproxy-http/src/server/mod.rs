@@ -108,13 +108,10 @@ pub async fn serve_with_tls<H, F>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let client = ClientInfo {
-            ip: peer.ip(),
-            tls: tls.is_some(),
-        };
+        let client = ClientInfo::new(peer.ip(), tls.is_some());
         let handler = handler.clone();
         let service = service_fn(move |request| {
-            let response = handler(request, client);
+            let response = handler(request, client.clone());
             async move { Ok::<_, Infallible>(response.await) }
         });
         let settings = settings.clone();

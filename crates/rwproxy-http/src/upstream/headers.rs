@@ -77,19 +77,51 @@ impl HopIdentity {
 }
 
 /// What the hop knows about the client connection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ClientInfo {
     /// The peer address of the client connection.
     pub ip: IpAddr,
     /// The connection was TLS.
     pub tls: bool,
+    /// `ip` as an `X-Forwarded-For` element, written once per connection rather than per
+    /// request (a clone is a reference count).
+    forwarded_for: HeaderValue,
+}
+
+impl ClientInfo {
+    /// The client connection from `ip`, over TLS or not.
+    pub fn new(ip: IpAddr, tls: bool) -> Self {
+        let ip = ip.to_canonical();
+        let mut text = Vec::with_capacity(39);
+        match ip {
+            // Written by hand: `to_string` goes through the formatting machinery.
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    push_decimal(&mut text, octet);
+                }
+            }
+            IpAddr::V6(v6) => text.extend_from_slice(v6.to_string().as_bytes()),
+        }
+        let forwarded_for = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        // Cloned now, so that the clone per request never has to make the buffer shareable.
+        let _ = forwarded_for.clone();
+        ClientInfo {
+            ip,
+            tls,
+            forwarded_for,
+        }
+    }
 }
 
 /// Rewrites a client request into the request sent upstream (HTTP/1.1, origin-form target).
 /// Fails only when the request names no host at all.
 pub fn prepare_request(
     parts: &mut request::Parts,
-    client: ClientInfo,
+    client: &ClientInfo,
     hop: &HopIdentity,
 ) -> Result<(), MissingHost> {
     // Most requests carry no hop-by-hop header at all: one pass over the names then spares
@@ -132,7 +164,7 @@ pub fn prepare_request(
         let value = HeaderValue::from_str(authority.as_str()).map_err(|_| MissingHost)?;
         headers.insert(header::HOST, value);
     }
-    append_forwarded_for(headers, client.ip);
+    append_forwarded_for(headers, &client.forwarded_for);
     // `entry` looks each name up once (`contains_key` then `insert` would hash it twice).
     if let header::Entry::Vacant(slot) = headers.entry(&X_FORWARDED_PROTO) {
         let proto = if client.tls { "https" } else { "http" };
@@ -222,28 +254,19 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let mut value = Vec::with_capacity(64);
-    if let Some(prior) = headers
+fn append_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
+    // A prior value that is empty or not text is replaced rather than extended.
+    let prior = headers
         .get(&X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| !p.trim().is_empty())
-    {
-        value.extend_from_slice(prior.as_bytes());
-        value.extend_from_slice(b", ");
-    }
-    match ip.to_canonical() {
-        // Written by hand: `to_string` goes through the formatting machinery, per request.
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    value.push(b'.');
-                }
-                push_decimal(&mut value, octet);
-            }
-        }
-        IpAddr::V6(v6) => value.extend_from_slice(v6.to_string().as_bytes()),
-    }
+        .filter(|p| p.to_str().is_ok_and(|text| !text.trim().is_empty()));
+    let Some(prior) = prior else {
+        headers.insert(X_FORWARDED_FOR.clone(), client.clone());
+        return;
+    };
+    let mut value = Vec::with_capacity(prior.len() + 2 + client.len());
+    value.extend_from_slice(prior.as_bytes());
+    value.extend_from_slice(b", ");
+    value.extend_from_slice(client.as_bytes());
     if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
@@ -269,10 +292,7 @@ mod tests {
     }
 
     fn client() -> ClientInfo {
-        ClientInfo {
-            ip: "10.1.2.3".parse().expect("ip"),
-            tls: false,
-        }
+        ClientInfo::new("10.1.2.3".parse().expect("ip"), false)
     }
 
     #[test]
@@ -289,7 +309,7 @@ mod tests {
                 .body(())
                 .expect("request"),
         );
-        prepare_request(&mut p, client(), &HopIdentity::new("iad-1")).expect("prepared");
+        prepare_request(&mut p, &client(), &HopIdentity::new("iad-1")).expect("prepared");
         let h = &p.headers;
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -313,10 +333,7 @@ mod tests {
         );
         prepare_request(
             &mut p,
-            ClientInfo {
-                tls: true,
-                ..client()
-            },
+            &ClientInfo::new("10.1.2.3".parse().expect("ip"), true),
             &HopIdentity::new("n"),
         )
         .expect("prepared");
@@ -337,7 +354,7 @@ mod tests {
                 .body(())
                 .expect("request"),
         );
-        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
         assert_eq!(p.headers["x-forwarded-proto"], "https");
         assert_eq!(p.headers["x-forwarded-host"], "edge.example");
     }
@@ -351,7 +368,7 @@ mod tests {
                 .expect("request"),
         );
         assert_eq!(
-            prepare_request(&mut p, client(), &HopIdentity::new("n")),
+            prepare_request(&mut p, &client(), &HopIdentity::new("n")),
             Err(MissingHost)
         );
     }
@@ -367,7 +384,7 @@ mod tests {
                 .body(())
                 .expect("request"),
         );
-        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
         assert_eq!(p.headers["connection"], "upgrade");
         assert_eq!(p.headers["upgrade"], "websocket");
         assert_eq!(p.headers["sec-websocket-key"], "k");
@@ -379,7 +396,7 @@ mod tests {
                 .body(())
                 .expect("request"),
         );
-        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
         assert!(!p.headers.contains_key("upgrade"));
         assert!(!p.headers.contains_key("connection"));
 
@@ -415,7 +432,7 @@ mod tests {
                 .body(())
                 .expect("request"),
         );
-        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
         assert_eq!(p.headers["te"], "trailers");
         assert_eq!(p.headers["trailer"], "x-sum");
         let mut p = parts(
@@ -424,7 +441,7 @@ mod tests {
                 .body(())
                 .expect("request"),
         );
-        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
         assert_eq!(p.headers["te"], "trailers");
         let mut p = parts(
             Request::post("/")
@@ -433,7 +450,7 @@ mod tests {
                 .body(())
                 .expect("request"),
         );
-        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
         assert!(!p.headers.contains_key("te"));
     }
 
@@ -446,7 +463,7 @@ mod tests {
                 .body(())
                 .expect("request"),
         );
-        prepare_request(&mut p, client(), &HopIdentity::new("n")).expect("prepared");
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
         assert_eq!(p.headers["transfer-encoding"], "chunked");
     }
 
@@ -467,7 +484,8 @@ mod tests {
             if let Some(prior) = prior {
                 headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static(prior));
             }
-            append_forwarded_for(&mut headers, ip.parse().expect("ip"));
+            let client = ClientInfo::new(ip.parse().expect("ip"), false);
+            append_forwarded_for(&mut headers, &client.forwarded_for);
             assert_eq!(headers[&X_FORWARDED_FOR], want, "{ip}");
         }
     }
