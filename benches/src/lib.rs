@@ -4,18 +4,7 @@ use std::time::Duration;
 
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat`.
 pub fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let hz = 100; // USER_HZ is 100 on Linux.
-    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+    stat_of(std::process::id()).map_or(Duration::ZERO, |(_, user, system)| ticks(user + system))
 }
 
 /// The value at quantile `q` (0..=1) of sorted durations.
@@ -29,6 +18,11 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
 
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
 const USER_HZ: u64 = 100;
+
+/// A `/proc/<pid>/stat` time in clock ticks, as a duration.
+fn ticks(t: u64) -> Duration {
+    Duration::from_millis(t * 1000 / USER_HZ)
+}
 
 /// `(parent pid, utime ticks, stime ticks)` of one process, from `/proc/<pid>/stat`.
 fn stat_of(pid: u32) -> Option<(u32, u64, u64)> {
@@ -111,7 +105,6 @@ pub fn process_tree(pid: u32) -> Vec<u32> {
 
 /// CPU time used so far by `pid` and its descendants (10 ms resolution).
 pub fn tree_cpu(pid: u32) -> CpuTimes {
-    let ticks = |t: u64| Duration::from_millis(t * 1000 / USER_HZ);
     process_tree(pid)
         .into_iter()
         .filter_map(stat_of)

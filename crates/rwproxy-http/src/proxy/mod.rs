@@ -163,9 +163,9 @@ impl Proxy {
             .access_log
             .then(|| request.uri().path().to_owned());
         let client_upgrade = upgrade::take(&mut request);
+        let client_ip = client.ip;
         // Boxed: the pipeline future is several KiB, and hyper and the service wrappers move the
         // request future by value a few times per request; a box makes those moves cheap.
-        let client_ip = client.ip;
         let mut outcome = Box::pin(self.pipeline(request, client)).await;
         let idle = self.inner.params.upgrade_idle_timeout;
         upgrade::finish(client_upgrade, &mut outcome, idle);

@@ -107,8 +107,6 @@ impl ClientInfo {
         }
         let forwarded_for = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        // Cloned now, so that the clone per request never has to make the buffer shareable.
-        let _ = forwarded_for.clone();
         ClientInfo {
             ip,
             tls,

@@ -458,9 +458,9 @@ impl Pool {
             // Boxed: most requests never queue.
             Checkout::Wait(handed_over, open) => {
                 match Box::pin(self.wait_in_queue(handed_over, open)).await {
-                    Ok(Queued::HandedOver(sender)) => return Ok(sender),
-                    Ok(Queued::MayConnect(permit)) => Some(permit),
-                    Err(()) => return Err(CheckoutError::Saturated),
+                    Some(Queued::HandedOver(sender)) => return Ok(sender),
+                    Some(Queued::MayConnect(permit)) => Some(permit),
+                    None => return Err(CheckoutError::Saturated),
                 }
             }
         };
@@ -487,21 +487,24 @@ impl Pool {
         .map_err(CheckoutError::Connect)
     }
 
+    /// The request's turn, or `None` when `queue_timeout` passed first.
     async fn wait_in_queue(
         &self,
         handed_over: oneshot::Receiver<http1::SendRequest<Body>>,
         open: Arc<Semaphore>,
-    ) -> Result<Queued, ()> {
-        let waited = tokio::time::timeout(self.inner.config.queue_timeout, async {
+    ) -> Option<Queued> {
+        let turn = async {
             tokio::select! {
                 // A hand-over first: a connection sent to this waiter is lost if left unread.
                 biased;
-                sender = handed_over => sender.map(Queued::HandedOver).map_err(|_| ()),
-                permit = open.acquire_owned() => permit.map(Queued::MayConnect).map_err(|_| ()),
+                sender = handed_over => sender.ok().map(Queued::HandedOver),
+                permit = open.acquire_owned() => permit.ok().map(Queued::MayConnect),
             }
-        })
-        .await;
-        waited.map_err(|_| ()).and_then(|queued| queued)
+        };
+        tokio::time::timeout(self.inner.config.queue_timeout, turn)
+            .await
+            .ok()
+            .flatten()
     }
 }
 
