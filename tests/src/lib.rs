@@ -33,11 +33,18 @@ where
     }
 }
 
+/// A reqwest client builder that talks to loopback directly. reqwest is built without a bundled
+/// crypto provider (the workspace uses ring), so the process default is installed first.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // Err only means another test already installed it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy()
+}
+
 /// A reqwest client that talks to loopback directly and keeps cookies out of the way (tests
 /// pass cookies explicitly).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
+    client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
         .build()
@@ -91,8 +98,7 @@ pub async fn metrics_line(admin_url: &str, line: impl Fn(&str) -> bool) -> Optio
 
 /// An HTTP/2 client with prior knowledge (h2c) that talks to loopback directly.
 pub fn h2c_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
+    client_builder()
         .http2_prior_knowledge()
         .build()
         .expect("h2c client")

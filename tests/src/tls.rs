@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
@@ -28,8 +28,8 @@ pub struct Identity {
 /// A test certificate authority with a directory for the files it issues.
 pub struct Pki {
     dir: TempDir,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
+    /// Signs the certificates this CA issues.
+    issuer: Issuer<'static, KeyPair>,
     pub ca_path: PathBuf,
     pub ca_pem: String,
     issued: std::sync::atomic::AtomicUsize,
@@ -61,8 +61,7 @@ impl Pki {
         std::fs::write(&ca_path, &ca_pem).expect("write CA");
         Pki {
             dir,
-            ca,
-            ca_key,
+            issuer: Issuer::new(params, ca_key),
             ca_path,
             ca_pem,
             issued: Default::default(),
@@ -126,9 +125,7 @@ impl Pki {
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let cert = params
-            .signed_by(&key, &self.ca, &self.ca_key)
-            .expect("sign");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
         let identity = Identity {
             cert: cert_path.to_owned(),
             key: key_path.to_owned(),
@@ -145,9 +142,7 @@ impl Pki {
     /// `identity` when given, reporting the server's certificate (`TlsInfo`), and opening a
     /// new connection for every request.
     pub fn reqwest(&self, identity: Option<&Identity>) -> reqwest::Client {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .no_proxy()
+        let mut builder = crate::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(20))
             .tls_info(true)

@@ -82,9 +82,7 @@ async fn http2_over_tls_with_alpn_and_secure_cookies() {
     );
 
     // HTTP/1.1 clients are served on the same listener.
-    let http1 = reqwest::Client::builder()
-        .use_rustls_tls()
-        .no_proxy()
+    let http1 = rwproxy_tests::client_builder()
         .http1_only()
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
         .build()

@@ -118,8 +118,7 @@ async fn redirect_answers_307_to_the_same_url_on_the_primary() {
     );
 
     // A client that follows redirects repeats the write, body and method, on the primary.
-    let following = reqwest::Client::builder()
-        .no_proxy()
+    let following = rwproxy_tests::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();

@@ -1,6 +1,7 @@
 //! The HTTP client the sources share, and turning its failures into stable one-line reasons.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::SourceError;
@@ -13,10 +14,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) fn build() -> Result<reqwest::Client, SourceError> {
     reqwest::Client::builder()
         .no_proxy()
+        .tls_backend_preconfigured(tls_config()?)
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_keepalive(Duration::from_secs(30))
         .build()
         .map_err(|e| SourceError::Client(describe(&e, None)))
+}
+
+/// TLS for `https` status URLs: ring (no cmake or NASM to build) and the Mozilla roots. Given to
+/// reqwest explicitly so that no process-wide default provider is needed.
+fn tls_config() -> Result<rustls::ClientConfig, SourceError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SourceError::Client(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A one-line reason for a failed request, with the cause chain (reqwest's own message omits

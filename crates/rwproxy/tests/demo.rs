@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use rwproxy::demo::{Demo, DemoOptions, NODE_HEADER};
 
 fn client() -> reqwest::Client {
+    // reqwest is built without a bundled crypto provider; Err means it is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
