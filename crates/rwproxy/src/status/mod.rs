@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use checks::problems;
-pub use fetch::parse_counters;
+pub use fetch::{client, parse_counters};
 pub use model::{Counters, NodeDoc, NodeReport, Rates, Report};
 pub use render::Output;
 pub use targets::{base_url, TargetError};
