@@ -38,7 +38,7 @@ pub fn intro(demo: &Demo) -> String {
     ));
     for (i, n) in nodes.iter().enumerate() {
         let role = if i == primary { "primary" } else { "replica" };
-        out.push_str(&row(&n.label, role, &n.url, &n.admin_url, &n.app_url));
+        out.push_str(&row(&n.name, role, &n.url, &n.admin_url, &n.app_url));
     }
     let _ = write!(
         out,
@@ -69,20 +69,20 @@ curl -i -X POST {r2}/demo/promote
 curl -i -X PUT --data world {p_url}/notes/c    # {pl} forwards it now: demo-node: {r2l}
 
 # The files rwproxy reads, as LiteFS writes them (.primary exists only on replicas):
-grep -sH . {dir}/node*/.primary {dir}/node*/.lag {dir}/node*/app.db-pos
+grep -sH . {dir}/*/.primary {dir}/*/.lag {dir}/*/app.db-pos
 "#,
-        p = p.label,
-        pl = p.label,
+        p = p.name,
+        pl = p.name,
         p_url = p.url,
         r1 = r1.url,
         r2 = r2.url,
         r2a = r2.admin_url,
-        r2l = r2.label,
+        r2l = r2.name,
     );
     out
 }
 
 /// One line of the node table, columns aligned.
 fn row(label: &str, role: &str, url: &str, admin: &str, app: &str) -> String {
-    format!("  {label:<7} {role:<8} {url:<26} {admin:<26} {app}\n")
+    format!("  {label:<21} {role:<8} {url:<28} {admin:<28} {app}\n")
 }
