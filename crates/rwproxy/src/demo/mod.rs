@@ -135,7 +135,7 @@ impl Demo {
         }
         let mut nodes = Vec::new();
         let mut mounts = Vec::new();
-        for (i, l) in listeners.iter().enumerate() {
+        for l in &listeners {
             let name = l.proxy.local_addr()?.to_string();
             // Named after the node too (a colon is fine in a Unix file name).
             let mount_dir = dir.path().join(&name);
