@@ -93,7 +93,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match config::load(&config) {
-            Ok(_) => {
+            Ok(config) => {
+                // Valid but likely wrong: said, without failing the check.
+                for warning in config::warnings(&config) {
+                    eprintln!("warning: {warning}");
+                }
                 println!("ok");
                 ExitCode::SUCCESS
             }
@@ -143,6 +147,9 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> ExitCode {
     logging::init(config.log.format, &config.log.level);
+    for warning in config::warnings(&config) {
+        tracing::warn!(key = %warning.key, "{}", warning.message);
+    }
     // One worker: a current-thread runtime drives everything on one thread, without the
     // cross-thread wake-ups and work-stealing bookkeeping a multi-thread runtime pays.
     let mut runtime = match config.proxy.workers {
