@@ -46,6 +46,8 @@ pub struct Metrics {
     idle_app: Gauge,
     idle_primary: Gauge,
     app_queued: Gauge,
+    reads_max_lag: Gauge,
+    health_max_lag: Gauge,
     started: Instant,
     version: &'static str,
 }
@@ -170,6 +172,8 @@ impl Metrics {
                 vec![Label::from_static_parts("upstream", "primary")],
             ),
             app_queued: gauge("rwproxy_app_queued_requests", vec![]),
+            reads_max_lag: gauge("rwproxy_reads_max_lag_seconds", vec![]),
+            health_max_lag: gauge("rwproxy_health_max_lag_seconds", vec![]),
             started: Instant::now(),
             version,
         };
@@ -183,6 +187,12 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// Publishes the configured lag thresholds, so dashboards draw lag against them.
+    pub fn max_lag(&self, reads: Duration, health: Duration) {
+        self.reads_max_lag.set(reads.as_secs_f64());
+        self.health_max_lag.set(health.as_secs_f64());
     }
 
     /// How long ago this node's metrics (and so the node) started.
@@ -395,6 +405,16 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_app_queued_requests",
             None,
             "Requests waiting for a connection to the local app (proxy.app_max_connections are open).",
+        ),
+        d(
+            "rwproxy_reads_max_lag_seconds",
+            Some(Unit::Seconds),
+            "reads.max_lag: above this lag a replica does not serve reads itself.",
+        ),
+        d(
+            "rwproxy_health_max_lag_seconds",
+            Some(Unit::Seconds),
+            "health.max_lag: above this lag the node is unhealthy.",
         ),
         d(
             "rwproxy_start_time_seconds",

@@ -85,6 +85,7 @@ impl Node {
         let cluster = ClusterHandle::start(node.clone(), spec, demand.clone());
         let state = cluster.subscribe();
         let metrics = Arc::new(Metrics::new(&databases, env!("CARGO_PKG_VERSION")));
+        metrics.max_lag(config.reads.max_lag, config.health.max_lag);
         let draining = Draining::default();
         let stop = CancellationToken::new();
         let params = proxy_params(config, node.clone(), databases)?;
