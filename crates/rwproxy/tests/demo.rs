@@ -189,6 +189,10 @@ fn the_binary_prints_the_urls_and_stops_after_duration() {
     }
     assert!(stdout.contains("Replication delay: 500ms"), "{stdout}");
     assert!(stdout.contains("curl -i -X POST"), "{stdout}");
+    assert!(
+        stdout.contains(" status --node http://127.0.0.1:"),
+        "{stdout}"
+    );
     assert!(stdout.contains("--duration elapsed"), "{stdout}");
     let removed = stdout
         .lines()
