@@ -161,5 +161,17 @@ async fn a_proxy_listener_url_works_too_and_an_unhealthy_node_is_flagged() {
         report.problems,
         vec![format!("{} is unhealthy (no-primary)", c.nodes[1].name)]
     );
+    // The admin listener's /status answers 200 for an unhealthy node too (the verdict is in
+    // the document), while /health says 503.
+    let admin = c.nodes[1].admin_url();
+    let client = rwproxy_tests::client();
+    let status = client.get(format!("{admin}/status")).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    let doc: serde_json::Value = status.json().await.unwrap();
+    assert_eq!(doc["status"], "no-primary");
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+    assert!(doc["uptime_seconds"].as_f64().unwrap() >= 0.0);
+    let health = client.get(format!("{admin}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 503);
     c.stop().await;
 }
