@@ -68,10 +68,31 @@ pub fn lines(report: &Report, style: Output) -> Vec<String> {
             style,
         ));
     }
+    // Problems are wrapped, not cut: their reason is the part that matters.
     for problem in &report.problems {
-        out.push(paint(&format!("PROBLEM: {problem}"), problem_style, style));
+        for line in wrap(&format!("PROBLEM: {problem}"), style.width) {
+            out.push(paint(&line, problem_style, style));
+        }
     }
     out
+}
+
+/// `text` in lines of at most `width` characters, continuation lines indented by two spaces.
+fn wrap(text: &str, width: Option<usize>) -> Vec<String> {
+    const INDENT: &str = "  ";
+    let Some(width) = width.filter(|w| *w > INDENT.len()) else {
+        return vec![text.to_owned()];
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let mut lines = vec![chars.iter().take(width).collect::<String>()];
+    for chunk in chars
+        .get(width..)
+        .unwrap_or_default()
+        .chunks(width - INDENT.len())
+    {
+        lines.push(format!("{INDENT}{}", chunk.iter().collect::<String>()));
+    }
+    lines
 }
 
 /// Cuts `line` to the width, then colours the whole of it (cutting after colouring could
@@ -246,6 +267,28 @@ mod tests {
         assert!(!lines(&report(), Output::default())
             .iter()
             .any(|l| l.contains('\x1b')));
+    }
+
+    #[test]
+    fn problems_wrap_instead_of_being_cut() {
+        assert_eq!(wrap("PROBLEM: abcdef", Some(10)), ["PROBLEM: a", "  bcdef"]);
+        assert_eq!(wrap("abc", None), ["abc"]);
+        let lines = lines(
+            &report(),
+            Output {
+                colour: false,
+                width: Some(30),
+            },
+        );
+        assert!(lines.iter().all(|l| l.chars().count() <= 30), "{lines:#?}");
+        let mut problem = lines[3].clone();
+        for continuation in &lines[4..] {
+            problem.push_str(continuation.strip_prefix("  ").unwrap());
+        }
+        assert_eq!(
+            problem,
+            "PROBLEM: http://127.0.0.1:2 is unreachable: connection refused"
+        );
     }
 
     #[test]
