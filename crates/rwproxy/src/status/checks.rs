@@ -120,7 +120,6 @@ mod tests {
             }),
             behind: BTreeMap::new(),
             rates: None,
-            counters: None,
         }
     }
 

@@ -77,7 +77,6 @@ pub async fn gather(
                 doc,
                 behind: Default::default(),
                 rates,
-                counters: fetched.counters,
             }
         })
         .collect();

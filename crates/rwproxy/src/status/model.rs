@@ -82,9 +82,6 @@ pub struct NodeReport {
     pub behind: BTreeMap<String, u64>,
     /// Request rates, when `/metrics` answered (admin listener URLs only).
     pub rates: Option<Rates>,
-    /// The raw counters behind `rates`, kept for the next refresh (not printed).
-    #[serde(skip)]
-    pub counters: Option<Counters>,
 }
 
 impl NodeReport {

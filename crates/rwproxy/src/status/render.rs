@@ -206,7 +206,6 @@ mod tests {
                         window_seconds: 1.0,
                         since_start: false,
                     }),
-                    counters: None,
                 },
                 NodeReport {
                     url: "http://127.0.0.1:2".to_owned(),
@@ -214,7 +213,6 @@ mod tests {
                     doc: None,
                     behind: Default::default(),
                     rates: None,
-                    counters: None,
                 },
             ],
             problems: vec!["http://127.0.0.1:2 is unreachable: connection refused".to_owned()],
