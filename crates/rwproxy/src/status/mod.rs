@@ -166,7 +166,8 @@ async fn run_async(options: StatusOptions) -> ExitCode {
     };
     let terminal = std::io::stdout().is_terminal();
     let output = Output {
-        colour: terminal && !options.json,
+        // NO_COLOR (no-color.org): set to anything, no colours even on a terminal.
+        colour: terminal && !options.json && std::env::var_os("NO_COLOR").is_none(),
         width: terminal
             .then(|| terminal_size::terminal_size().map(|(w, _)| usize::from(w.0)))
             .flatten(),
