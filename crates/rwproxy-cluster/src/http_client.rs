@@ -12,25 +12,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A client for plain-HTTP status endpoints. Proxy environment variables are ignored: the
 /// endpoints are local or cluster-internal, and a proxy in between would report its own state.
 pub(crate) fn build() -> Result<reqwest::Client, SourceError> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .tls_backend_preconfigured(tls_config()?)
+    client_builder()
+        .map_err(SourceError::Client)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_keepalive(Duration::from_secs(30))
         .build()
         .map_err(|e| SourceError::Client(describe(&e, None)))
 }
 
-/// TLS for `https` status URLs: ring (no cmake or NASM to build) and the Mozilla roots. Given to
-/// reqwest explicitly so that no process-wide default provider is needed.
-fn tls_config() -> Result<rustls::ClientConfig, SourceError> {
+/// A reqwest client builder for cluster-internal endpoints: proxy environment variables ignored,
+/// and TLS for `https` URLs by ring-based rustls (no cmake or NASM to build) with the Mozilla
+/// roots. reqwest is built without a bundled crypto provider, so every client of rwproxy's starts
+/// here rather than relying on a process-wide default.
+pub fn client_builder() -> Result<reqwest::ClientBuilder, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| SourceError::Client(e.to_string()))?
+        .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(tls))
 }
 
 /// A one-line reason for a failed request, with the cause chain (reqwest's own message omits

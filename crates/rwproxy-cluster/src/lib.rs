@@ -75,6 +75,7 @@ use rwproxy_core::NodeState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use http_client::client_builder;
 pub use probe::PositionReader;
 /// The shared count of waiting requests (defined in rwproxy-core so the HTTP side and the
 /// sources use one counter); re-exported for callers of [`ClusterHandle::start`].

@@ -2,6 +2,7 @@
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use serde::Serialize;
 
 use crate::body::Body;
 use crate::proxy::Proxy;
@@ -41,10 +42,11 @@ impl Admin {
                     metrics.render(),
                 )
             }
-            "/health" | "/status" => self
+            "/health" => self
                 .proxy
                 .health_view()
                 .respond(method, request.uri().query()),
+            "/status" => self.status(method, request.uri().query()),
             // HAProxy's agent-check words, for people and scripts (HAProxy itself speaks the
             // raw TCP form on `admin.agent_listen`).
             "/health/agent" => respond::plain(
@@ -58,8 +60,32 @@ impl Admin {
             _ => respond::plain(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
-                "not found; try /health, /health/agent, /live or /metrics\n",
+                "not found; try /health, /status, /health/agent, /live or /metrics\n",
             ),
         }
+    }
+
+    /// `/status`: the health document plus what `rwproxy status` shows beside it (version,
+    /// uptime). Always `200` when answered: the verdict is in `status`, and a tool reading
+    /// this must not mistake an unhealthy node for an unreachable one.
+    fn status(&self, method: &Method, query: Option<&str>) -> Response<Body> {
+        #[derive(Serialize)]
+        struct Extra {
+            version: &'static str,
+            uptime_seconds: f64,
+        }
+        let metrics = self.proxy.metrics();
+        let body = if method == Method::HEAD {
+            Vec::new()
+        } else {
+            self.proxy.health_view().document_with(
+                query,
+                &Extra {
+                    version: metrics.version(),
+                    uptime_seconds: metrics.uptime().as_secs_f64(),
+                },
+            )
+        };
+        respond::plain(StatusCode::OK, "application/json", body)
     }
 }

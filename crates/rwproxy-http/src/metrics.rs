@@ -3,7 +3,7 @@
 //! recorder (not the process-global one), so several proxies can live in one test process.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
 use metrics::{
@@ -46,6 +46,10 @@ pub struct Metrics {
     idle_app: Gauge,
     idle_primary: Gauge,
     app_queued: Gauge,
+    reads_max_lag: Gauge,
+    health_max_lag: Gauge,
+    started: Instant,
+    version: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -137,6 +141,12 @@ impl Metrics {
             vec![Label::from_static_parts("version", version)],
         )
         .set(1.0);
+        // Process-exporter convention: dashboards compute uptime as time() minus this.
+        gauge("rwproxy_start_time_seconds", vec![]).set(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
         let metrics = Metrics {
             handle: recorder.handle(),
             requests,
@@ -162,6 +172,10 @@ impl Metrics {
                 vec![Label::from_static_parts("upstream", "primary")],
             ),
             app_queued: gauge("rwproxy_app_queued_requests", vec![]),
+            reads_max_lag: gauge("rwproxy_reads_max_lag_seconds", vec![]),
+            health_max_lag: gauge("rwproxy_health_max_lag_seconds", vec![]),
+            started: Instant::now(),
+            version,
         };
         // No failure seen yet: the primary counts as reachable until a connect to it fails.
         metrics.primary_reachable.set(1.0);
@@ -173,6 +187,22 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// Publishes the configured lag thresholds, so dashboards draw lag against them.
+    pub fn max_lag(&self, reads: Duration, health: Duration) {
+        self.reads_max_lag.set(reads.as_secs_f64());
+        self.health_max_lag.set(health.as_secs_f64());
+    }
+
+    /// How long ago this node's metrics (and so the node) started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The build's version (the `rwproxy_build_info` label).
+    pub fn version(&self) -> &'static str {
+        self.version
     }
 
     /// Folds the histogram samples recorded since the last call into their buckets. Until then
@@ -375,6 +405,21 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_app_queued_requests",
             None,
             "Requests waiting for a connection to the local app (proxy.app_max_connections are open).",
+        ),
+        d(
+            "rwproxy_reads_max_lag_seconds",
+            Some(Unit::Seconds),
+            "reads.max_lag: above this lag a replica does not serve reads itself.",
+        ),
+        d(
+            "rwproxy_health_max_lag_seconds",
+            Some(Unit::Seconds),
+            "health.max_lag: above this lag the node is unhealthy.",
+        ),
+        d(
+            "rwproxy_start_time_seconds",
+            Some(Unit::Seconds),
+            "When this node started, in seconds since the Unix epoch.",
         ),
         d(
             "rwproxy_build_info",

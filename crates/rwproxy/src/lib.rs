@@ -1,5 +1,5 @@
-//! The rwproxy binary's library half: configuration, wiring one node together, logging and the
-//! demo cluster. `main.rs` only parses the command line.
+//! The rwproxy binary's library half: configuration, wiring one node together, logging, the
+//! demo cluster and the `status` command. `main.rs` only parses the command line.
 
 pub mod config;
 pub mod demo;
@@ -8,6 +8,7 @@ pub mod logging;
 pub mod node;
 pub mod probe;
 pub mod signals;
+pub mod status;
 mod tls;
 
 pub use node::Node;

@@ -57,6 +57,27 @@ enum Command {
         #[arg(long, value_name = "FILTER", default_value = "warn")]
         log_level: String,
     },
+    /// Show every node of the cluster in one table; exit 1 when nodes disagree or one is down.
+    Status {
+        /// A node's admin (or proxy) listener base URL, e.g. http://10.0.0.5:9090; repeatable.
+        #[arg(long = "node", value_name = "URL")]
+        nodes: Vec<String>,
+        /// Every A/AAAA record of NAME, at PORT (the admin listener's), e.g. app.internal:9090.
+        #[arg(long, value_name = "NAME:PORT")]
+        dns: Vec<String>,
+        /// A file of node URLs, one a line (# comments allowed).
+        #[arg(long, value_name = "FILE")]
+        nodes_file: Option<PathBuf>,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every DURATION (e.g. "2s") until Ctrl-C.
+        #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+        watch: Option<std::time::Duration>,
+        /// How long each node may take to answer.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = config::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// GET a health URL once: exit 0 on 200, 1 otherwise (for container HEALTHCHECKs).
     Health {
         /// The URL to probe.
@@ -72,7 +93,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match config::load(&config) {
-            Ok(_) => {
+            Ok(config) => {
+                // Valid but likely wrong: said, without failing the check.
+                for warning in config::warnings(&config) {
+                    eprintln!("warning: {warning}");
+                }
                 println!("ok");
                 ExitCode::SUCCESS
             }
@@ -95,6 +120,21 @@ fn main() -> ExitCode {
             &log_level,
         ),
         Command::Health { url, timeout } => rwproxy::healthcheck::run(&url, timeout),
+        Command::Status {
+            nodes,
+            dns,
+            nodes_file,
+            json,
+            watch,
+            timeout,
+        } => rwproxy::status::run(rwproxy::status::StatusOptions {
+            nodes,
+            dns,
+            nodes_file,
+            json,
+            watch,
+            timeout,
+        }),
         Command::Run { config } => match config::load(&config) {
             Ok(config) => run(config),
             Err(errors) => {
@@ -107,6 +147,9 @@ fn main() -> ExitCode {
 
 fn run(config: Config) -> ExitCode {
     logging::init(config.log.format, &config.log.level);
+    for warning in config::warnings(&config) {
+        tracing::warn!(key = %warning.key, "{}", warning.message);
+    }
     // One worker: a current-thread runtime drives everything on one thread, without the
     // cross-thread wake-ups and work-stealing bookkeeping a multi-thread runtime pays.
     let mut runtime = match config.proxy.workers {

@@ -72,11 +72,42 @@ fn every_example_config_validates() {
     }
     let mut failures = Vec::new();
     for file in &files {
-        if let Err(errors) = rwproxy::config::load(file) {
-            failures.push(format!("{}:\n{errors}", file.display()));
+        match rwproxy::config::load(file) {
+            Err(errors) => failures.push(format!("{}:\n{errors}", file.display())),
+            // The examples are what people copy: no setting `check` would warn about either.
+            Ok(config) => {
+                for warning in rwproxy::config::warnings(&config) {
+                    failures.push(format!("{}: warning: {warning}", file.display()));
+                }
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn check_warns_on_a_litefs_lag_threshold_under_two_seconds_and_still_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rwproxy.toml");
+    fs::write(
+        &file,
+        "[proxy]\napp = \"http://127.0.0.1:8081\"\n[cluster]\nsource = \"litefs\"\n\
+         mount = \"/litefs\"\n[health]\nmax_lag = \"1s\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rwproxy"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("warning: health.max_lag: 1s is under 2s: LiteFS heartbeats"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]

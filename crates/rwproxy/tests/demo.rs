@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 use rwproxy::demo::{Demo, DemoOptions, NODE_HEADER};
 
 fn client() -> reqwest::Client {
-    // reqwest is built without a bundled crypto provider; Err means it is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .no_proxy()
+    rwproxy_cluster::client_builder()
+        .unwrap()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
@@ -33,7 +31,7 @@ async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
 }
 
 /// Checks who answered: the status, the `rwproxy-route` header and the demo node that served it
-/// (`NODE_HEADER`, a node's label).
+/// (`NODE_HEADER`, a node's name).
 #[track_caller]
 fn assert_served(response: &reqwest::Response, status: u16, route: &str, node: &str) {
     assert_eq!(response.status(), status);
@@ -70,13 +68,13 @@ async fn writes_forward_reads_wait_for_their_cookie_and_promotion_moves_writes()
 
     // A write through a replica is served by the primary's app and returns the token.
     let write = send(http.put(format!("{}/notes/a", r1.url)).body("hello")).await;
-    assert_served(&write, 201, "primary; reason=write", &primary.label);
+    assert_served(&write, 201, "primary; reason=write", &primary.name);
     let cookie = txid_cookie(&write);
     assert_eq!(cookie.len(), "__txid=".len() + 16, "{cookie}");
 
     // Without the token, the other replica answers at once from what it has: not there yet.
     let stale = send(http.get(format!("{}/notes/a", r2.url))).await;
-    assert_served(&stale, 404, "local", &r2.label);
+    assert_served(&stale, 404, "local", &r2.name);
 
     // With it, the read waits for replication and is then served by that replica.
     let started = Instant::now();
@@ -85,7 +83,7 @@ async fn writes_forward_reads_wait_for_their_cookie_and_promotion_moves_writes()
             .header("cookie", &cookie),
     )
     .await;
-    assert_served(&read, 200, "local; reason=waited", &r2.label);
+    assert_served(&read, 200, "local; reason=waited", &r2.name);
     assert!(started.elapsed() >= Duration::from_millis(200));
     assert_eq!(read.text().await.unwrap(), "hello");
 
@@ -104,15 +102,17 @@ async fn writes_forward_reads_wait_for_their_cookie_and_promotion_moves_writes()
     assert_eq!(doc["status"], "ok");
     assert_eq!(doc["role"], "replica");
     assert_eq!(doc["primary"], primary.name.as_str());
+    // One name per node: the same in /health as in the demo-node header and the table.
+    assert_eq!(doc["node"], r2.name.as_str());
 
     // Promotion through a passthrough path: the POST reaches node3's own app.
     let promote = send(http.post(format!("{}/demo/promote", r2.url))).await;
-    assert_served(&promote, 200, "local", &r2.label);
+    assert_served(&promote, 200, "local", &r2.name);
     assert_eq!(demo.primary(), 2);
 
     // The old primary now forwards writes to the new one, which already has the first note.
     let write = send(http.put(format!("{}/notes/b", primary.url)).body("world")).await;
-    assert_served(&write, 201, "primary; reason=write", &r2.label);
+    assert_served(&write, 201, "primary; reason=write", &r2.name);
     let notes: serde_json::Value = send(http.get(format!("{}/notes", r2.url)))
         .await
         .json()
@@ -175,20 +175,24 @@ fn the_binary_prints_the_urls_and_stops_after_duration() {
         "exit {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
 
-    for (label, role) in [
-        ("node1", "primary"),
-        ("node2", "replica"),
-        ("node3", "replica"),
-    ] {
-        let row = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(label))
-            .unwrap_or_else(|| panic!("no row for {label} in:\n{stdout}"));
-        assert!(row.contains(role), "{row}");
+    // One row per node, named by its rwproxy address (the name /health and Via use too).
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("127.0.0.1:"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for (row, role) in rows.iter().zip(["primary", "replica", "replica"]) {
+        let name = row.split_whitespace().next().unwrap();
+        assert_eq!(row.split_whitespace().nth(1), Some(role), "{row}");
+        assert!(row.contains(&format!("http://{name} ")), "{row}");
         assert_eq!(row.matches("http://127.0.0.1:").count(), 3, "{row}");
     }
     assert!(stdout.contains("Replication delay: 500ms"), "{stdout}");
     assert!(stdout.contains("curl -i -X POST"), "{stdout}");
+    assert!(
+        stdout.contains(" status --node http://127.0.0.1:"),
+        "{stdout}"
+    );
     assert!(stdout.contains("--duration elapsed"), "{stdout}");
     let removed = stdout
         .lines()

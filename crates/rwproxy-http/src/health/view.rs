@@ -88,6 +88,38 @@ impl HealthView {
     /// Answers a health probe (`GET`/`HEAD`, optional `?max_lag=<duration>`). A probe with its
     /// own threshold is evaluated directly, without rise/fall: its threshold has no history.
     pub fn respond(&self, method: &Method, query: Option<&str>) -> Response<Body> {
+        let (status, body) = self.with_document(query, |doc| {
+            if method == Method::HEAD {
+                Vec::new()
+            } else {
+                serde_json::to_vec(doc).unwrap_or_default()
+            }
+        });
+        respond::plain(status.http_status(), "application/json", body)
+    }
+
+    /// The health document with `extra`'s fields appended (the admin listener's `/status`), as
+    /// JSON.
+    pub fn document_with<E: Serialize>(&self, query: Option<&str>, extra: &E) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Extended<'a, E> {
+            #[serde(flatten)]
+            health: &'a HealthDoc<'a>,
+            #[serde(flatten)]
+            extra: &'a E,
+        }
+        self.with_document(query, |health| {
+            serde_json::to_vec(&Extended { health, extra }).unwrap_or_default()
+        })
+        .1
+    }
+
+    /// Builds the health document for this instant and hands it to `f`.
+    fn with_document<R>(
+        &self,
+        query: Option<&str>,
+        f: impl FnOnce(&HealthDoc) -> R,
+    ) -> (HealthStatus, R) {
         let state = self.state.borrow();
         let max_lag_override = query.and_then(max_lag_override);
         let max_lag = max_lag_override.unwrap_or(self.max_lag);
@@ -111,12 +143,7 @@ impl HealthView {
             app: self.shared.app().as_label(),
             problem: state.problem.as_deref(),
         };
-        let body = if method == Method::HEAD {
-            Vec::new()
-        } else {
-            serde_json::to_vec(&doc).unwrap_or_default()
-        };
-        respond::plain(status.http_status(), "application/json", body)
+        (status, f(&doc))
     }
 
     /// The HAProxy agent-check line for the current verdict (see [`agent_line`]).

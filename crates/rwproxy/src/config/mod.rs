@@ -7,6 +7,7 @@
 mod raw;
 mod validate;
 mod values;
+mod warnings;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -22,6 +23,7 @@ use rwproxy_core::{StalePolicy, TimeoutPolicy, WriteMode};
 pub use rwproxy_http::tls::{ClientTlsFiles, ServerTlsFiles};
 
 pub use values::parse_duration;
+pub use warnings::{warnings, LITEFS_MIN_MAX_LAG};
 
 /// Reads, parses and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {

@@ -39,8 +39,8 @@ const MAX_NOTE: usize = 64 * 1024;
 pub(crate) struct App {
     /// This app's node index.
     pub(crate) node: usize,
-    /// `node1`, `node2`, ...: what people see.
-    pub(crate) label: Arc<str>,
+    /// The node's name (its rwproxy's `127.0.0.1:PORT`), in the `demo-node` header.
+    pub(crate) name: Arc<str>,
     pub(crate) cluster: Arc<Cluster>,
 }
 
@@ -106,7 +106,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
 impl App {
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let mut response = self.route(request).await;
-        if let Ok(value) = HeaderValue::from_str(&self.label) {
+        if let Ok(value) = HeaderValue::from_str(&self.name) {
             response.headers_mut().insert(super::NODE_HEADER, value);
         }
         response
@@ -149,8 +149,7 @@ impl App {
             (db.txid(), db.is_writable(), db.notes().len())
         });
         json(&serde_json::json!({
-            "node": &*self.label,
-            "name": cluster.name(self.node),
+            "node": &*self.name,
             "role": if primary == self.node { "primary" } else { "replica" },
             "primary": cluster.name(primary),
             "txid": txid,
@@ -163,15 +162,14 @@ impl App {
         match self.cluster.promote(self.node).await {
             Ok(old) if old == self.node => text(
                 StatusCode::OK,
-                format!("{} is already the primary\n", self.label),
+                format!("{} is already the primary\n", self.name),
             ),
             Ok(old) => text(
                 StatusCode::OK,
                 format!(
-                    "{} ({}) is now the primary (was {}); every node forwards writes here\n",
-                    self.label,
-                    self.cluster.name(self.node),
-                    super::label(old),
+                    "{} is now the primary (was {}); every node forwards writes here\n",
+                    self.name,
+                    self.cluster.name(old),
                 ),
             ),
             Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
@@ -234,10 +232,7 @@ impl App {
                 };
                 text(
                     status,
-                    format!(
-                        "{verb} {key:?} on {} at txid {}\n",
-                        self.label, written.txid
-                    ),
+                    format!("{verb} {key:?} on {} at txid {}\n", self.name, written.txid),
                 )
             }
         }

@@ -19,6 +19,15 @@ pub fn intro(demo: &Demo) -> String {
     let delay = humantime::format_duration(demo.replication_delay());
     let jar = demo.dir().join("cookies.txt");
     let jar = jar.display();
+    // The running binary, so the command works from `cargo run` too (not necessarily on PATH).
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "rwproxy".to_owned());
+    let status_nodes = nodes
+        .iter()
+        .map(|n| format!("--node {}", n.admin_url))
+        .collect::<Vec<_>>()
+        .join(" ");
 
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -38,7 +47,7 @@ pub fn intro(demo: &Demo) -> String {
     ));
     for (i, n) in nodes.iter().enumerate() {
         let role = if i == primary { "primary" } else { "replica" };
-        out.push_str(&row(&n.label, role, &n.url, &n.admin_url, &n.app_url));
+        out.push_str(&row(&n.name, role, &n.url, &n.admin_url, &n.app_url));
     }
     let _ = write!(
         out,
@@ -68,21 +77,27 @@ curl -s {r2a}/metrics | grep -E '^rwproxy_(requests_total|position|consistency_w
 curl -i -X POST {r2}/demo/promote
 curl -i -X PUT --data world {p_url}/notes/c    # {pl} forwards it now: demo-node: {r2l}
 
+# 6. The whole cluster in one table (role, primary, lag, positions, health, rates); add
+#    --watch 1s to follow a promotion live:
+{exe} status {status_nodes}
+
 # The files rwproxy reads, as LiteFS writes them (.primary exists only on replicas):
-grep -sH . {dir}/node*/.primary {dir}/node*/.lag {dir}/node*/app.db-pos
+grep -sH . {dir}/*/.primary {dir}/*/.lag {dir}/*/app.db-pos
 "#,
-        p = p.label,
-        pl = p.label,
+        p = p.name,
+        pl = p.name,
         p_url = p.url,
         r1 = r1.url,
         r2 = r2.url,
         r2a = r2.admin_url,
-        r2l = r2.label,
+        r2l = r2.name,
+        exe = exe,
+        status_nodes = status_nodes,
     );
     out
 }
 
 /// One line of the node table, columns aligned.
 fn row(label: &str, role: &str, url: &str, admin: &str, app: &str) -> String {
-    format!("  {label:<7} {role:<8} {url:<26} {admin:<26} {app}\n")
+    format!("  {label:<21} {role:<8} {url:<28} {admin:<28} {app}\n")
 }

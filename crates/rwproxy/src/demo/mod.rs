@@ -34,7 +34,8 @@ use cluster::Cluster;
 pub use intro::intro;
 pub use run::run;
 
-/// The response header the demo app adds, naming the node that answered (`node1`, ...).
+/// The response header the demo app adds, naming the node that answered (its name, as in
+/// `/health` and the `Via` header).
 pub const NODE_HEADER: &str = "demo-node";
 
 /// How many nodes the demo runs: one primary and two replicas.
@@ -68,10 +69,10 @@ impl Default for DemoOptions {
 /// Where one demo node can be reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DemoNode {
-    /// `node1`, `node2`, `node3`: the name used in the output and the `demo-node` header.
-    pub label: String,
-    /// The node's name in the cluster: its rwproxy address `127.0.0.1:PORT`, which is what
-    /// replicas' `.primary` files hold and `writes.primary_url = "http://{primary}"` expands.
+    /// The node's one name, everywhere (the printed table, the `demo-node` header, `/health`,
+    /// `Via`, `rwproxy status`): its rwproxy address `127.0.0.1:PORT`, which is what replicas'
+    /// `.primary` files hold and `writes.primary_url = "http://{primary}"` expands. Several
+    /// nodes on one host are told apart by port, as in a single-host LiteFS setup.
     pub name: String,
     /// `http://127.0.0.1:PORT` of its rwproxy: where clients go.
     pub url: String,
@@ -94,11 +95,6 @@ pub struct Demo {
     replication_delay: Duration,
     /// Removed (with every mount) when the demo stops or is dropped.
     dir: tempfile::TempDir,
-}
-
-/// The label of node `index` (from 0): `node1`, `node2`, ...
-pub(crate) fn label(index: usize) -> String {
-    format!("node{}", index + 1)
 }
 
 /// The three listeners of one node.
@@ -139,16 +135,16 @@ impl Demo {
         }
         let mut nodes = Vec::new();
         let mut mounts = Vec::new();
-        for (i, l) in listeners.iter().enumerate() {
+        for l in &listeners {
             let name = l.proxy.local_addr()?.to_string();
-            let mount_dir = dir.path().join(format!("node{}", i + 1));
+            // Named after the node too (a colon is fine in a Unix file name).
+            let mount_dir = dir.path().join(&name);
             mounts.push(mount::Mount::create(
                 mount_dir.clone(),
                 config::DATABASE,
                 db::FIRST_TXID,
             )?);
             nodes.push(DemoNode {
-                label: label(i),
                 url: format!("http://{name}"),
                 admin_url: format!("http://{}", l.admin.local_addr()?),
                 app_url: format!("http://{}", l.app.local_addr()?),
@@ -171,7 +167,7 @@ impl Demo {
         for (i, l) in listeners.into_iter().enumerate() {
             let app = app::App {
                 node: i,
-                label: Arc::from(nodes[i].label.as_str()),
+                name: Arc::from(nodes[i].name.as_str()),
                 cluster: cluster.clone(),
             };
             let app_addr = l.app.local_addr()?;
@@ -232,14 +228,14 @@ impl Demo {
             if !matches!(settled, Ok(Ok(_))) {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("{}'s rwproxy did not read its mount in time", node.label),
+                    format!("{}'s rwproxy did not read its mount in time", node.name),
                 ));
             }
         }
         Ok(())
     }
 
-    /// The nodes, in order (`node1` first).
+    /// The nodes, in start order (the first starts as the primary).
     pub fn nodes(&self) -> &[DemoNode] {
         &self.nodes
     }

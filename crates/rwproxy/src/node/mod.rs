@@ -23,6 +23,20 @@ mod state_watch;
 use mapping::{app_check, proxy_params, source_spec};
 use state_watch::{watch_state, Watch};
 
+/// Binds the listener of configuration key `key`; the error names the key, so that several
+/// nodes on one host colliding on a default port (`admin.listen` is `127.0.0.1:9090`) know
+/// what to change.
+async fn bind(key: &str, addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        let hint = if error.kind() == io::ErrorKind::AddrInUse {
+            format!(" (another process, or another rwproxy on this host, listens there: give `{key}` a free address)")
+        } else {
+            String::new()
+        };
+        io::Error::new(error.kind(), format!("{key}: cannot listen on {addr}: {error}{hint}"))
+    })
+}
+
 /// A started node. Dropping it does not stop it; call [`Node::shutdown`].
 #[derive(Debug)]
 pub struct Node {
@@ -42,9 +56,9 @@ impl Node {
     /// Binds the listeners and starts every task. Fails only when a listener cannot be bound or
     /// the configuration cannot be mapped (which `check` would have reported).
     pub async fn start(config: &Config) -> io::Result<Node> {
-        let proxy = TcpListener::bind(config.proxy.listen).await?;
+        let proxy = bind("proxy.listen", config.proxy.listen).await?;
         let admin = match config.admin.listen {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(bind("admin.listen", addr).await?),
             None => None,
         };
         Self::start_on(config, proxy, admin).await
@@ -71,6 +85,7 @@ impl Node {
         let cluster = ClusterHandle::start(node.clone(), spec, demand.clone());
         let state = cluster.subscribe();
         let metrics = Arc::new(Metrics::new(&databases, env!("CARGO_PKG_VERSION")));
+        metrics.max_lag(config.reads.max_lag, config.health.max_lag);
         let draining = Draining::default();
         let stop = CancellationToken::new();
         let params = proxy_params(config, node.clone(), databases)?;
@@ -131,7 +146,7 @@ impl Node {
         }
         let mut agent_addr = None;
         if let Some(addr) = config.admin.agent_listen {
-            let listener = TcpListener::bind(addr).await?;
+            let listener = bind("admin.agent_listen", addr).await?;
             agent_addr = Some(listener.local_addr()?);
             servers.push(tokio::spawn(health::serve_agent(
                 listener,
@@ -231,5 +246,27 @@ impl Node {
         for server in self.servers {
             let _ = server.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listener_address_in_use_names_its_key() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let error = bind("admin.listen", addr).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("admin.listen: cannot listen on {addr}: ")),
+            "{message}"
+        );
+        assert!(
+            message.contains("give `admin.listen` a free address"),
+            "{message}"
+        );
     }
 }
