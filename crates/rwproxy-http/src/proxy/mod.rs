@@ -208,7 +208,7 @@ impl Proxy {
         outcome.response
     }
 
-    async fn pipeline(&self, request: Request<Incoming>, client: ClientInfo) -> Outcome {
+    async fn pipeline(&self, mut request: Request<Incoming>, client: ClientInfo) -> Outcome {
         let inner = &*self.inner;
         let params = &inner.params;
         if request.uri().path() == params.health.path
@@ -224,6 +224,11 @@ impl Proxy {
         let class = params
             .classifier
             .classify(request.method(), request.uri().path());
+        // Request hygiene (`crate::hygiene`): refused heads never reach an app or a primary.
+        if let Err(refusal) = admission::hygiene(&mut request, params.allow_underscores_in_headers)
+        {
+            return admission::drain_then_reject(request, class, refusal.code()).await;
+        }
         if let Some(max) = params.max_body {
             if admission::declared_length(request.headers()).is_some_and(|n| n > max) {
                 return Outcome::rejected(class, ErrorCode::TooLarge);
