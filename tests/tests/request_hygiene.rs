@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rwproxy_core::WriteMode;
 use rwproxy_tests::app::Seen;
 use rwproxy_tests::cluster::{Cluster, TestNode};
 use rwproxy_tests::{metrics_page, raw_exchange};
@@ -359,4 +360,144 @@ async fn content_length_reaches_the_app_in_canonical_form() {
     assert_eq!(seen[0].headers["content-length"], "5");
     assert_eq!(seen[0].body_len, 5);
     c.stop().await;
+}
+
+/// The smuggled request every framing case tries to slip behind the first one.
+const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// Framing cases of the CL.TE / TE.CL desync scanners (smuggler, Burp's HTTP Request Smuggler):
+/// conflicting `Content-Length` and `Transfer-Encoding`, and `Transfer-Encoding` obfuscated so
+/// that one parser sees it and another does not. Each body is followed by [`SMUGGLED`]; the
+/// number is the status rwproxy answers (200: one request reached the app, framed one way).
+fn framing_cases() -> Vec<(&'static str, u16, String)> {
+    let te_variants = [
+        // Whitespace and case are not obfuscation to hyper: chunked, Content-Length dropped.
+        ("te-tab", 200, "Transfer-Encoding:\tchunked"),
+        ("te-case", 200, "TRANSFER-ENCODING: ChUnKeD"),
+        // A bare LF ends a header line for hyper as for most parsers (RFC 9112 §2.2 allows it).
+        ("te-bare-lf", 200, "X: y\nTransfer-Encoding: chunked"),
+        // Dropped before the app (a `_`-to-`-` backend would read it): Content-Length frames.
+        ("te-underscore", 200, "Transfer_Encoding: chunked"),
+        // hyper: the last coding is not chunked, or the head does not parse.
+        (
+            "te-duplicate",
+            400,
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity",
+        ),
+        ("te-vertical-tab", 400, "Transfer-Encoding:\x0bchunked"),
+        ("te-space-before-colon", 400, "Transfer-Encoding : chunked"),
+        ("te-xchunked", 400, "Transfer-Encoding: xchunked"),
+        ("te-quoted", 400, "Transfer-Encoding: \"chunked\""),
+        ("te-list", 400, "Transfer-Encoding: chunked, identity"),
+        ("te-obs-fold", 400, "Transfer-Encoding:\r\n chunked"),
+        (
+            "te-leading-space",
+            400,
+            "X: y\r\n Transfer-Encoding: chunked",
+        ),
+        ("te-nul", 400, "Transfer-Encoding: chunked\0"),
+        // rwproxy's hygiene checks.
+        (
+            "te-duplicate-reversed",
+            501,
+            "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked",
+        ),
+        (
+            "te-double-chunked",
+            400,
+            "Transfer-Encoding: chunked, chunked",
+        ),
+    ];
+    let mut cases = vec![
+        // CL.TE: a front end using Content-Length forwards everything; a back end using
+        // Transfer-Encoding stops at `0` and reads the rest as a new request.
+        (
+            "cl-te",
+            200,
+            format!(
+                "POST /w HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}",
+                5 + SMUGGLED.len()
+            ),
+        ),
+        // TE.CL: the chunk carries the smuggled request; Content-Length ends the body early.
+        (
+            "te-cl",
+            200,
+            format!(
+                "POST /w HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{SMUGGLED}\r\n0\r\n\r\n",
+                SMUGGLED.len()
+            ),
+        ),
+    ];
+    for (name, status, te) in te_variants {
+        cases.push((
+            name,
+            status,
+            format!(
+                "POST /w HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{te}\r\n\r\n0\r\n\r\n{SMUGGLED}",
+                5 + SMUGGLED.len()
+            ),
+        ));
+    }
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_tricks_never_smuggle_a_second_request() {
+    let c = Cluster::start(1, |_| {}).await;
+    let node = &c.nodes[0];
+    for (name, status, request) in framing_cases() {
+        let before = node.app.seen().len();
+        let answer = raw(node, request.as_bytes()).await;
+        assert_eq!(status_and_code(&answer).0, status, "{name}: {answer:?}");
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{name}: a second request was answered: {answer:?}"
+        );
+        let seen = node.app.seen();
+        let new = &seen[before..];
+        assert!(new.iter().all(|s| s.uri == "/w"), "{name}: {new:?}");
+        let expected = usize::from(status == 200);
+        assert_eq!(new.len(), expected, "{name}: the app saw {new:?}");
+    }
+    assert_eq!(node.app.incomplete_bodies(), 0);
+    c.stop().await;
+}
+
+/// A client that writes its whole request before reading (curl, most scripts) gets the 421 or
+/// 307 rather than a broken pipe: rwproxy reads the body (up to 1 MiB) before answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_forwarding_modes_read_the_body_before_answering() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for (mode, status) in [(WriteMode::FlyReplay, 421), (WriteMode::Redirect, 307)] {
+        let c = Cluster::start(2, |config| config.writes.mode = mode).await;
+        let replica = &c.nodes[1];
+        // Within Fly's 1 MB replay limit, and well past the ~700 KB where the pipe broke.
+        let body = vec![b'x'; 990_000];
+        let mut request = format!(
+            "POST /things HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        // A small send buffer, so that the body cannot hide in kernel buffers on loopback:
+        // all of it must be read by rwproxy for the write to finish.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(16 * 1024).unwrap();
+        let mut stream = socket.connect(replica.name.parse().unwrap()).await.unwrap();
+        stream
+            .write_all(&request)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: the whole body could not be written: {e}"));
+        let mut head = vec![0u8; 512];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut head))
+            .await
+            .expect("an answer in time")
+            .unwrap_or_else(|e| panic!("{mode:?}: no answer: {e}"));
+        let answer = String::from_utf8_lossy(&head[..n]);
+        assert_eq!(status_and_code(&answer).0, status, "{mode:?}: {answer:?}");
+        assert_eq!(c.writes_seen(), [0, 0], "{mode:?}");
+        c.stop().await;
+    }
 }
