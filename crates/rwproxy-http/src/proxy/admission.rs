@@ -70,6 +70,24 @@ pub(super) fn hygiene(
     Ok(())
 }
 
+/// Answers a request that failed the hygiene checks. Over HTTP/1.1 the connection is closed
+/// after the answer: whatever the client sends next on it is as suspect as what it just sent.
+pub(super) async fn refuse(
+    request: Request<Incoming>,
+    class: RequestClass,
+    refusal: Refusal,
+) -> Outcome {
+    let http1 = request.version() < http::Version::HTTP_2;
+    let mut outcome = drain_then_reject(request, class, refusal.code()).await;
+    if http1 {
+        outcome
+            .response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    outcome
+}
+
 /// Request bodies up to this size are read and discarded before rwproxy answers a request it
 /// refuses, so the peer (often another rwproxy still streaming a forwarded write) gets the
 /// answer instead of a connection reset that would hide it.

@@ -227,7 +227,7 @@ impl Proxy {
         // Request hygiene (`crate::hygiene`): refused heads never reach an app or a primary.
         if let Err(refusal) = admission::hygiene(&mut request, params.allow_underscores_in_headers)
         {
-            return admission::drain_then_reject(request, class, refusal.code()).await;
+            return admission::refuse(request, class, refusal).await;
         }
         if let Some(max) = params.max_body {
             if admission::declared_length(request.headers()).is_some_and(|n| n > max) {
