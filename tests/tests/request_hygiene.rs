@@ -157,7 +157,9 @@ async fn two_hosts_and_a_host_that_contradicts_the_authority_are_refused() {
     );
     // The connection is closed after a refusal: what follows on it is as suspect.
     assert!(
-        answer.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
         "{answer:?}"
     );
     let url = format!("http://{}/r", node.name);

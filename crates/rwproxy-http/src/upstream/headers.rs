@@ -579,6 +579,77 @@ mod tests {
     }
 
     #[test]
+    fn connection_cannot_name_rwproxys_own_headers() {
+        let mut p = parts(
+            Request::post("/")
+                .header("host", "h")
+                .header(
+                    "connection",
+                    "close, X-Request-Id, X-Forwarded-For, Host, x-gone",
+                )
+                .header("x-request-id", "id-1")
+                .header("x-forwarded-for", "1.1.1.1")
+                .header("x-gone", "1")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
+        assert_eq!(p.headers["x-request-id"], "id-1");
+        assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
+        assert_eq!(p.headers["host"], "h");
+        assert!(!p.headers.contains_key("x-gone"));
+    }
+
+    #[test]
+    fn upgrades_to_http_itself_are_ignored() {
+        for protocol in ["h2c", "H2C", "websocket, h2c", "HTTP/2.0", "h2"] {
+            let mut p = parts(
+                Request::get("/")
+                    .header("host", "h")
+                    .header("connection", "Upgrade, HTTP2-Settings")
+                    .header("upgrade", protocol)
+                    .header("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA")
+                    .body(())
+                    .expect("request"),
+            );
+            assert_eq!(upgrade_protocol(p.version, &p.headers), None, "{protocol}");
+            prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
+            for gone in ["upgrade", "connection", "http2-settings"] {
+                assert!(!p.headers.contains_key(gone), "{protocol}: {gone}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_absolute_target_names_the_host() {
+        let mut p = parts(
+            Request::get("http://real.example/r?q")
+                .header("host", "evil")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
+        assert_eq!(p.headers["host"], "real.example");
+        assert_eq!(p.headers["x-forwarded-host"], "real.example");
+        assert_eq!(p.uri, "/r?q");
+    }
+
+    #[test]
+    fn content_length_is_sent_in_canonical_form() {
+        for (given, sent) in [("0005", "5"), ("5, 5", "5"), ("0", "0"), ("12", "12")] {
+            let mut p = parts(
+                Request::post("/")
+                    .header("host", "h")
+                    .header("content-length", given)
+                    .body(())
+                    .expect("request"),
+            );
+            prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
+            assert_eq!(p.headers["content-length"], sent, "{given}");
+        }
+    }
+
+    #[test]
     fn odd_node_names_fall_back_in_via() {
         assert_eq!(
             HopIdentity::new("bad name").via(Version::HTTP_11),
