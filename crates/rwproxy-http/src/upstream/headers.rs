@@ -183,11 +183,13 @@ pub fn prepare_request(
     // absolute-form target's host wins over the Host header (RFC 9112 §3.2.2: a proxy sends
     // Host from it); over HTTP/2 the hygiene checks refused a host that disagrees.
     match parts.uri.authority() {
+        Some(authority)
+            if headers
+                .get(header::HOST)
+                .is_some_and(|h| h == authority.as_str()) => {}
         Some(authority) => {
-            if !matches!(headers.get(header::HOST), Some(host) if host == authority.as_str()) {
-                let value = HeaderValue::from_str(authority.as_str()).map_err(|_| MissingHost)?;
-                headers.insert(header::HOST, value);
-            }
+            let value = HeaderValue::from_str(authority.as_str()).map_err(|_| MissingHost)?;
+            headers.insert(header::HOST, value);
         }
         None if !headers.contains_key(header::HOST) => return Err(MissingHost),
         None => {}
