@@ -55,6 +55,14 @@ async fn errors(node: &TestNode, reason: &str) -> u64 {
 /// Sends one request over a fresh h2c (prior knowledge) connection with hyper's client, which
 /// sends the headers as given (a `host` beside `:authority`, two `host`s).
 async fn h2(node: &TestNode, request: Request<Full<Bytes>>) -> http::Response<Bytes> {
+    send_h2(node, request).await.expect("an HTTP/2 answer")
+}
+
+/// [`h2`], where the stream may be reset instead of answered.
+async fn send_h2(
+    node: &TestNode,
+    request: Request<Full<Bytes>>,
+) -> Result<http::Response<Bytes>, hyper::Error> {
     let stream = TcpStream::connect(&node.name).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
@@ -63,12 +71,18 @@ async fn h2(node: &TestNode, request: Request<Full<Bytes>>) -> http::Response<By
     let driver = tokio::spawn(connection);
     let response = tokio::time::timeout(WAIT, sender.send_request(request))
         .await
-        .expect("an answer in time")
-        .expect("an HTTP/2 answer");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
+        .expect("an answer in time");
+    let answer = match response {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            body.collect()
+                .await
+                .map(|b| http::Response::from_parts(parts, b.to_bytes()))
+        }
+        Err(error) => Err(error),
+    };
     driver.abort();
-    http::Response::from_parts(parts, body)
+    answer
 }
 
 fn h2_request(method: Method, uri: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
@@ -117,6 +131,30 @@ async fn a_malformed_chunked_body_is_the_clients_fault() {
         0,
         "blamed on the app"
     );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_body_shorter_than_its_length_is_the_clients_fault() {
+    let c = Cluster::start(1, |_| {}).await;
+    let node = &c.nodes[0];
+    let url = format!("http://{}/w", node.name);
+    let mut request = h2_request(Method::POST, &url, &[("content-length", "100")]);
+    *request.body_mut() = Full::new(Bytes::from_static(b"only ten.."));
+    // The stream is reset (RFC 9113 §8.1.1: malformed), so the 400 may not reach the client;
+    // what matters is where the failure is counted and that the app acted on nothing.
+    let _ = send_h2(node, request).await;
+    rwproxy_tests::eventually(WAIT, "the refusal to be counted", || async {
+        (errors(node, "bad-request").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        errors(node, "app-unreachable").await,
+        0,
+        "blamed on the app"
+    );
+    let seen = node.app.seen();
+    assert_eq!(complete(&seen, node.app.incomplete_bodies()), 0, "{seen:?}");
     c.stop().await;
 }
 
