@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rwproxy_core::WriteMode;
 use rwproxy_tests::app::Seen;
 use rwproxy_tests::cluster::{Cluster, TestNode};
-use rwproxy_tests::{metrics_page, raw_exchange};
+use rwproxy_tests::{eventually, metrics_line, metrics_page, raw_exchange};
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -136,16 +136,43 @@ async fn a_malformed_chunked_body_is_the_clients_fault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_body_shorter_than_its_length_is_the_clients_fault() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
     let c = Cluster::start(1, |_| {}).await;
     let node = &c.nodes[0];
-    let url = format!("http://{}/w", node.name);
-    let mut request = h2_request(Method::POST, &url, &[("content-length", "100")]);
-    *request.body_mut() = Full::new(Bytes::from_static(b"only ten.."));
-    // The stream is reset (RFC 9113 §8.1.1: malformed), so the 400 may not reach the client;
-    // what matters is where the failure is counted and that the app acted on nothing.
-    let _ = send_h2(node, request).await;
-    rwproxy_tests::eventually(WAIT, "the refusal to be counted", || async {
-        (errors(node, "bad-request").await == 1).then_some(())
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(1);
+    // Boxed: hyper's HTTP/2 client wants an `Unpin` body.
+    let body = StreamBody::new(Box::pin(futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|frame| (frame, rx)) },
+    )));
+    let request = Request::post(format!("http://{}/w", node.name))
+        .header("content-length", "100")
+        .body(body)
+        .unwrap();
+    let stream = TcpStream::connect(&node.name).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(connection);
+    let response = tokio::spawn(sender.send_request(request));
+    tx.send(Ok(Frame::data(Bytes::from_static(b"only ten.."))))
+        .await
+        .unwrap();
+    // Once rwproxy is streaming the request to the app, end the body 90 bytes short.
+    let admin = node.admin_url();
+    eventually(WAIT, "the request to be in flight", || {
+        metrics_line(&admin, |l| l == "rwproxy_in_flight_requests 1")
+    })
+    .await;
+    drop(tx);
+    // The stream is reset (RFC 9113 §8.1.1: malformed), so the 400 never reaches the client,
+    // and hyper may drop rwproxy's handler before it ends. What matters: the request settles,
+    // is never blamed on the app, and the app acted on nothing.
+    let _ = tokio::time::timeout(WAIT, response).await;
+    eventually(WAIT, "the request to settle", || {
+        metrics_line(&admin, |l| l == "rwproxy_in_flight_requests 0")
     })
     .await;
     assert_eq!(
@@ -153,8 +180,10 @@ async fn an_http2_body_shorter_than_its_length_is_the_clients_fault() {
         0,
         "blamed on the app"
     );
+    assert!(errors(node, "bad-request").await <= 1);
     let seen = node.app.seen();
     assert_eq!(complete(&seen, node.app.incomplete_bodies()), 0, "{seen:?}");
+    driver.abort();
     c.stop().await;
 }
 
@@ -219,6 +248,29 @@ async fn two_hosts_and_a_host_that_contradicts_the_authority_are_refused() {
     let seen = node.app.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].headers["host"], node.name.as_str());
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_invalid_host_is_refused() {
+    let c = Cluster::start(1, |_| {}).await;
+    let node = &c.nodes[0];
+    for request in [
+        // HTTP/1.1 needs Host even with an absolute-form target (RFC 9112 §3.2).
+        &b"GET http://real.example/r HTTP/1.1\r\n\r\n"[..],
+        b"GET /r HTTP/1.1\r\nHost: evil.example/x?\r\n\r\n",
+        b"GET /r HTTP/1.1\r\nHost: user@real.example\r\n\r\n",
+        b"GET /r HTTP/1.1\r\nHost: real.example evil.example\r\n\r\n",
+    ] {
+        let answer = raw(node, request).await;
+        assert_eq!(
+            status_and_code(&answer),
+            (400, Some("bad-request".into())),
+            "{:?}: {answer:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert!(node.app.seen().is_empty(), "{:?}", node.app.seen());
     c.stop().await;
 }
 

@@ -18,6 +18,11 @@ pub enum Refusal {
     /// More than one `Host` header: the app and rwproxy could read different ones
     /// (RFC 9112 §3.2: a server MUST answer 400).
     DuplicateHost,
+    /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2: 400, even in absolute form).
+    MissingHost,
+    /// A `Host` that is not a host and port (`evil.example/x`, `a@b`, spaces): an app that
+    /// builds links from it could be steered (RFC 9112 §3.2: an invalid value gets 400).
+    InvalidHost,
     /// HTTP/2: a `host` header that differs from `:authority` (RFC 9113 §8.3.1: malformed).
     HostMismatch,
     /// An absolute-form target with user information or a scheme other than http(s).
@@ -37,6 +42,8 @@ impl Refusal {
         match self {
             Refusal::Connect | Refusal::UnsupportedTransferCoding => ErrorCode::NotImplemented,
             Refusal::DuplicateHost
+            | Refusal::MissingHost
+            | Refusal::InvalidHost
             | Refusal::HostMismatch
             | Refusal::BadTarget
             | Refusal::RepeatedChunked => ErrorCode::BadRequest,
@@ -47,6 +54,8 @@ impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::DuplicateHost => "duplicate-host",
+            Refusal::MissingHost => "missing-host",
+            Refusal::InvalidHost => "invalid-host",
             Refusal::HostMismatch => "host-mismatch",
             Refusal::BadTarget => "bad-target",
             Refusal::Connect => "connect",
@@ -88,10 +97,18 @@ fn check_target(uri: &Uri) -> Result<(), Refusal> {
 fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Refusal> {
     let mut hosts = headers.get_all(header::HOST).iter();
     let Some(host) = hosts.next() else {
-        return Ok(());
+        // HTTP/2 names the host in `:authority`; HTTP/1.0 predates `Host` (and is refused later
+        // when its target names no host either).
+        return match version {
+            Version::HTTP_11 => Err(Refusal::MissingHost),
+            _ => Ok(()),
+        };
     };
     if hosts.next().is_some() {
         return Err(Refusal::DuplicateHost);
+    }
+    if !host.as_bytes().iter().all(|&b| is_authority_byte(b)) {
+        return Err(Refusal::InvalidHost);
     }
     // HTTP/1.1 absolute-form: the target's authority wins and Host is rewritten from it
     // (RFC 9112 §3.2.2; see `upstream::headers`). HTTP/2: the two must agree.
@@ -106,6 +123,12 @@ fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Re
         }
     }
     Ok(())
+}
+
+/// A byte of `host[:port]` (RFC 3986: reg-name, IP literal, port); `@` is left out, so
+/// user information is refused too. An empty `Host` is allowed (RFC 9112 §3.2).
+fn is_authority_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
 }
 
 fn check_transfer_coding(headers: &HeaderMap) -> Result<(), Refusal> {
@@ -178,14 +201,23 @@ mod tests {
     #[test]
     fn ordinary_requests_pass() {
         assert_eq!(h1("/", &[("host", "a")]), Ok(()));
-        assert_eq!(h1("/", &[]), Ok(()));
+        assert_eq!(h1("/", &[("host", "[::1]:8080")]), Ok(()));
+        assert_eq!(h1("/", &[("host", "")]), Ok(()));
+        let http10 = Request::get("/")
+            .version(Version::HTTP_10)
+            .body(())
+            .expect("request");
+        assert_eq!(head(http10), Ok(()));
         assert_eq!(
             h1("/", &[("host", "a"), ("transfer-encoding", "Chunked")]),
             Ok(())
         );
-        assert_eq!(h1("/", &[("transfer-encoding", " , chunked")]), Ok(()));
+        assert_eq!(
+            h1("/", &[("host", "a"), ("transfer-encoding", " , chunked")]),
+            Ok(())
+        );
         assert_eq!(h1("http://a:8080/x", &[("host", "other")]), Ok(()));
-        assert_eq!(h1("HTTPS://a/x", &[]), Ok(()));
+        assert_eq!(h1("HTTPS://a/x", &[("host", "a")]), Ok(()));
     }
 
     #[test]
@@ -194,8 +226,20 @@ mod tests {
             h1("/", &[("host", "a"), ("host", "a")]),
             Err(Refusal::DuplicateHost)
         );
-        assert_eq!(h1("http://u:p@a/", &[]), Err(Refusal::BadTarget));
-        assert_eq!(h1("ftp://a/", &[]), Err(Refusal::BadTarget));
+        assert_eq!(h1("/", &[]), Err(Refusal::MissingHost));
+        assert_eq!(h1("http://a/", &[]), Err(Refusal::MissingHost));
+        for bad in ["evil.example/x", "a@b", "a b", "a\tb", "\"a\"", "a\\b", "é"] {
+            assert_eq!(
+                h1("/", &[("host", bad)]),
+                Err(Refusal::InvalidHost),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            h1("http://u:p@a/", &[("host", "a")]),
+            Err(Refusal::BadTarget)
+        );
+        assert_eq!(h1("ftp://a/", &[("host", "a")]), Err(Refusal::BadTarget));
         let connect = Request::builder()
             .method(Method::CONNECT)
             .uri("a:443")
@@ -230,12 +274,17 @@ mod tests {
             ("chunked, chunked", Err(Refusal::RepeatedChunked)),
             ("chunked;q=1", Err(Refusal::UnsupportedTransferCoding)),
         ] {
-            assert_eq!(h1("/", &[("transfer-encoding", value)]), want, "{value:?}");
+            assert_eq!(
+                h1("/", &[("host", "a"), ("transfer-encoding", value)]),
+                want,
+                "{value:?}"
+            );
         }
         assert_eq!(
             h1(
                 "/",
                 &[
+                    ("host", "a"),
                     ("transfer-encoding", "chunked"),
                     ("transfer-encoding", "chunked")
                 ]

@@ -152,7 +152,7 @@ impl Proxy {
     ) -> Response<Body> {
         let started = Instant::now();
         let metrics = &self.inner.metrics;
-        metrics.in_flight(1.0);
+        let in_flight = metrics.track_in_flight();
         // One id per request, the client's own when it sent a sane one: it travels to the app
         // and to the primary (whose rwproxy keeps it), and comes back in the response.
         let request_id = self.inner.request_ids.assign(request.headers_mut());
@@ -170,7 +170,7 @@ impl Proxy {
         let idle = self.inner.params.upgrade_idle_timeout;
         upgrade::finish(client_upgrade, &mut outcome, idle);
         let elapsed = started.elapsed();
-        metrics.in_flight(-1.0);
+        drop(in_flight);
         outcome
             .response
             .headers_mut()
