@@ -7,7 +7,7 @@ use http::Request;
 use hyper::body::Incoming;
 use rwproxy_core::{ErrorCode, RequestClass};
 
-use super::Outcome;
+use super::{Outcome, RequestId};
 use crate::hygiene::{self, Refusal};
 use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
 
@@ -54,7 +54,9 @@ pub(super) fn hygiene(
     );
     if let Err(refusal) = checked {
         // The client's fault, not rwproxy's: informational, and counted as the code's error.
+        let request_id = RequestId::of(request);
         tracing::info!(
+            request_id = request_id.as_ref().map_or("-", RequestId::as_str),
             refusal = refusal.as_str(),
             code = refusal.code().as_str(),
             "request refused before routing"
