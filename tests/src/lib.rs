@@ -96,6 +96,17 @@ pub async fn metrics_line(admin_url: &str, line: impl Fn(&str) -> bool) -> Optio
         .then_some(())
 }
 
+/// Sends raw bytes to `addr` and returns whatever comes back before the server closes or
+/// `wait` passes (hostile-input tests, where no HTTP client would send such bytes).
+pub async fn raw_exchange(addr: &str, request: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// An HTTP/2 client with prior knowledge (h2c) that talks to loopback directly.
 pub fn h2c_client() -> reqwest::Client {
     client_builder()

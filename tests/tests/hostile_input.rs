@@ -6,18 +6,9 @@
 use std::time::{Duration, Instant};
 
 use rwproxy_tests::cluster::Cluster;
-use rwproxy_tests::{eventually, metrics_line, Answer as _};
+use rwproxy_tests::{eventually, metrics_line, raw_exchange as raw, Answer as _};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Sends raw bytes and returns whatever comes back before the server closes or `wait` passes.
-async fn raw(addr: &str, request: &[u8], wait: Duration) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_max_body_get_413_and_reach_no_app() {

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     BadRequest,
     /// The request body exceeds the configured limit.
     TooLarge,
+    /// The request asks for something rwproxy does not do: `CONNECT` (it is not a forward
+    /// proxy), or a transfer coding other than `chunked`.
+    NotImplemented,
     /// Too many requests are waiting (for a position or a primary).
     Overloaded,
     /// `writes.mode = "fly-replay"`: Fly.io's edge must replay this write on the primary.
@@ -43,7 +46,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics registration and documentation tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::NoPrimary,
         ErrorCode::PrimaryUnreachable,
         ErrorCode::PrimaryTimeout,
@@ -56,6 +59,7 @@ impl ErrorCode {
         ErrorCode::Loop,
         ErrorCode::BadRequest,
         ErrorCode::TooLarge,
+        ErrorCode::NotImplemented,
         ErrorCode::Overloaded,
         ErrorCode::FlyReplay,
         ErrorCode::Redirect,
@@ -76,6 +80,7 @@ impl ErrorCode {
             ErrorCode::Loop => "loop",
             ErrorCode::BadRequest => "bad-request",
             ErrorCode::TooLarge => "too-large",
+            ErrorCode::NotImplemented => "not-implemented",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::FlyReplay => "fly-replay",
             ErrorCode::Redirect => "redirect",
@@ -98,6 +103,7 @@ impl ErrorCode {
             ErrorCode::PrimaryFailed | ErrorCode::AppUnreachable => StatusCode::BAD_GATEWAY,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             // Outside Fly.io nothing replays it: a 4xx, never a silent 200.
             ErrorCode::FlyReplay => StatusCode::MISDIRECTED_REQUEST,
             ErrorCode::Redirect => StatusCode::TEMPORARY_REDIRECT,
@@ -119,6 +125,7 @@ impl ErrorCode {
             ErrorCode::Loop => "a forwarded request reached a node that is not the primary; it was not applied, retry",
             ErrorCode::BadRequest => "malformed request",
             ErrorCode::TooLarge => "request body too large",
+            ErrorCode::NotImplemented => "rwproxy does not support this request (CONNECT, or a transfer coding other than chunked)",
             ErrorCode::Overloaded => "too many requests are waiting on this node, retry",
             ErrorCode::FlyReplay => "this write must be replayed on the primary by Fly.io's edge; it was not applied here",
             ErrorCode::Redirect => "this write must be sent to the primary; follow the Location header",
@@ -152,6 +159,7 @@ impl ErrorCode {
                 | ErrorCode::Overloaded
                 | ErrorCode::BadRequest
                 | ErrorCode::TooLarge
+                | ErrorCode::NotImplemented
                 | ErrorCode::ConsistencyTimeout
                 | ErrorCode::FlyReplay
                 | ErrorCode::Redirect

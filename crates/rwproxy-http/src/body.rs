@@ -16,16 +16,27 @@ use crate::upstream::pool::Checkin;
 #[error("request body exceeds proxy.max_body")]
 pub struct BodyTooLarge;
 
-/// True when `error` (or what caused it) is [`BodyTooLarge`].
-pub fn is_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+/// A client's request body failed while rwproxy streamed it on: malformed chunked framing, a
+/// body shorter than its `Content-Length`, a client that went away mid-body. The client's
+/// fault: answered 400 `bad-request`, never blamed on the app or the primary.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed: {0}")]
+pub struct ClientBodyError(#[source] hyper::Error);
+
+/// The `rwproxy-error` code for an upstream send that failed because of the client's body
+/// ([`BodyTooLarge`] or [`ClientBodyError`] somewhere in `error`'s causes), else `None`.
+pub fn client_fault(error: &(dyn std::error::Error + 'static)) -> Option<rwproxy_core::ErrorCode> {
     let mut current = Some(error);
     while let Some(e) = current {
         if e.is::<BodyTooLarge>() {
-            return true;
+            return Some(rwproxy_core::ErrorCode::TooLarge);
+        }
+        if e.is::<ClientBodyError>() {
+            return Some(rwproxy_core::ErrorCode::BadRequest);
         }
         current = e.source();
     }
-    false
+    None
 }
 
 /// Errors a body can yield while streaming.
@@ -50,6 +61,8 @@ pin_project! {
             checkin: Option<Checkin>,
             // Bytes still allowed (`proxy.max_body`); `None`: no limit.
             remaining: Option<u64>,
+            // A client's request body: its errors are the client's fault.
+            from_client: bool,
         },
         // A small body rwproxy made (error messages, health documents, metrics).
         Full { data: Option<Bytes> },
@@ -81,6 +94,7 @@ impl Body {
                 inner,
                 checkin: None,
                 remaining: limit,
+                from_client: true,
             },
         }
     }
@@ -92,6 +106,7 @@ impl Body {
                 inner,
                 checkin: None,
                 remaining: None,
+                from_client: false,
             },
         }
     }
@@ -103,6 +118,7 @@ impl Body {
                 inner,
                 checkin: Some(checkin),
                 remaining: None,
+                from_client: false,
             },
         };
         // A response without a body (204, 304, HEAD) ends at once.
@@ -147,6 +163,7 @@ impl HttpBody for Body {
                 mut inner,
                 checkin,
                 remaining,
+                from_client,
             } => {
                 let polled = inner.as_mut().poll_frame(cx);
                 if let (Poll::Ready(Some(Ok(frame))), Some(left)) = (&polled, remaining.as_mut()) {
@@ -168,7 +185,15 @@ impl HttpBody for Body {
                         c.done();
                     }
                 }
-                polled.map(|f| f.map(|r| r.map_err(Into::into)))
+                let from_client = *from_client;
+                polled.map(|f| {
+                    f.map(|r| {
+                        r.map_err(|e| match from_client {
+                            true => Box::new(ClientBodyError(e)) as BoxError,
+                            false => e.into(),
+                        })
+                    })
+                })
             }
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }

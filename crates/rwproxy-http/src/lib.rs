@@ -7,6 +7,7 @@ pub mod body;
 pub mod consistency;
 pub mod freshness;
 pub mod health;
+pub mod hygiene;
 pub mod metrics;
 pub mod params;
 pub mod proxy;

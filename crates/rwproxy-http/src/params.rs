@@ -55,6 +55,9 @@ pub struct ProxyParams {
     /// `proxy.upgrade_idle_timeout`: an upgraded connection (WebSocket) silent this long in both
     /// directions is closed.
     pub upgrade_idle_timeout: Duration,
+    /// `proxy.allow_underscores_in_headers`: pass on header names containing `_` (dropped by
+    /// default, see [`crate::hygiene::drop_underscored_headers`]).
+    pub allow_underscores_in_headers: bool,
 }
 
 /// Health endpoint settings.

@@ -7,7 +7,8 @@ use http::Request;
 use hyper::body::Incoming;
 use rwproxy_core::{ErrorCode, RequestClass};
 
-use super::Outcome;
+use super::{Outcome, RequestId};
+use crate::hygiene::{self, Refusal};
 use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
 
 /// True when the request carries the forwarded-request marker and, with `cluster.secret` set,
@@ -39,6 +40,56 @@ pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// Request hygiene (see [`crate::hygiene`]): `Err` when the head must be refused; otherwise
+/// header names with `_` are dropped unless `allow_underscores` is set.
+pub(super) fn hygiene(
+    request: &mut Request<Incoming>,
+    allow_underscores: bool,
+) -> Result<(), Refusal> {
+    let checked = hygiene::check(
+        request.method(),
+        request.uri(),
+        request.version(),
+        request.headers(),
+    );
+    if let Err(refusal) = checked {
+        // The client's fault, not rwproxy's: informational, and counted as the code's error.
+        let request_id = RequestId::of(request);
+        tracing::info!(
+            request_id = request_id.as_ref().map_or("-", RequestId::as_str),
+            refusal = refusal.as_str(),
+            code = refusal.code().as_str(),
+            "request refused before routing"
+        );
+        return Err(refusal);
+    }
+    if !allow_underscores {
+        let dropped = hygiene::drop_underscored_headers(request.headers_mut());
+        if dropped > 0 {
+            tracing::debug!(dropped, "dropped header names containing '_'");
+        }
+    }
+    Ok(())
+}
+
+/// Answers a request that failed the hygiene checks. Over HTTP/1.1 the connection is closed
+/// after the answer: whatever the client sends next on it is as suspect as what it just sent.
+pub(super) async fn refuse(
+    request: Request<Incoming>,
+    class: RequestClass,
+    refusal: Refusal,
+) -> Outcome {
+    let http1 = request.version() < http::Version::HTTP_2;
+    let mut outcome = drain_then_reject(request, class, refusal.code()).await;
+    if http1 {
+        outcome
+            .response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    outcome
+}
+
 /// Request bodies up to this size are read and discarded before rwproxy answers a request it
 /// refuses, so the peer (often another rwproxy still streaming a forwarded write) gets the
 /// answer instead of a connection reset that would hide it.
@@ -46,12 +97,25 @@ const DRAIN_LIMIT: usize = 1 << 20;
 /// How long the discarding may take.
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
+/// Answers `code` after reading and discarding a bounded part of the body (see [`discard_body`]).
 pub(super) async fn drain_then_reject(
     request: Request<Incoming>,
     class: RequestClass,
     code: ErrorCode,
 ) -> Outcome {
+    discard_body(request).await;
+    Outcome::rejected(class, code)
+}
+
+/// Reads and drops up to [`DRAIN_LIMIT`] bytes of the body within [`DRAIN_TIME`], so that a
+/// client that writes its whole body before reading sees the answer rather than a broken pipe.
+/// A client that sent `Expect: 100-continue` is waiting to be asked for its body: it is not
+/// asked (reading would make hyper send `100 Continue`), and gets the answer at once.
+pub(super) async fn discard_body(request: Request<Incoming>) {
     use http_body_util::BodyExt as _;
+    if request.headers().contains_key(http::header::EXPECT) {
+        return;
+    }
     let mut body = request.into_body();
     let discard = async {
         let mut seen = 0usize;
@@ -64,7 +128,6 @@ pub(super) async fn drain_then_reject(
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
-    Outcome::rejected(class, code)
 }
 
 #[cfg(test)]

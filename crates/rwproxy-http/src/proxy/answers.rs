@@ -18,7 +18,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use rwproxy_core::{ErrorCode, Reason, RequestClass};
 
-use super::{Outcome, Proxy};
+use super::{admission, Outcome, Proxy};
 use crate::respond;
 use crate::upstream::headers::{upgrade_protocol, ClientInfo};
 
@@ -66,6 +66,9 @@ impl Proxy {
         let Ok(value) = HeaderValue::from_str(&format!("instance={primary}")) else {
             return Outcome::rejected(class, ErrorCode::NoPrimary);
         };
+        // Read the body (at most Fly's 1 MB) before answering: a client that writes its whole
+        // body first would otherwise see a broken pipe instead of the 421.
+        admission::discard_body(request).await;
         let mut response = respond::error(ErrorCode::FlyReplay);
         response.headers_mut().insert(FLY_REPLAY.clone(), value);
         Outcome {
@@ -104,6 +107,9 @@ impl Proxy {
             tracing::error!(%primary, "writes.primary_url gives no valid URL for this primary");
             return Outcome::rejected(class, ErrorCode::NoPrimary);
         };
+        // As for fly-replay: the client sees the 307, not a broken pipe (bounded: a larger
+        // body is cut off and the connection closed after the answer).
+        admission::discard_body(request).await;
         let mut response = respond::error(ErrorCode::Redirect);
         response.headers_mut().insert(header::LOCATION, location);
         Outcome {

@@ -137,13 +137,18 @@ impl Proxy {
                 );
                 Outcome::rejected(class, ErrorCode::Overloaded)
             }
-            Err(SendError::Sent(error)) if crate::body::is_too_large(&error) => {
-                Outcome::rejected(class, ErrorCode::TooLarge)
-            }
-            Err(SendError::Sent(error)) => {
-                tracing::warn!(request_id, app = %inner.app.authority, %error, "local app failed mid-request");
-                Outcome::rejected(class, ErrorCode::AppUnreachable)
-            }
+            Err(SendError::Sent(error)) => match crate::body::client_fault(&error) {
+                // The client's body broke (malformed chunk, cut off) or outgrew the limit:
+                // the client's fault, not the app's.
+                Some(code) => {
+                    tracing::info!(request_id, code = code.as_str(), %error, "the client's request body failed");
+                    Outcome::rejected(class, code)
+                }
+                None => {
+                    tracing::warn!(request_id, app = %inner.app.authority, %error, "local app failed mid-request");
+                    Outcome::rejected(class, ErrorCode::AppUnreachable)
+                }
+            },
         }
     }
 

@@ -264,16 +264,21 @@ impl Proxy {
                 tracing::warn!(request_id, %primary, %error, "the primary refused this node's client certificate (writes.client_cert); the request reached no app");
                 Attempt::Refused
             }
-            Ok(Err(SendError::Sent(error))) if crate::body::is_too_large(&error) => {
-                inner.breakers.success(&target.authority);
-                Attempt::Failed(ErrorCode::TooLarge)
-            }
             Ok(Err(SendError::Sent(error))) => {
                 // Connected, then failed: the primary was reachable.
                 inner.breakers.success(&target.authority);
-                inner.metrics.primary_reachable(true);
-                tracing::warn!(request_id, %primary, %error, "connection to the primary failed after the request was sent");
-                Attempt::Failed(ErrorCode::PrimaryFailed)
+                match crate::body::client_fault(&error) {
+                    // The client's body broke or outgrew the limit: not the primary's fault.
+                    Some(code) => {
+                        tracing::info!(request_id, code = code.as_str(), %error, "the client's request body failed");
+                        Attempt::Failed(code)
+                    }
+                    None => {
+                        inner.metrics.primary_reachable(true);
+                        tracing::warn!(request_id, %primary, %error, "connection to the primary failed after the request was sent");
+                        Attempt::Failed(ErrorCode::PrimaryFailed)
+                    }
+                }
             }
             Ok(Err(SendError::Connect { error, request })) => {
                 inner.breakers.failure(&target.authority);

@@ -152,7 +152,7 @@ impl Proxy {
     ) -> Response<Body> {
         let started = Instant::now();
         let metrics = &self.inner.metrics;
-        metrics.in_flight(1.0);
+        let in_flight = metrics.track_in_flight();
         // One id per request, the client's own when it sent a sane one: it travels to the app
         // and to the primary (whose rwproxy keeps it), and comes back in the response.
         let request_id = self.inner.request_ids.assign(request.headers_mut());
@@ -170,7 +170,7 @@ impl Proxy {
         let idle = self.inner.params.upgrade_idle_timeout;
         upgrade::finish(client_upgrade, &mut outcome, idle);
         let elapsed = started.elapsed();
-        metrics.in_flight(-1.0);
+        drop(in_flight);
         outcome
             .response
             .headers_mut()
@@ -208,7 +208,7 @@ impl Proxy {
         outcome.response
     }
 
-    async fn pipeline(&self, request: Request<Incoming>, client: ClientInfo) -> Outcome {
+    async fn pipeline(&self, mut request: Request<Incoming>, client: ClientInfo) -> Outcome {
         let inner = &*self.inner;
         let params = &inner.params;
         if request.uri().path() == params.health.path
@@ -224,6 +224,11 @@ impl Proxy {
         let class = params
             .classifier
             .classify(request.method(), request.uri().path());
+        // Request hygiene (`crate::hygiene`): refused heads never reach an app or a primary.
+        if let Err(refusal) = admission::hygiene(&mut request, params.allow_underscores_in_headers)
+        {
+            return admission::refuse(request, class, refusal).await;
+        }
         if let Some(max) = params.max_body {
             if admission::declared_length(request.headers()).is_some_and(|n| n > max) {
                 return Outcome::rejected(class, ErrorCode::TooLarge);

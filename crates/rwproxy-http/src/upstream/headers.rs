@@ -1,5 +1,14 @@
 //! The header rules of one proxy hop (RFC 9110 §7.6): hop-by-hop headers removed, the
 //! `X-Forwarded-*` family and `Via` added, the target rewritten to origin form.
+//!
+//! Request hygiene here (see also `crate::hygiene`, which refuses what cannot be repaired):
+//! * `Connection` cannot name the headers rwproxy itself sets or relies on ([`OWN_HEADERS`]):
+//!   a client's `Connection: close, X-Request-Id` would otherwise strip the request id, or the
+//!   edge's `X-Forwarded-For`, before the app sees them;
+//! * `Upgrade: h2c` (and `HTTP2-Settings`) never reach the app: an app that accepted would
+//!   speak HTTP/2 over a tunnel past rwproxy's per-request routing;
+//! * an absolute-form target's host wins over `Host` (RFC 9112 §3.2.2);
+//! * `Content-Length` is sent in canonical form (`0005` becomes `5`).
 
 use std::net::IpAddr;
 
@@ -21,14 +30,28 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1). `Trailer` is not
 /// one of them: it names the trailer fields end to end, and HTTP/1.1 sends only those it names.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
+    // The h2c upgrade's settings (RFC 9113 §3.2.1 says it is connection-specific).
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
     header::TRANSFER_ENCODING,
+];
+
+/// Headers rwproxy sets or relies on, which a `Connection` header cannot make hop-by-hop.
+const OWN_HEADERS: [HeaderName; 8] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::VIA,
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("rwproxy-forwarded-by"),
 ];
 
 /// Per-node values computed once at start-up.
@@ -156,12 +179,22 @@ pub fn prepare_request(
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 
-    // HTTP/2 clients send :authority instead of Host; HTTP/1.1 upstreams need Host.
-    if !headers.contains_key(header::HOST) {
-        let authority = parts.uri.authority().ok_or(MissingHost)?;
-        let value = HeaderValue::from_str(authority.as_str()).map_err(|_| MissingHost)?;
-        headers.insert(header::HOST, value);
+    // HTTP/2 clients send :authority instead of Host; HTTP/1.1 upstreams need Host. An
+    // absolute-form target's host wins over the Host header (RFC 9112 §3.2.2: a proxy sends
+    // Host from it); over HTTP/2 the hygiene checks refused a host that disagrees.
+    match parts.uri.authority() {
+        Some(authority)
+            if headers
+                .get(header::HOST)
+                .is_some_and(|h| h == authority.as_str()) => {}
+        Some(authority) => {
+            let value = HeaderValue::from_str(authority.as_str()).map_err(|_| MissingHost)?;
+            headers.insert(header::HOST, value);
+        }
+        None if !headers.contains_key(header::HOST) => return Err(MissingHost),
+        None => {}
     }
+    canonical_content_length(headers);
     append_forwarded_for(headers, &client.forwarded_for);
     // `entry` looks each name up once (`contains_key` then `insert` would hash it twice).
     if let header::Entry::Vacant(slot) = headers.entry(&X_FORWARDED_PROTO) {
@@ -199,12 +232,48 @@ pub fn prepare_response(parts: &mut response::Parts) {
 }
 
 /// The protocol an HTTP/1.1 upgrade request asks for (`Connection: upgrade` plus `Upgrade`).
-/// Other versions have no such upgrade (HTTP/2 forbids both headers).
+/// Other versions have no such upgrade (HTTP/2 forbids both headers). An upgrade to HTTP itself
+/// (`h2c`, `h2`, `HTTP/2.0`) is ignored, as RFC 9110 §7.8 lets a server do: the request goes on
+/// as plain HTTP/1.1 without its `Upgrade`, so no app can take the connection over as HTTP/2
+/// past rwproxy's per-request routing.
 pub fn upgrade_protocol(version: Version, headers: &HeaderMap) -> Option<&HeaderValue> {
     if version != Version::HTTP_11 || !has_token(headers, &header::CONNECTION, "upgrade") {
         return None;
     }
-    headers.get(header::UPGRADE)
+    let protocol = headers.get(header::UPGRADE)?;
+    let to_http = protocol
+        .to_str()
+        .map_or(true, |text| text.split(',').any(names_http));
+    (!to_http).then_some(protocol)
+}
+
+/// True for an `Upgrade` element naming HTTP itself (`h2c`, `h2`, `HTTP/2.0`).
+fn names_http(element: &str) -> bool {
+    let name = element.trim().split('/').next().unwrap_or("");
+    ["h2c", "h2", "http"]
+        .iter()
+        .any(|p| name.eq_ignore_ascii_case(p))
+}
+
+/// Rewrites a `Content-Length` that hyper accepted but that is not in canonical form (leading
+/// zeros, a list of equal values) as the plain number, so that the app reads what hyper read.
+fn canonical_content_length(headers: &mut HeaderMap) {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else {
+        return;
+    };
+    let bytes = value.as_bytes();
+    let canonical = bytes.iter().all(u8::is_ascii_digit) && (bytes.len() == 1 || bytes[0] != b'0');
+    if canonical {
+        return;
+    }
+    let length = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.split(',').next())
+        .and_then(|first| first.trim().parse::<u64>().ok());
+    if let Some(length) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
 }
 
 /// Puts back the two headers an upgrade travels with, after the hop-by-hop ones were removed.
@@ -237,13 +306,14 @@ fn has_hop_by_hop(headers: &HeaderMap) -> bool {
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named in Connection are hop-by-hop too.
+    // Headers named in Connection are hop-by-hop too, except those rwproxy owns.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !OWN_HEADERS.contains(name))
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
@@ -508,6 +578,77 @@ mod tests {
             .0;
         prepare_response(&mut r);
         assert_eq!(r.headers.len(), 1);
+    }
+
+    #[test]
+    fn connection_cannot_name_rwproxys_own_headers() {
+        let mut p = parts(
+            Request::post("/")
+                .header("host", "h")
+                .header(
+                    "connection",
+                    "close, X-Request-Id, X-Forwarded-For, Host, x-gone",
+                )
+                .header("x-request-id", "id-1")
+                .header("x-forwarded-for", "1.1.1.1")
+                .header("x-gone", "1")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
+        assert_eq!(p.headers["x-request-id"], "id-1");
+        assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
+        assert_eq!(p.headers["host"], "h");
+        assert!(!p.headers.contains_key("x-gone"));
+    }
+
+    #[test]
+    fn upgrades_to_http_itself_are_ignored() {
+        for protocol in ["h2c", "H2C", "websocket, h2c", "HTTP/2.0", "h2"] {
+            let mut p = parts(
+                Request::get("/")
+                    .header("host", "h")
+                    .header("connection", "Upgrade, HTTP2-Settings")
+                    .header("upgrade", protocol)
+                    .header("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA")
+                    .body(())
+                    .expect("request"),
+            );
+            assert_eq!(upgrade_protocol(p.version, &p.headers), None, "{protocol}");
+            prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
+            for gone in ["upgrade", "connection", "http2-settings"] {
+                assert!(!p.headers.contains_key(gone), "{protocol}: {gone}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_absolute_target_names_the_host() {
+        let mut p = parts(
+            Request::get("http://real.example/r?q")
+                .header("host", "evil")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
+        assert_eq!(p.headers["host"], "real.example");
+        assert_eq!(p.headers["x-forwarded-host"], "real.example");
+        assert_eq!(p.uri, "/r?q");
+    }
+
+    #[test]
+    fn content_length_is_sent_in_canonical_form() {
+        for (given, sent) in [("0005", "5"), ("5, 5", "5"), ("0", "0"), ("12", "12")] {
+            let mut p = parts(
+                Request::post("/")
+                    .header("host", "h")
+                    .header("content-length", given)
+                    .body(())
+                    .expect("request"),
+            );
+            prepare_request(&mut p, &client(), &HopIdentity::new("n")).expect("prepared");
+            assert_eq!(p.headers["content-length"], sent, "{given}");
+        }
     }
 
     #[test]

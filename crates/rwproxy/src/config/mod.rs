@@ -166,6 +166,9 @@ pub struct ProxyConfig {
     /// `proxy.drain_delay`: on SIGTERM/SIGINT, how long health reports `draining` while the
     /// listeners keep serving, before they stop accepting (default 0 s).
     pub drain_delay: Duration,
+    /// `proxy.allow_underscores_in_headers`: pass on request header names containing `_`
+    /// (default false: dropped, as nginx does).
+    pub allow_underscores_in_headers: bool,
 }
 
 /// `[admin]`: the metrics/health/status listener.

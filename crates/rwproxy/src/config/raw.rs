@@ -53,6 +53,7 @@ pub(crate) struct RawProxy {
     pub max_connections: Option<usize>,
     pub drain_delay: Option<DurationText>,
     pub header_timeout: Option<DurationText>,
+    pub allow_underscores_in_headers: Option<bool>,
 }
 
 /// `[proxy.tls]`.

@@ -701,3 +701,14 @@ fn limits_and_the_shared_secret() {
         "{p:?}"
     );
 }
+
+#[test]
+fn underscores_in_header_names_are_dropped_unless_allowed() {
+    assert!(!ok(MINIMAL).proxy.allow_underscores_in_headers);
+    let allowed = ok(&format!("{MINIMAL}allow_underscores_in_headers = true\n"));
+    assert!(allowed.proxy.allow_underscores_in_headers);
+    assert_eq!(
+        problems_with("allow_underscores_in_headers = \"on\"\n"),
+        vec!["proxy.allow_underscores_in_headers: invalid type: string \"on\", expected a boolean"]
+    );
+}

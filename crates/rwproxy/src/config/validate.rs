@@ -154,6 +154,7 @@ fn proxy(c: &mut Checker<'_>, raw: RawProxy) -> ProxyConfig {
         },
         header_timeout: c.nonzero_duration("proxy.header_timeout", &raw.header_timeout, secs(30)),
         drain_delay: c.duration("proxy.drain_delay", &raw.drain_delay, secs(0)),
+        allow_underscores_in_headers: raw.allow_underscores_in_headers.unwrap_or(false),
     }
 }
 

@@ -92,6 +92,7 @@ pub(super) fn proxy_params(
         access_log: config.log.access,
         upstream_tls: crate::tls::upstream_tls(config)?,
         upgrade_idle_timeout: config.proxy.upgrade_idle_timeout,
+        allow_underscores_in_headers: config.proxy.allow_underscores_in_headers,
     })
 }
 
