@@ -80,13 +80,33 @@ impl RunReport {
         counts
     }
 
+    /// Writes that were not acknowledged, by status (`0`: no answer), in status order.
+    pub fn write_failures(&self) -> Vec<(u16, usize)> {
+        let mut by_status = std::collections::BTreeMap::new();
+        for op in &self.history.ops {
+            let status = match op.kind {
+                OpKind::Write {
+                    result: WriteResult::Failed(status),
+                    ..
+                } => status,
+                OpKind::Write {
+                    result: WriteResult::Unknown,
+                    ..
+                } => 0,
+                _ => continue,
+            };
+            *by_status.entry(status).or_insert(0) += 1;
+        }
+        by_status.into_iter().collect()
+    }
+
     /// One paragraph for the test output (and docs/guarantees.md).
     pub fn summary(&self) -> String {
         let (acked, reads, failed) = self.outcome_counts();
         format!(
             "mode {:?}, seed {}: {} operations by {} sessions in {:.1} s ({} acknowledged writes, \
-             {} reads answered, {} failed or unanswered); {}; {} violations of promised rules, \
-             {} monotonic-read anomalies",
+             {} reads answered, {} failed or unanswered; failed writes by status, 0 = no answer: \
+             {:?}); {}; {} violations of promised rules, {} monotonic-read anomalies",
             self.config.mode,
             self.config.seed,
             self.history.ops.len(),
@@ -95,6 +115,7 @@ impl RunReport {
             acked,
             reads,
             failed,
+            self.write_failures(),
             self.faults,
             self.broken_promises().len(),
             self.monotonic_anomalies()
