@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use super::op::{History, Key, Op, Value};
+use super::op::{show, History, Key, Op, Value};
 
 /// The rule a violation breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -86,8 +86,9 @@ fn check_session(ops: &[&Op], violations: &mut Vec<Violation>) {
             violations.push(Violation {
                 rule: Rule::ReadYourWrites,
                 what: format!(
-                    "session {}: read of k{key} misses {value}, written and acknowledged before it",
-                    op.session
+                    "session {}: read of k{key} misses {}, written and acknowledged before it",
+                    op.session,
+                    show(*value)
                 ),
                 ops: vec![(*write).clone(), (*op).clone()],
             });
@@ -97,8 +98,9 @@ fn check_session(ops: &[&Op], violations: &mut Vec<Violation>) {
             violations.push(Violation {
                 rule: Rule::MonotonicReads,
                 what: format!(
-                    "session {}: read of k{key} misses {value}, which an earlier read saw",
-                    op.session
+                    "session {}: read of k{key} misses {}, which an earlier read saw",
+                    op.session,
+                    show(*value)
                 ),
                 ops: vec![(*read).clone(), (*op).clone()],
             });
@@ -140,7 +142,8 @@ fn check_ledger(history: &History, violations: &mut Vec<Violation>) {
                 violations.push(Violation {
                     rule: Rule::LostWrite,
                     what: format!(
-                        "write k{key} += {value} was acknowledged but is not in the ledger"
+                        "write k{key} += {} was acknowledged but is not in the ledger",
+                        show(value)
                     ),
                     ops: vec![op.clone()],
                 });
@@ -164,7 +167,8 @@ fn check_ledger(history: &History, violations: &mut Vec<Violation>) {
                 rule: Rule::AppliedOnReplica,
                 what: format!(
                     "{} was applied by node {}, which did not hold the write lease",
-                    entry.value, entry.node
+                    show(entry.value),
+                    entry.node
                 ),
                 ops: involved(&entry.value),
             });
@@ -179,7 +183,10 @@ fn check_ledger(history: &History, violations: &mut Vec<Violation>) {
             ops.extend(involved(value));
             violations.push(Violation {
                 rule: Rule::PhantomRead,
-                what: format!("read of k{key} saw {value}, which is not in the ledger"),
+                what: format!(
+                    "read of k{key} saw {}, which is not in the ledger",
+                    show(*value)
+                ),
                 ops,
             });
         }
@@ -289,7 +296,7 @@ mod tests {
         assert_eq!(violations[0].rule, Rule::ReadYourWrites);
         assert_eq!(violations[0].ops.len(), 2, "the write and the read");
         let text = violations[0].to_string();
-        assert!(text.contains("misses 10"), "{text}");
+        assert!(text.contains("misses 0:10"), "{text}");
     }
 
     #[test]

@@ -97,6 +97,14 @@ impl Op {
     }
 }
 
+/// Shows a value as `session:n` (the `n`th write of that session): what [`unique_value`]
+/// packed into the number.
+///
+/// [`unique_value`]: super::client::unique_value
+pub fn show(value: Value) -> String {
+    format!("{}:{}", value >> 32, value & 0xffff_ffff)
+}
+
 /// Shows a list of values, shortened past a dozen (the count stays visible).
 struct Values<'a>(&'a [Value]);
 
@@ -104,7 +112,7 @@ impl fmt::Display for Values<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = self.0;
         let show = |f: &mut fmt::Formatter<'_>, part: &[Value]| {
-            let text: Vec<String> = part.iter().map(|x| x.to_string()).collect();
+            let text: Vec<String> = part.iter().map(|x| show(*x)).collect();
             write!(f, "{}", text.join(" "))
         };
         if v.len() <= 12 {
@@ -139,7 +147,7 @@ impl fmt::Display for Op {
                     WriteResult::Failed(status) => format!("failed ({status})"),
                     WriteResult::Unknown => "no answer".to_owned(),
                 };
-                write!(f, "write k{key} += {value} -> {result}")
+                write!(f, "write k{key} += {} -> {result}", show(*value))
             }
             OpKind::Read {
                 key,
