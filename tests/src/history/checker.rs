@@ -8,7 +8,8 @@
 //!
 //! and over the whole run:
 //! * no acknowledged write is lost, no write is applied twice, none is applied by a node that
-//!   did not hold the write lease (a replica);
+//!   did not hold the write lease (a replica), and none that rwproxy refused with a code promising
+//!   it reached no app (docs/operations.md) is applied;
 //! * every value read was written (and is in the ledger).
 
 use std::collections::{HashMap, HashSet};
@@ -24,7 +25,29 @@ pub enum Rule {
     LostWrite,
     DuplicateWrite,
     AppliedOnReplica,
+    RefusedButApplied,
     PhantomRead,
+}
+
+/// `rwproxy-error` codes that promise the request reached no app (docs/operations.md).
+const NEVER_REACHED_AN_APP: &[&str] = &[
+    "no-primary",
+    "primary-unreachable",
+    "consistency-timeout",
+    "stale",
+    "not-ready",
+    "draining",
+    "loop",
+    "bad-request",
+    "too-large",
+    "overloaded",
+];
+
+/// Whether `failure` (`"<status> <code>"`) is a refusal that promises the request reached no app.
+fn never_reached_an_app(failure: &str) -> bool {
+    failure
+        .split_once(' ')
+        .is_some_and(|(_, code)| NEVER_REACHED_AN_APP.contains(&code))
 }
 
 /// One broken rule, with the minimal history that shows it.
@@ -150,6 +173,22 @@ fn check_ledger(history: &History, violations: &mut Vec<Violation>) {
             }
         }
     }
+    for op in &history.ops {
+        let (super::op::OpKind::Write { key, value, .. }, Some(failure)) = (&op.kind, &op.failure)
+        else {
+            continue;
+        };
+        if never_reached_an_app(failure) && count.contains_key(value) {
+            violations.push(Violation {
+                rule: Rule::RefusedButApplied,
+                what: format!(
+                    "write k{key} += {} was refused ({failure}: it reached no app) but is in the ledger",
+                    show(*value)
+                ),
+                ops: vec![op.clone()],
+            });
+        }
+    }
     let mut reported = HashSet::new();
     for entry in &history.applied {
         if count.get(&entry.value).is_some_and(|n| *n > 1) && reported.insert(entry.value) {
@@ -219,6 +258,7 @@ mod tests {
                 start_us: (index as u64) * 1000,
                 end_us: (index as u64) * 1000 + 500,
                 kind,
+                failure: None,
             })
             .collect()
     }
@@ -353,6 +393,23 @@ mod tests {
             applied,
         };
         assert_eq!(rules(&history), vec![Rule::AppliedOnReplica]);
+    }
+
+    #[test]
+    fn a_write_refused_as_never_sent_must_not_be_applied() {
+        let mut ops = session(0, vec![failed_write(1, 10), failed_write(1, 11)]);
+        ops[0].failure = Some("503 primary-unreachable".into());
+        ops[1].failure = Some("502 primary-failed".into());
+        let history = History {
+            ops,
+            applied: ledger(&[(1, 10), (1, 11)]),
+        };
+        let violations = check(&history);
+        assert_eq!(
+            violations.iter().map(|v| v.rule).collect::<Vec<_>>(),
+            vec![Rule::RefusedButApplied]
+        );
+        assert_eq!(violations[0].ops[0].index, 0, "only the refused one");
     }
 
     #[test]

@@ -64,14 +64,26 @@ pub async fn run_session(id: usize, urls: NodeUrls, clock: Instant, work: Worklo
         };
         let start_us = micros(clock);
         let answer = request.send().await;
+        let mut failure = None;
         let answer = match answer {
             Ok(response) => {
                 keep_cookie(&mut jar, response.headers());
                 let status = response.status();
+                if !status.is_success() {
+                    let code = response
+                        .headers()
+                        .get("rwproxy-error")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("from the app");
+                    failure = Some(format!("{} {code}", status.as_u16()));
+                }
                 response.text().await.ok().map(|body| (status, body))
             }
             Err(_) => None,
         };
+        if answer.is_none() {
+            failure = Some("no answer".to_owned());
+        }
         let end_us = micros(clock);
         let kind = if is_write {
             let result = match &answer {
@@ -101,6 +113,7 @@ pub async fn run_session(id: usize, urls: NodeUrls, clock: Instant, work: Worklo
             start_us,
             end_us,
             kind,
+            failure,
         });
     }
     ops

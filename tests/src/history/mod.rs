@@ -80,24 +80,21 @@ impl RunReport {
         counts
     }
 
-    /// Writes that were not acknowledged, by status (`0`: no answer), in status order.
-    pub fn write_failures(&self) -> Vec<(u16, usize)> {
-        let mut by_status = std::collections::BTreeMap::new();
+    /// Operations that failed, by kind and reason (`"write 503 primary-unreachable"`), most
+    /// frequent first.
+    pub fn failures(&self) -> Vec<(String, usize)> {
+        let mut by_reason = std::collections::BTreeMap::new();
         for op in &self.history.ops {
-            let status = match op.kind {
-                OpKind::Write {
-                    result: WriteResult::Failed(status),
-                    ..
-                } => status,
-                OpKind::Write {
-                    result: WriteResult::Unknown,
-                    ..
-                } => 0,
-                _ => continue,
+            let Some(reason) = &op.failure else { continue };
+            let kind = match op.kind {
+                OpKind::Write { .. } => "write",
+                OpKind::Read { .. } => "read",
             };
-            *by_status.entry(status).or_insert(0) += 1;
+            *by_reason.entry(format!("{kind} {reason}")).or_insert(0) += 1;
         }
-        by_status.into_iter().collect()
+        let mut list: Vec<_> = by_reason.into_iter().collect();
+        list.sort_by(|a, b| b.1.cmp(&a.1));
+        list
     }
 
     /// One paragraph for the test output (and docs/guarantees.md).
@@ -105,8 +102,8 @@ impl RunReport {
         let (acked, reads, failed) = self.outcome_counts();
         format!(
             "mode {:?}, seed {}: {} operations by {} sessions in {:.1} s ({} acknowledged writes, \
-             {} reads answered, {} failed or unanswered; failed writes by status, 0 = no answer: \
-             {:?}); {}; {} violations of promised rules, {} monotonic-read anomalies",
+             {} reads answered, {} failed or unanswered: {:?}); {}; {} violations of promised rules, \
+             {} monotonic-read anomalies",
             self.config.mode,
             self.config.seed,
             self.history.ops.len(),
@@ -115,7 +112,7 @@ impl RunReport {
             acked,
             reads,
             failed,
-            self.write_failures(),
+            self.failures(),
             self.faults,
             self.broken_promises().len(),
             self.monotonic_anomalies()

@@ -23,6 +23,8 @@ pub struct Op {
     pub end_us: u64,
     /// What it was and how it ended.
     pub kind: OpKind,
+    /// Why it failed, when it did: `"<status> <rwproxy-error code>"` or `"no answer"`.
+    pub failure: Option<String>,
 }
 
 /// What an operation was, with its result.
