@@ -5,6 +5,8 @@
 //! session"):
 //! * read-your-writes: a read sees every write of its session acknowledged before it started;
 //! * monotonic reads: a read sees every value an earlier read of its session saw (the same key);
+//! * writes-follow-reads: an acknowledged write lands in the timeline after every value an
+//!   earlier read of its session saw (any key);
 //!
 //! and over the whole run:
 //! * no acknowledged write is lost, no write is applied twice, none is applied by a node that
@@ -22,6 +24,7 @@ use super::op::{show, History, Key, Op, Value};
 pub enum Rule {
     ReadYourWrites,
     MonotonicReads,
+    WritesFollowReads,
     LostWrite,
     DuplicateWrite,
     AppliedOnReplica,
@@ -85,7 +88,55 @@ pub fn check(history: &History) -> Vec<Violation> {
         check_session(&ops, &mut violations);
     }
     check_ledger(history, &mut violations);
+    check_write_order(history, &mut violations);
     violations
+}
+
+/// Writes-follow-reads: per session, an acknowledged write's place in the timeline is after
+/// every value the session read before it.
+fn check_write_order(history: &History, violations: &mut Vec<Violation>) {
+    let place: HashMap<Value, usize> = history
+        .applied
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| (entry.value, i))
+        .collect();
+    let mut ops: Vec<&Op> = history.ops.iter().collect();
+    ops.sort_by_key(|op| (op.session, op.index));
+    // Per session: the latest timeline place any read has seen, and that read.
+    let mut latest: HashMap<usize, (usize, Value, &Op)> = HashMap::new();
+    for op in ops {
+        if let Some((_, values)) = op.read_values() {
+            for v in values {
+                let Some(&at) = place.get(v) else { continue };
+                let entry = latest.entry(op.session).or_insert((at, *v, op));
+                if at > entry.0 {
+                    *entry = (at, *v, op);
+                }
+            }
+            continue;
+        }
+        let Some((key, value)) = op.acked_write() else {
+            continue;
+        };
+        let (Some(&at), Some(&(seen_at, seen, read))) =
+            (place.get(&value), latest.get(&op.session))
+        else {
+            continue;
+        };
+        if at < seen_at {
+            violations.push(Violation {
+                rule: Rule::WritesFollowReads,
+                what: format!(
+                    "session {}: write k{key} += {} landed before {}, which the session had read",
+                    op.session,
+                    show(value),
+                    show(seen)
+                ),
+                ops: vec![read.clone(), op.clone()],
+            });
+        }
+    }
 }
 
 /// Read-your-writes and monotonic reads within one session, in session order.
@@ -410,6 +461,27 @@ mod tests {
             vec![Rule::RefusedButApplied]
         );
         assert_eq!(violations[0].ops[0].index, 0, "only the refused one");
+    }
+
+    #[test]
+    fn a_write_ordered_before_what_its_session_read_breaks_writes_follow_reads() {
+        let mut ops = session(0, vec![write(1, 10)]);
+        ops.extend(session(1, vec![read(1, &[10]), write(2, 20)]));
+        let valid = History {
+            ops: ops.clone(),
+            applied: ledger(&[(1, 10), (2, 20)]),
+        };
+        assert_eq!(rules(&valid), vec![]);
+        let reordered = History {
+            ops,
+            applied: ledger(&[(2, 20), (1, 10)]),
+        };
+        let violations = check(&reordered);
+        assert_eq!(
+            violations.iter().map(|v| v.rule).collect::<Vec<_>>(),
+            vec![Rule::WritesFollowReads]
+        );
+        assert_eq!(violations[0].ops.len(), 2, "the read and the write");
     }
 
     #[test]
