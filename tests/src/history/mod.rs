@@ -93,7 +93,7 @@ impl RunReport {
             *by_reason.entry(format!("{kind} {reason}")).or_insert(0) += 1;
         }
         let mut list: Vec<_> = by_reason.into_iter().collect();
-        list.sort_by(|a, b| b.1.cmp(&a.1));
+        list.sort_by_key(|entry| std::cmp::Reverse(entry.1));
         list
     }
 
