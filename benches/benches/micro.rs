@@ -60,6 +60,7 @@ fn consistency_params() -> ConsistencyParams {
         cookie_max_age: Duration::from_secs(300),
         max_waiters: 10_000,
         databases: vec![Arc::from("app.db"), Arc::from("jobs.db")],
+        session: rwproxy_http::SessionMode::Writes,
     }
 }
 

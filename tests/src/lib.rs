@@ -6,6 +6,7 @@
 pub mod app;
 pub mod chaos_cluster;
 pub mod cluster;
+pub mod history;
 pub mod mount;
 pub mod protocols;
 pub mod relay;

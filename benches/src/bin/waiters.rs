@@ -58,6 +58,7 @@ async fn mechanism(n: usize) {
         cookie_max_age: Duration::from_secs(300),
         max_waiters: n,
         databases: vec!["app.db".into()],
+        session: rwproxy_http::SessionMode::Writes,
     });
     let token = Token::from_pairs([("app.db", 2)]);
     let mut tasks = Vec::with_capacity(n);

@@ -64,17 +64,8 @@ impl PositionReader {
     pub async fn confirms_primary(&self) -> Option<bool> {
         match &self.kind {
             Kind::Litefs { mount, reads, .. } => {
-                let permit = reads.clone().try_acquire_owned().ok()?;
                 let mount = mount.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    litefs::claims_primary(&mount)
-                });
-                tokio::time::timeout(litefs::READ_TIMEOUT, read)
-                    .await
-                    .ok()?
-                    .ok()?
-                    .ok()
+                blocking_read(reads, move || litefs::claims_primary(&mount)).await
             }
             Kind::None | Kind::Http { .. } => None,
         }
@@ -90,18 +81,8 @@ impl PositionReader {
                 databases,
                 reads,
             } => {
-                let permit = reads.clone().try_acquire_owned().ok()?;
                 let (mount, databases) = (mount.clone(), databases.clone());
-                let read = tokio::task::spawn_blocking(move || {
-                    // Released when the read really ends, not when the caller stops waiting.
-                    let _permit = permit;
-                    litefs::read_positions(&mount, &databases)
-                });
-                tokio::time::timeout(litefs::READ_TIMEOUT, read)
-                    .await
-                    .ok()?
-                    .ok()?
-                    .ok()
+                blocking_read(reads, move || litefs::read_positions(&mount, &databases)).await
             }
             Kind::Http { client, spec, node } => http_source::fetch(client, spec, node)
                 .await
@@ -109,6 +90,30 @@ impl PositionReader {
                 .map(|s| s.positions),
         }
     }
+}
+
+/// Runs one blocking mount read on a permit of `reads`, waiting for a permit when
+/// [`MAX_BLOCKING_READS`] are in flight; the wait and the read together are bounded by
+/// `litefs::READ_TIMEOUT`. Busy permits must not mean `None` at once: under ordinary
+/// concurrency the callers would then issue tokens from the last polled state, which can be
+/// older than the write just made (the history checker caught exactly that).
+async fn blocking_read<T: Send + 'static, E: Send + 'static>(
+    reads: &Arc<Semaphore>,
+    read: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Option<T> {
+    let reads = reads.clone();
+    let work = async move {
+        let permit = reads.acquire_owned().await.ok()?;
+        let task = tokio::task::spawn_blocking(move || {
+            // Released when the read really ends, not when the caller stops waiting.
+            let _permit = permit;
+            read()
+        });
+        task.await.ok()?.ok()
+    };
+    tokio::time::timeout(litefs::READ_TIMEOUT, work)
+        .await
+        .ok()?
 }
 
 #[cfg(test)]
@@ -160,7 +165,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn busy_blocking_reads_answer_none_at_once() {
+    async fn busy_blocking_reads_wait_for_a_permit_within_the_read_timeout() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("a.db-pos"),
@@ -177,9 +182,18 @@ mod tests {
             .acquire_many_owned(MAX_BLOCKING_READS as u32)
             .await
             .expect("permits");
+        // Stuck for good: the wait is bounded by the read timeout.
+        let started = std::time::Instant::now();
         assert_eq!(reader.read().await, None);
+        assert!(started.elapsed() >= litefs::READ_TIMEOUT);
+        // Busy for a moment: the read waits for the permit and succeeds.
+        let waiting = tokio::spawn({
+            let reader = reader.clone();
+            async move { reader.read().await }
+        });
+        tokio::task::yield_now().await;
         drop(stuck);
-        assert!(reader.read().await.is_some());
+        assert!(waiting.await.expect("join").is_some());
     }
 
     #[tokio::test]

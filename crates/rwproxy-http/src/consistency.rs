@@ -10,6 +10,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use rwproxy_core::{Demand, NodeState, Positions, Token, WaitState};
 use tokio::sync::watch;
 
+use crate::session::SessionMode;
+
 /// Consistency settings, mapped from the `[consistency]` config section.
 #[derive(Clone, Debug)]
 pub struct ConsistencyParams {
@@ -25,6 +27,8 @@ pub struct ConsistencyParams {
     pub max_waiters: usize,
     /// Configured databases, in order; the first backs the cookie.
     pub databases: Vec<Arc<str>>,
+    /// `consistency.session`: whether reads earn a token too.
+    pub session: SessionMode,
 }
 
 /// Reads the current positions straight from the source (not the last polled snapshot), so a
@@ -136,6 +140,7 @@ mod tests {
             cookie_max_age: Duration::from_secs(300),
             max_waiters: 2,
             databases: vec!["app.db".into(), "b.db".into()],
+            session: SessionMode::Writes,
         }
     }
 

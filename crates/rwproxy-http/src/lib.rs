@@ -13,6 +13,7 @@ pub mod params;
 pub mod proxy;
 pub mod respond;
 pub mod server;
+pub mod session;
 pub mod tls;
 pub mod upstream;
 
@@ -24,4 +25,5 @@ pub use metrics::Metrics;
 pub use params::{HealthParams, PrimaryUrl, ProxyParams};
 pub use proxy::{Draining, Proxy, RequestId};
 pub use server::{serve, serve_with_tls, ListenerLimits};
+pub use session::SessionMode;
 pub use upstream::headers::ClientInfo;

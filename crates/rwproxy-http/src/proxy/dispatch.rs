@@ -8,6 +8,7 @@ use rwproxy_core::{ErrorCode, Reason, RequestClass, Token};
 use super::{Outcome, Proxy, RequestId};
 use crate::body::Body;
 use crate::respond::RWPROXY_ROUTE;
+use crate::session::{token_for_read, SessionMode};
 use crate::upstream::headers::{
     prepare_request, prepare_response, ClientInfo, FORWARDED_BY, FORWARD_SECRET, X_FORWARDED_PROTO,
 };
@@ -23,6 +24,12 @@ pub(super) enum TokenAction<'a> {
     /// A read on the primary carrying this token: if the token is ahead of the primary itself
     /// (a restored database, another cluster's cookie), replace it so replicas stop waiting.
     ResetIfAhead(&'a Token),
+    /// `consistency.session = "reads-too"`: a read served here earns the client this node's
+    /// positions when they are newer than its token ([`crate::session::token_for_read`]).
+    IssueForRead {
+        token: Option<&'a Token>,
+        on_primary: bool,
+    },
 }
 
 impl Proxy {
@@ -42,8 +49,12 @@ impl Proxy {
         // Internal routing headers are for rwproxy, not for the app.
         parts.headers.remove(&FORWARDED_BY);
         parts.headers.remove(&FORWARD_SECRET);
+        let reads_too = self.inner.params.consistency.session == SessionMode::ReadsToo;
         let action = match (on_primary, class, token) {
             (true, RequestClass::Write, _) => TokenAction::IssueAfterWrite,
+            (_, RequestClass::Read, _) if reads_too => {
+                TokenAction::IssueForRead { token, on_primary }
+            }
             (true, RequestClass::Read, Some(t)) => TokenAction::ResetIfAhead(t),
             _ => TokenAction::None,
         };
@@ -99,6 +110,16 @@ impl Proxy {
                         params
                             .consistency
                             .issue(&mut parts.headers, &positions, tls);
+                    }
+                    TokenAction::IssueForRead { token, on_primary } => {
+                        // Read after the app answered: an upper bound of what the read saw.
+                        let served = self.current_positions().await;
+                        let mode = params.consistency.session;
+                        if let Some(positions) = token_for_read(mode, token, &served, on_primary) {
+                            params
+                                .consistency
+                                .issue(&mut parts.headers, &positions, tls);
+                        }
                     }
                     TokenAction::ResetIfAhead(token) => {
                         let snapshot_ahead = token.is_ahead_of(&inner.state.borrow().positions);

@@ -21,6 +21,7 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 use rwproxy_core::{StalePolicy, TimeoutPolicy, WriteMode};
 pub use rwproxy_http::tls::{ClientTlsFiles, ServerTlsFiles};
+use rwproxy_http::SessionMode;
 
 pub use values::parse_duration;
 pub use warnings::{warnings, LITEFS_MIN_MAX_LAG};
@@ -295,6 +296,9 @@ pub struct ConsistencyConfig {
     pub cookie_max_age: Duration,
     /// `consistency.max_waiters`: most reads waiting at once; beyond it a read times out at once.
     pub max_waiters: usize,
+    /// `consistency.session`: `"writes"` (read-your-writes) or `"reads-too"` (reads earn a
+    /// token too: monotonic reads).
+    pub session: SessionMode,
 }
 
 /// `[health]`: the health endpoint.

@@ -125,6 +125,7 @@ pub(crate) struct RawConsistency {
     pub on_timeout: Option<String>,
     pub cookie_max_age: Option<DurationText>,
     pub max_waiters: Option<usize>,
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

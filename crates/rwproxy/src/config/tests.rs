@@ -82,6 +82,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.consistency.on_timeout, TimeoutPolicy::Forward);
     assert_eq!(c.consistency.cookie_max_age, Duration::from_secs(300));
     assert_eq!(c.consistency.max_waiters, 10_000);
+    assert_eq!(c.consistency.session, rwproxy_http::SessionMode::Writes);
 
     assert_eq!(c.health.path, "/health");
     assert_eq!(c.health.max_lag, Duration::from_secs(10));
@@ -134,6 +135,7 @@ cookie = "__txid"
 header = "rwproxy-position"
 wait = "5s"                           # how long a read waits for this node to reach the token
 on_timeout = "forward"                # "forward" (serve it from the primary) | "error" (504)
+session = "writes"                    # "writes" | "reads-too" (reads earn a token: monotonic reads)
 
 [health]
 path = "/health"                      # answered on the proxy listener (and always /health on admin)
@@ -197,6 +199,7 @@ wait = "3s"
 on_timeout = "error"
 cookie_max_age = "10m"
 max_waiters = 50
+session = "reads-too"
 
 [health]
 path = "/_health"
@@ -249,6 +252,7 @@ level = "rwproxy=debug,info"
     assert_eq!(c.consistency.on_timeout, TimeoutPolicy::Error);
     assert_eq!(c.consistency.cookie_max_age, Duration::from_secs(600));
     assert_eq!(c.consistency.max_waiters, 50);
+    assert_eq!(c.consistency.session, rwproxy_http::SessionMode::ReadsToo);
     assert_eq!(c.health.path, "/_health");
     assert_eq!(c.health.max_lag, Duration::from_secs(20));
     assert_eq!(c.log.format, LogFormat::Json);
@@ -454,7 +458,7 @@ fn bad_durations() {
 fn bad_enums() {
     let text = format!(
         "{MINIMAL}[cluster]\nsource = \"consul\"\nmount = 5\n[consistency]\non_timeout = \"retry\"\n\
-         [log]\nformat = \"xml\"\n"
+         session = \"all\"\n[log]\nformat = \"xml\"\n"
     );
     assert_eq!(
         problems(&text),
@@ -462,6 +466,7 @@ fn bad_enums() {
             "cluster.mount: invalid type: integer `5`, expected a string",
             "cluster.source: invalid value \"consul\" (expected \"static\", \"litefs\" or \"http\")",
             "consistency.on_timeout: invalid value \"retry\" (expected \"forward\" or \"error\")",
+            "consistency.session: invalid value \"all\" (expected \"writes\" or \"reads-too\")",
             "log.format: invalid value \"xml\" (expected \"text\" or \"json\")",
         ]
     );

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
 use rwproxy_core::{StalePolicy, TimeoutPolicy, WriteMode};
+use rwproxy_http::SessionMode;
 
 use super::raw::{
     DurationText, RawCluster, RawConfig, RawConsistency, RawHealth, RawLog, RawProxy, RawReads,
@@ -381,6 +382,10 @@ fn consistency(c: &mut Checker<'_>, raw: RawConsistency) -> ConsistencyConfig {
         ("forward", TimeoutPolicy::Forward),
         ("error", TimeoutPolicy::Error),
     ];
+    let sessions = [
+        ("writes", SessionMode::Writes),
+        ("reads-too", SessionMode::ReadsToo),
+    ];
     ConsistencyConfig {
         cookie,
         header: c.value(
@@ -402,6 +407,12 @@ fn consistency(c: &mut Checker<'_>, raw: RawConsistency) -> ConsistencyConfig {
             secs(300),
         ),
         max_waiters,
+        session: c.value(
+            "consistency.session",
+            raw.session.as_deref(),
+            |t| parse_choice(t, &sessions),
+            SessionMode::Writes,
+        ),
     }
 }
 

@@ -83,6 +83,7 @@ pub(super) fn proxy_params(
             cookie_max_age: config.consistency.cookie_max_age,
             max_waiters: config.consistency.max_waiters,
             databases,
+            session: config.consistency.session,
         },
         health: HealthParams {
             path: config.health.path.clone(),
