@@ -65,7 +65,12 @@ async fn writes_get_a_token_directly_and_through_a_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_herd_of_released_reads_shares_the_capped_app_connections() {
-    let c = Cluster::start(2, |config| config.proxy.app_max_connections = 4).await;
+    let c = Cluster::start(2, |config| {
+        config.proxy.app_max_connections = 4;
+        // Long enough for the whole herd to gather on a busy machine before the first gives up.
+        config.consistency.wait = Duration::from_secs(60);
+    })
+    .await;
     let r = c.nodes[1].post("/w").body("x").answer().await;
     let cookie = txid_cookie(&r);
     // 100 reads wait on the replica for that write, then are all released at once.
@@ -73,7 +78,7 @@ async fn a_herd_of_released_reads_shares_the_capped_app_connections() {
         .map(|_| tokio::spawn(c.nodes[1].get("/r").header("cookie", &cookie).answer()))
         .collect();
     let node = c.nodes[1].node.as_ref().expect("running");
-    eventually(Duration::from_secs(5), "100 reads waiting", || async {
+    eventually(Duration::from_secs(50), "100 reads waiting", || async {
         (node.waiting_reads() == 100).then_some(())
     })
     .await;

@@ -34,8 +34,7 @@ pub fn unique_value(session: usize, n: u64) -> Value {
 
 /// Runs session `id` to completion; `clock` is the run's start (all times are relative to it).
 pub async fn run_session(id: usize, urls: NodeUrls, clock: Instant, work: Workload) -> Vec<Op> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
+    let client = crate::client_builder()
         .timeout(CLIENT_TIMEOUT)
         .build()
         .expect("client");
