@@ -21,6 +21,6 @@ pub use consistency::{ConsistencyParams, NoProbe, PositionProbe};
 pub use health::{HealthView, SharedHealth};
 pub use metrics::Metrics;
 pub use params::{HealthParams, PrimaryUrl, ProxyParams};
-pub use proxy::{Draining, Proxy, RequestId};
-pub use server::{serve, serve_with_tls, ListenerLimits};
+pub use proxy::{Draining, Proxy, ProxyService, RequestId, RwproxyLayer};
+pub use server::{serve, serve_service, serve_with_tls, ListenerLimits};
 pub use upstream::headers::ClientInfo;

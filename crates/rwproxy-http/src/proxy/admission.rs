@@ -1,18 +1,114 @@
-//! Checks made on a request before it is routed, and how a refused request is answered.
+//! The admission layer: the checks made on a request before anything waits or routes.
+//!
+//! * a declared body over `proxy.max_body` is refused `413 too-large` (a body that grows past
+//!   it while streaming is cut by [`Body::limited`]);
+//! * the forwarded-by marker, with `cluster.secret` when set, is recognised and recorded as
+//!   [`ForwardedByNode`] in the request's extensions: the route refuses such a request with
+//!   `loop` when this node cannot serve it, so a write never bounces between nodes.
+//!
+//! Further request checks (request hygiene) belong in [`Admission::call`], before the others.
+//!
+//! tower-http's `RequestBodyLimitLayer` does not fit: its 413 carries no `rwproxy-error` code
+//! and it wraps every body in its own type; [`Body::limited`] enforces the limit while the body
+//! streams to the app or the primary.
 
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::header::{HeaderMap, HeaderValue};
-use http::Request;
-use hyper::body::Incoming;
+use http::{Request, Response};
+use http_body::Body as HttpBody;
 use rwproxy_core::{ErrorCode, RequestClass};
+use tower::{Layer, Service};
 
-use super::Outcome;
+use super::classify::class_of;
+use super::outcome::rejected;
+use super::shared::Shared;
+use super::Proxy;
+use crate::body::Body;
 use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
+
+/// Marks a request another rwproxy forwarded (marker and secret checked): in its extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardedByNode;
+
+/// Builds [`Admission`] services.
+///
+/// ```
+/// # fn demo(proxy: &rwproxy_http::Proxy) {
+/// use rwproxy_http::proxy::{AdmissionLayer, ClassifyLayer};
+/// let layers = tower::ServiceBuilder::new()
+///     .layer(ClassifyLayer::new(proxy))
+///     .layer(AdmissionLayer::new(proxy));
+/// # let _ = layers;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct AdmissionLayer {
+    shared: Arc<Shared>,
+}
+
+impl AdmissionLayer {
+    /// Admission with `proxy`'s limits and secret.
+    pub fn new(proxy: &Proxy) -> Self {
+        AdmissionLayer {
+            shared: proxy.shared.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Admits or refuses requests; see [`AdmissionLayer`].
+#[derive(Clone, Debug)]
+pub struct Admission<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, B> Service<Request<B>> for Admission<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let params = &self.shared.params;
+        if let Some(max) = params.max_body {
+            if declared_length(request.headers()).is_some_and(|n| n > max) {
+                let class = class_of(&request);
+                return Either::Left(ready(Ok(rejected(class, ErrorCode::TooLarge))));
+            }
+        }
+        if forwarded_by_a_node(request.headers(), params.forward_secret.as_ref()) {
+            request.extensions_mut().insert(ForwardedByNode);
+        }
+        Either::Right(self.inner.call(request))
+    }
+}
 
 /// True when the request carries the forwarded-request marker and, with `cluster.secret` set,
 /// the right secret. A marker without it is ignored: the request is a client's.
-pub(super) fn forwarded_by_a_node(headers: &HeaderMap, secret: Option<&HeaderValue>) -> bool {
+fn forwarded_by_a_node(headers: &HeaderMap, secret: Option<&HeaderValue>) -> bool {
     if !headers.contains_key(&FORWARDED_BY) {
         return false;
     }
@@ -30,7 +126,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The request's declared body length, if any.
-pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)?
         .to_str()
@@ -46,25 +142,29 @@ const DRAIN_LIMIT: usize = 1 << 20;
 /// How long the discarding may take.
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
-pub(super) async fn drain_then_reject(
-    request: Request<Incoming>,
+pub(super) async fn drain_then_reject<B>(
+    request: Request<B>,
     class: RequestClass,
     code: ErrorCode,
-) -> Outcome {
+) -> Response<Body>
+where
+    B: HttpBody,
+{
+    use bytes::Buf as _;
     use http_body_util::BodyExt as _;
-    let mut body = request.into_body();
+    let mut body = std::pin::pin!(request.into_body());
     let discard = async {
         let mut seen = 0usize;
         // Frames are dropped as they come: nothing is kept in memory.
         while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |d| d.len());
+            seen += frame.data_ref().map_or(0, |d| d.remaining());
             if seen > DRAIN_LIMIT {
                 break;
             }
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
-    Outcome::rejected(class, code)
+    rejected(class, code)
 }
 
 #[cfg(test)]

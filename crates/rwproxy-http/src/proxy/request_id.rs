@@ -1,14 +1,21 @@
 //! Request ids: the client's own `x-request-id` when it is sane, else a fresh one. The id goes
 //! to the app and to the primary (whose rwproxy keeps it), so one write can be followed through
 //! two nodes' logs, and comes back in the response.
+//!
+//! The stack uses tower-http's `SetRequestId` (with [`MakeRwproxyRequestId`]) and
+//! `PropagateRequestId`; tower-http keeps any client id, so [`SaneRequestIdLayer`] first drops
+//! one that is not sane (too long, spaces, controls), for `SetRequestId` to replace.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Request;
+use tower::{Layer, Service};
 
 /// The request id header, taken from clients and set on requests and responses.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -101,7 +108,8 @@ impl RequestIds {
         id
     }
 
-    fn make(&self) -> RequestId {
+    /// A new id.
+    pub fn make(&self) -> RequestId {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut hasher = self.key.build_hasher();
         hasher.write_u64(n);
@@ -112,6 +120,58 @@ impl RequestIds {
             v >>= 4;
         }
         RequestId(HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("-")))
+    }
+}
+
+/// rwproxy's id maker for tower-http's `SetRequestIdLayer`.
+#[derive(Clone, Debug, Default)]
+pub struct MakeRwproxyRequestId(Arc<RequestIds>);
+
+impl tower_http::request_id::MakeRequestId for MakeRwproxyRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<tower_http::request_id::RequestId> {
+        Some(self.0.make().0.into())
+    }
+}
+
+/// Drops a client's `x-request-id` that is not sane, so that `SetRequestId` makes a new one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SaneRequestIdLayer;
+
+impl<S> Layer<S> for SaneRequestIdLayer {
+    type Service = SaneRequestId<S>;
+
+    fn layer(&self, inner: S) -> SaneRequestId<S> {
+        SaneRequestId { inner }
+    }
+}
+
+/// Drops odd client request ids; see [`SaneRequestIdLayer`].
+#[derive(Clone, Debug)]
+pub struct SaneRequestId<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for SaneRequestId<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> S::Future {
+        if request
+            .headers()
+            .get(&X_REQUEST_ID)
+            .is_some_and(|id| !is_sane(id))
+        {
+            request.headers_mut().remove(&X_REQUEST_ID);
+        }
+        self.inner.call(request)
     }
 }
 
