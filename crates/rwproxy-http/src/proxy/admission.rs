@@ -13,7 +13,6 @@
 //! streams to the app or the primary.
 
 use std::convert::Infallible;
-use std::future::{ready, Ready};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -26,7 +25,7 @@ use rwproxy_core::{ErrorCode, RequestClass};
 use tower::{Layer, Service};
 
 use super::classify::class_of;
-use super::outcome::rejected;
+use super::outcome::{answered, rejected, Answered};
 use super::shared::Shared;
 use super::Proxy;
 use crate::body::Body;
@@ -85,7 +84,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+    type Future = Either<Answered, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -96,7 +95,7 @@ where
         if let Some(max) = params.max_body {
             if declared_length(request.headers()).is_some_and(|n| n > max) {
                 let class = class_of(&request);
-                return Either::Left(ready(Ok(rejected(class, ErrorCode::TooLarge))));
+                return Either::Left(answered(rejected(class, ErrorCode::TooLarge)));
             }
         }
         if forwarded_by_a_node(request.headers(), params.forward_secret.as_ref()) {

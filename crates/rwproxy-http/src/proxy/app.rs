@@ -12,7 +12,6 @@ use tower::Service;
 use super::classify::class_of;
 use super::consistency::BoxResponse;
 use super::outcome::rejected;
-use super::request_id::X_REQUEST_ID;
 use super::shared::Shared;
 use super::{Proxy, RequestId};
 use crate::body::Body;
@@ -84,9 +83,6 @@ async fn send_to_app(shared: &Shared, request: Request<Body>) -> Response<Body> 
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             prepare_response(&mut parts);
-            // The response carries this request's id (set by the request-id layer), not the
-            // app's own.
-            parts.headers.remove(&X_REQUEST_ID);
             Response::from_parts(parts, body)
         }
         Err(SendError::Connect { error, .. }) => {

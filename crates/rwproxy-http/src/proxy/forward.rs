@@ -24,7 +24,6 @@ use rwproxy_core::{ErrorCode, Reason, RequestClass};
 
 use super::app::Prepared;
 use super::outcome::{rejected, route_header, routed};
-use super::request_id::X_REQUEST_ID;
 use super::shared::Shared;
 use super::RequestId;
 use crate::body::{Body, BoxError};
@@ -322,8 +321,6 @@ fn forwarded(
 ) -> Forwarded {
     let (mut parts, body) = response.into_parts();
     prepare_response(&mut parts);
-    // The response carries this request's id (set by the request-id layer).
-    parts.headers.remove(&X_REQUEST_ID);
     if shared.params.route_header {
         route_header(&mut parts.headers, "primary", reason);
     }

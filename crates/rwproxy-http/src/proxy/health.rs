@@ -2,7 +2,6 @@
 //! health view, and passes every other request on untouched.
 
 use std::convert::Infallible;
-use std::future::{ready, Ready};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -10,6 +9,7 @@ use futures_util::future::Either;
 use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
+use super::outcome::{answered, Answered};
 use super::shared::Shared;
 use super::Proxy;
 use crate::body::Body;
@@ -61,7 +61,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+    type Future = Either<Answered, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -75,7 +75,7 @@ where
                 .shared
                 .health
                 .respond(request.method(), request.uri().query());
-            return Either::Left(ready(Ok(response)));
+            return Either::Left(answered(response));
         }
         Either::Right(self.inner.call(request))
     }

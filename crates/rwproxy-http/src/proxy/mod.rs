@@ -45,11 +45,9 @@ pub use classify::{Classify, ClassifyLayer};
 pub use consistency::{Consistency, ConsistencyLayer, TokenWait};
 pub use health::{Health, HealthLayer};
 pub use metrics::{MetricsLayer, RecordMetrics};
-pub use outcome::Routed;
+pub use outcome::{Answered, Routed};
 pub use panic::{CatchPanic, CatchPanicLayer};
-pub use request_id::{
-    MakeRwproxyRequestId, RequestId, RequestIds, SaneRequestId, SaneRequestIdLayer, X_REQUEST_ID,
-};
+pub use request_id::{RequestId, RequestIdLayer, RequestIds, SetRequestId, X_REQUEST_ID};
 pub use route::{Route, RouteLayer};
 pub use stack::{ProxyService, RwproxyLayer};
 pub use upgrade::{Upgrade, UpgradeLayer};
@@ -75,7 +73,7 @@ impl Draining {
 #[derive(Clone, Debug)]
 pub struct Proxy {
     shared: Arc<Shared>,
-    request_ids: MakeRwproxyRequestId,
+    request_ids: RequestIdLayer,
 }
 
 impl Proxy {
@@ -118,7 +116,7 @@ impl Proxy {
         };
         Proxy {
             shared: Arc::new(shared),
-            request_ids: MakeRwproxyRequestId::default(),
+            request_ids: RequestIdLayer::default(),
         }
     }
 

@@ -8,6 +8,16 @@ use rwproxy_core::{ErrorCode, Reason, RequestClass};
 use crate::body::Body;
 use crate::respond::{self, RWPROXY_ROUTE};
 
+/// A response made without calling the inner service (a refusal, the health document). Boxed:
+/// inline, a whole response would size the future of every request that passes through.
+pub type Answered =
+    std::pin::Pin<Box<std::future::Ready<Result<Response<Body>, std::convert::Infallible>>>>;
+
+/// [`Answered`] with `response`.
+pub(crate) fn answered(response: Response<Body>) -> Answered {
+    Box::pin(std::future::ready(Ok(response)))
+}
+
 /// Where a request went: set by the route layer (and by the layers that refuse requests) on
 /// every response but the health endpoint's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,10 +3,9 @@
 //!
 //! | layer | what it does |
 //! |---|---|
-//! | `SetSensitiveRequestHeaders` (tower-http) | marks `Cookie` and `Authorization` sensitive: never printed by a debug log of the request |
-//! | [`SaneRequestIdLayer`], `SetRequestId` and `PropagateRequestId` (tower-http) | one request id per request (the client's when sane), sent upstream and returned |
+//! | [`RequestIdLayer`] | one request id per request (the client's when sane), sent upstream and returned |
 //! | [`MetricsLayer`] | in-flight gauge; requests by class, route and status; refusals by code |
-//! | [`AccessLogLayer`] (when `log.access` is on) | one `rwproxy::access` line per request |
+//! | `SetSensitiveRequestHeaders` (tower-http) and [`AccessLogLayer`], when `log.access` is on | `Cookie` and `Authorization` marked sensitive (never printed by a log of the request); one `rwproxy::access` line per request |
 //! | [`CatchPanicLayer`] | a panic becomes `500 internal` |
 //! | [`UpgradeLayer`] | WebSocket and other upgrades: a tunnel once the upstream answers `101` |
 //! | [`HealthLayer`] | answers the health path |
@@ -25,7 +24,6 @@ use http::header::{AUTHORIZATION, COOKIE};
 use tower::layer::util::{Identity, Stack};
 use tower::util::Either;
 use tower::{Layer, ServiceBuilder};
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use super::access_log::AccessLogLayer;
@@ -36,7 +34,7 @@ use super::consistency::ConsistencyLayer;
 use super::health::HealthLayer;
 use super::metrics::MetricsLayer;
 use super::panic::CatchPanicLayer;
-use super::request_id::{MakeRwproxyRequestId, SaneRequestIdLayer};
+use super::request_id::RequestIdLayer;
 use super::route::RouteLayer;
 use super::upgrade::UpgradeLayer;
 use super::Proxy;
@@ -57,20 +55,14 @@ type Layers = Stack<
                         Stack<
                             CatchPanicLayer,
                             Stack<
-                                Either<AccessLogLayer, Identity>,
-                                Stack<
-                                    MetricsLayer,
+                                Either<
                                     Stack<
-                                        PropagateRequestIdLayer,
-                                        Stack<
-                                            SetRequestIdLayer<MakeRwproxyRequestId>,
-                                            Stack<
-                                                SaneRequestIdLayer,
-                                                Stack<SetSensitiveRequestHeadersLayer, Identity>,
-                                            >,
-                                        >,
+                                        AccessLogLayer,
+                                        Stack<SetSensitiveRequestHeadersLayer, Identity>,
                                     >,
+                                    Identity,
                                 >,
+                                Stack<MetricsLayer, Stack<RequestIdLayer, Identity>>,
                             >,
                         >,
                     >,
@@ -118,14 +110,18 @@ pub type ProxyService = <RwproxyLayer as Layer<AppService>>::Service;
 /// Assembles the pipeline: the one place that says in which order a request meets the layers.
 pub(super) fn layers(proxy: &Proxy) -> RwproxyLayer {
     let params = &proxy.shared.params;
-    let sensitive: Arc<[http::HeaderName]> = Arc::new([COOKIE, AUTHORIZATION]);
+    // Only the access log prints anything of a request, so only it pays for the marking.
+    let access_log = params.access_log.then(|| {
+        let sensitive: Arc<[http::HeaderName]> = Arc::new([COOKIE, AUTHORIZATION]);
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
+            .layer(AccessLogLayer)
+            .into_inner()
+    });
     let layers = ServiceBuilder::new()
-        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
-        .layer(SaneRequestIdLayer)
-        .layer(SetRequestIdLayer::x_request_id(proxy.request_ids.clone()))
-        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(proxy.request_ids.clone())
         .layer(MetricsLayer::new(proxy.shared.metrics.clone()))
-        .option_layer(params.access_log.then_some(AccessLogLayer))
+        .option_layer(access_log)
         .layer(CatchPanicLayer)
         .layer(UpgradeLayer::new(params.upgrade_idle_timeout))
         .layer(HealthLayer::new(proxy))
