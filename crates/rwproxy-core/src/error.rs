@@ -42,11 +42,14 @@ pub enum ErrorCode {
     FlyReplay,
     /// `writes.mode = "redirect"`: the client must repeat this write on the primary.
     Redirect,
+    /// rwproxy itself failed while handling the request (a bug caught before it took the
+    /// connection down); the request may or may not have reached the app.
+    Internal,
 }
 
 impl ErrorCode {
     /// Every code, for metrics registration and documentation tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::NoPrimary,
         ErrorCode::PrimaryUnreachable,
         ErrorCode::PrimaryTimeout,
@@ -63,6 +66,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::FlyReplay,
         ErrorCode::Redirect,
+        ErrorCode::Internal,
     ];
 
     /// The value of the `rwproxy-error` header and the `reason` metric label.
@@ -84,6 +88,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::FlyReplay => "fly-replay",
             ErrorCode::Redirect => "redirect",
+            ErrorCode::Internal => "internal",
         }
     }
 
@@ -101,6 +106,7 @@ impl ErrorCode {
                 StatusCode::GATEWAY_TIMEOUT
             }
             ErrorCode::PrimaryFailed | ErrorCode::AppUnreachable => StatusCode::BAD_GATEWAY,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
@@ -129,6 +135,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "too many requests are waiting on this node, retry",
             ErrorCode::FlyReplay => "this write must be replayed on the primary by Fly.io's edge; it was not applied here",
             ErrorCode::Redirect => "this write must be sent to the primary; follow the Location header",
+            ErrorCode::Internal => "rwproxy failed while handling this request; it may or may not have been applied",
         }
     }
 

@@ -1,7 +1,6 @@
 //! The admin listener: `/metrics`, `/health` (and `/status`), `/health/agent` and `/live`.
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::Serialize;
 
 use crate::body::Body;
@@ -20,7 +19,7 @@ pub struct Admin {
 
 impl Admin {
     /// Answers one admin request.
-    pub fn handle(&self, request: &Request<Incoming>) -> Response<Body> {
+    pub fn handle<B>(&self, request: &Request<B>) -> Response<Body> {
         let method = request.method();
         if !matches!(*method, Method::GET | Method::HEAD) {
             return respond::plain(

@@ -1,15 +1,19 @@
 //! One body type for everything rwproxy sends or receives, so that bodies stream through
 //! without boxing or conversion.
 
+use std::any::Any;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use pin_project_lite::pin_project;
-
-use crate::upstream::pool::Checkin;
 
 /// A client body grew past `proxy.max_body` while streaming.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -66,6 +70,79 @@ pin_project! {
         },
         // A small body rwproxy made (error messages, health documents, metrics).
         Full { data: Option<Bytes> },
+        // Any other body (an embedding app's own request or response bodies).
+        Boxed {
+            #[pin]
+            inner: UnsyncBoxBody<Bytes, BoxError>,
+            remaining: Option<u64>,
+        },
+    }
+}
+
+/// Where an upstream connection goes back once its response body has ended. The pool
+/// implements it: this module never names the pool, so the pool depends on bodies and not the
+/// other way round.
+pub(crate) trait ConnectionHome: Send + Sync + 'static {
+    /// Takes the connection back for the next request to `key`.
+    fn take_back(&self, key: Authority, sender: http1::SendRequest<Body>);
+}
+
+/// Puts a connection back into its pool once the response body has been read to the end.
+pub(crate) struct Checkin {
+    home: Arc<dyn ConnectionHome>,
+    key: Authority,
+    sender: http1::SendRequest<Body>,
+}
+
+impl std::fmt::Debug for Checkin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkin").field("key", &self.key).finish()
+    }
+}
+
+impl Checkin {
+    /// The connection `sender` to `key`, to go back to `home`.
+    pub(crate) fn new(
+        home: Arc<dyn ConnectionHome>,
+        key: Authority,
+        sender: http1::SendRequest<Body>,
+    ) -> Self {
+        Checkin { home, key, sender }
+    }
+
+    /// The response is complete: the connection may carry the next request.
+    pub(crate) fn done(self) {
+        if self.sender.is_ready() {
+            self.home.take_back(self.key, self.sender);
+        } else if !self.sender.is_closed() {
+            // hyper flips the connection to idle a moment after the body ends; wait for it off
+            // the request path rather than dropping a good connection.
+            let Checkin {
+                home,
+                key,
+                mut sender,
+            } = self;
+            tokio::spawn(async move {
+                if sender.ready().await.is_ok() {
+                    home.take_back(key, sender);
+                }
+            });
+        }
+    }
+}
+
+/// Counts a data frame against the bytes still allowed; false once the limit is passed.
+fn within_limit<D: bytes::Buf>(frame: &Frame<D>, remaining: &mut Option<u64>) -> bool {
+    let Some(left) = remaining.as_mut() else {
+        return true;
+    };
+    let len = frame.data_ref().map_or(0, |d| d.remaining() as u64);
+    match left.checked_sub(len) {
+        Some(rest) => {
+            *left = rest;
+            true
+        }
+        None => false,
     }
 }
 
@@ -96,6 +173,39 @@ impl Body {
                 remaining: limit,
                 from_client: true,
             },
+        }
+    }
+
+    /// Any request or response body, as a [`Body`] that fails once it exceeds `limit` bytes:
+    /// a client's [`Incoming`] body streams as [`Body::limited`] does, a [`Body`] stays itself,
+    /// anything else (an embedding app's body type) is boxed.
+    pub fn from_any<B>(body: B, limit: Option<u64>) -> Self
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // The type checks are resolved at compile time for each `B`: no cost at run time.
+        let mut slot = Some(body);
+        if let Some(incoming) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Incoming>>() {
+            if let Some(incoming) = incoming.take() {
+                return Body::limited(incoming, limit);
+            }
+        }
+        if limit.is_none() {
+            if let Some(own) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Body>>() {
+                if let Some(own) = own.take() {
+                    return own;
+                }
+            }
+        }
+        match slot {
+            Some(other) => Body {
+                kind: Kind::Boxed {
+                    inner: other.map_err(Into::into).boxed_unsync(),
+                    remaining: limit,
+                },
+            },
+            None => Body::empty(),
         }
     }
 
@@ -146,6 +256,7 @@ impl std::fmt::Debug for Body {
                 "Body::Full({} bytes)",
                 data.as_ref().map_or(0, |d| d.len())
             ),
+            Kind::Boxed { .. } => f.write_str("Body::Boxed"),
         }
     }
 }
@@ -166,13 +277,11 @@ impl HttpBody for Body {
                 from_client,
             } => {
                 let polled = inner.as_mut().poll_frame(cx);
-                if let (Poll::Ready(Some(Ok(frame))), Some(left)) = (&polled, remaining.as_mut()) {
-                    let len = frame.data_ref().map_or(0, |d| d.len() as u64);
-                    match left.checked_sub(len) {
-                        Some(rest) => *left = rest,
+                if let Poll::Ready(Some(Ok(frame))) = &polled {
+                    if !within_limit(frame, remaining) {
                         // Stop the stream: the upstream sees an aborted request, never a
                         // truncated one that looks complete.
-                        None => return Poll::Ready(Some(Err(Box::new(BodyTooLarge)))),
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
                 }
                 let finished = match &polled {
@@ -196,6 +305,15 @@ impl HttpBody for Body {
                 })
             }
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Boxed { inner, remaining } => {
+                let polled = inner.poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled {
+                    if !within_limit(frame, remaining) {
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                }
+                polled
+            }
         }
     }
 
@@ -203,6 +321,7 @@ impl HttpBody for Body {
         match &self.kind {
             Kind::Stream { inner, .. } => inner.is_end_stream(),
             Kind::Full { data } => data.is_none(),
+            Kind::Boxed { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -212,6 +331,7 @@ impl HttpBody for Body {
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
+            Kind::Boxed { inner, .. } => inner.size_hint(),
         }
     }
 }

@@ -243,13 +243,6 @@ impl Metrics {
         self.in_flight.increment(delta);
     }
 
-    /// Counts one request in flight until the guard is dropped: also when hyper drops the
-    /// request's future because its client went away or reset the stream mid-request.
-    pub fn track_in_flight(&self) -> InFlight<'_> {
-        self.in_flight(1.0);
-        InFlight(self)
-    }
-
     /// Records one finished consistency wait.
     pub fn consistency_wait(&self, elapsed: Duration, timed_out: bool) {
         self.consistency_wait.record(elapsed.as_secs_f64());
@@ -435,16 +428,6 @@ fn describe(recorder: &PrometheusRecorder) {
         ),
     ] {
         recorder.describe_gauge(name, unit, help);
-    }
-}
-
-/// One request counted in `rwproxy_in_flight_requests` (see [`Metrics::track_in_flight`]).
-#[must_use = "the request stops counting when the guard is dropped"]
-pub struct InFlight<'a>(&'a Metrics);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight(-1.0);
     }
 }
 

@@ -1,51 +1,125 @@
-//! Checks made on a request before it is routed, and how a refused request is answered.
+//! The admission layer: the checks made on a request before anything waits or routes.
+//!
+//! * a declared body over `proxy.max_body` is refused `413 too-large` (a body that grows past
+//!   it while streaming is cut by [`Body::limited`]);
+//! * the forwarded-by marker, with `cluster.secret` when set, is recognised and recorded as
+//!   [`ForwardedByNode`] in the request's extensions: the route refuses such a request with
+//!   `loop` when this node cannot serve it, so a write never bounces between nodes.
+//!
+//! * request hygiene ([`crate::hygiene`]) comes first: a refused head (two `Host`s, `CONNECT`,
+//!   an unsupported transfer coding, ...) never reaches an app or a primary, and header names
+//!   with `_` are dropped unless `proxy.allow_underscores_in_headers` is set.
+//!
+//! tower-http's `RequestBodyLimitLayer` does not fit: its 413 carries no `rwproxy-error` code
+//! and it wraps every body in its own type; [`Body::limited`] enforces the limit while the body
+//! streams to the app or the primary.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::header::{HeaderMap, HeaderValue};
-use http::Request;
-use hyper::body::Incoming;
+use http::{Request, Response};
+use http_body::Body as HttpBody;
 use rwproxy_core::{ErrorCode, RequestClass};
+use tower::{Layer, Service};
 
-use super::{Outcome, RequestId};
+use super::classify::class_of;
+use super::consistency::BoxResponse;
+use super::outcome::rejected;
+use super::shared::Shared;
+use super::{Proxy, RequestId};
+use crate::body::Body;
 use crate::hygiene::{self, Refusal};
 use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
 
-/// True when the request carries the forwarded-request marker and, with `cluster.secret` set,
-/// the right secret. A marker without it is ignored: the request is a client's.
-pub(super) fn forwarded_by_a_node(headers: &HeaderMap, secret: Option<&HeaderValue>) -> bool {
-    if !headers.contains_key(&FORWARDED_BY) {
-        return false;
-    }
-    match secret {
-        None => true,
-        Some(secret) => headers
-            .get(&FORWARD_SECRET)
-            .is_some_and(|given| constant_time_eq(given.as_bytes(), secret.as_bytes())),
+/// Marks a request another rwproxy forwarded (marker and secret checked): in its extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardedByNode;
+
+/// Builds [`Admission`] services.
+///
+/// ```
+/// # fn demo(proxy: &rwproxy_http::Proxy) {
+/// use rwproxy_http::proxy::{AdmissionLayer, ClassifyLayer};
+/// let layers = tower::ServiceBuilder::new()
+///     .layer(ClassifyLayer::new(proxy))
+///     .layer(AdmissionLayer::new(proxy));
+/// # let _ = layers;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct AdmissionLayer {
+    shared: Arc<Shared>,
+}
+
+impl AdmissionLayer {
+    /// Admission with `proxy`'s limits and secret.
+    pub fn new(proxy: &Proxy) -> Self {
+        AdmissionLayer {
+            shared: proxy.shared.clone(),
+        }
     }
 }
 
-/// Compares secrets without leaking, through timing, how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
 }
 
-/// The request's declared body length, if any.
-pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+/// Admits or refuses requests; see [`AdmissionLayer`].
+#[derive(Clone, Debug)]
+pub struct Admission<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, B> Service<Request<B>> for Admission<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+    B: HttpBody + Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<BoxResponse, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let params = &self.shared.params;
+        if let Err(refusal) = hygiene(&mut request, params.allow_underscores_in_headers) {
+            let class = class_of(&request);
+            return Either::Left(Box::pin(async move {
+                Ok(refuse(request, class, refusal).await)
+            }));
+        }
+        if let Some(max) = params.max_body {
+            if declared_length(request.headers()).is_some_and(|n| n > max) {
+                let class = class_of(&request);
+                let refused = rejected(class, ErrorCode::TooLarge);
+                return Either::Left(Box::pin(std::future::ready(Ok(refused))));
+            }
+        }
+        if forwarded_by_a_node(request.headers(), params.forward_secret.as_ref()) {
+            request.extensions_mut().insert(ForwardedByNode);
+        }
+        Either::Right(self.inner.call(request))
+    }
 }
 
 /// Request hygiene (see [`crate::hygiene`]): `Err` when the head must be refused; otherwise
 /// header names with `_` are dropped unless `allow_underscores` is set.
-pub(super) fn hygiene(
-    request: &mut Request<Incoming>,
-    allow_underscores: bool,
-) -> Result<(), Refusal> {
+fn hygiene<B>(request: &mut Request<B>, allow_underscores: bool) -> Result<(), Refusal> {
     let checked = hygiene::check(
         request.method(),
         request.uri(),
@@ -74,20 +148,48 @@ pub(super) fn hygiene(
 
 /// Answers a request that failed the hygiene checks. Over HTTP/1.1 the connection is closed
 /// after the answer: whatever the client sends next on it is as suspect as what it just sent.
-pub(super) async fn refuse(
-    request: Request<Incoming>,
+async fn refuse<B: HttpBody>(
+    request: Request<B>,
     class: RequestClass,
     refusal: Refusal,
-) -> Outcome {
+) -> Response<Body> {
     let http1 = request.version() < http::Version::HTTP_2;
-    let mut outcome = drain_then_reject(request, class, refusal.code()).await;
+    let mut response = drain_then_reject(request, class, refusal.code()).await;
     if http1 {
-        outcome
-            .response
+        response
             .headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    outcome
+    response
+}
+
+/// True when the request carries the forwarded-request marker and, with `cluster.secret` set,
+/// the right secret. A marker without it is ignored: the request is a client's.
+fn forwarded_by_a_node(headers: &HeaderMap, secret: Option<&HeaderValue>) -> bool {
+    if !headers.contains_key(&FORWARDED_BY) {
+        return false;
+    }
+    match secret {
+        None => true,
+        Some(secret) => headers
+            .get(&FORWARD_SECRET)
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), secret.as_bytes())),
+    }
+}
+
+/// Compares secrets without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The request's declared body length, if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Request bodies up to this size are read and discarded before rwproxy answers a request it
@@ -98,30 +200,34 @@ const DRAIN_LIMIT: usize = 1 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 /// Answers `code` after reading and discarding a bounded part of the body (see [`discard_body`]).
-pub(super) async fn drain_then_reject(
-    request: Request<Incoming>,
+pub(super) async fn drain_then_reject<B>(
+    request: Request<B>,
     class: RequestClass,
     code: ErrorCode,
-) -> Outcome {
+) -> Response<Body>
+where
+    B: HttpBody,
+{
     discard_body(request).await;
-    Outcome::rejected(class, code)
+    rejected(class, code)
 }
 
 /// Reads and drops up to [`DRAIN_LIMIT`] bytes of the body within [`DRAIN_TIME`], so that a
 /// client that writes its whole body before reading sees the answer rather than a broken pipe.
 /// A client that sent `Expect: 100-continue` is waiting to be asked for its body: it is not
 /// asked (reading would make hyper send `100 Continue`), and gets the answer at once.
-pub(super) async fn discard_body(request: Request<Incoming>) {
+pub(super) async fn discard_body<B: HttpBody>(request: Request<B>) {
+    use bytes::Buf as _;
     use http_body_util::BodyExt as _;
     if request.headers().contains_key(http::header::EXPECT) {
         return;
     }
-    let mut body = request.into_body();
+    let mut body = std::pin::pin!(request.into_body());
     let discard = async {
         let mut seen = 0usize;
         // Frames are dropped as they come: nothing is kept in memory.
         while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |d| d.len());
+            seen += frame.data_ref().map_or(0, |d| d.remaining());
             if seen > DRAIN_LIMIT {
                 break;
             }

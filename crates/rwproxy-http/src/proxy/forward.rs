@@ -18,13 +18,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{request, Request, Response, StatusCode};
+use http_body::Body as HttpBody;
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 use rwproxy_core::{ErrorCode, Reason, RequestClass};
 
-use super::dispatch::TokenAction;
-use super::{Outcome, Proxy, RequestId};
-use crate::body::Body;
+use super::app::Prepared;
+use super::outcome::{rejected, route_header, routed};
+use super::shared::Shared;
+use super::RequestId;
+use crate::body::{Body, BoxError};
 use crate::respond::RWPROXY_ERROR;
 use crate::tls::client::refused_our_certificate;
 use crate::upstream::breaker::{Admission, ProbeGuard};
@@ -69,19 +71,35 @@ enum Retry {
     Idempotent,
 }
 
-impl Proxy {
-    pub(super) async fn to_primary(
-        &self,
-        request: Request<Incoming>,
-        client: ClientInfo,
-        class: RequestClass,
-        reason: Reason,
-        primary: Arc<str>,
-    ) -> Outcome {
-        let inner = &*self.inner;
+/// How forwarding ended.
+pub(super) enum Forwarded {
+    /// With this response (the primary's, or rwproxy's refusal).
+    Done(Response<Body>),
+    /// This node became primary while the write waited: the route serves it locally (its head
+    /// is already rewritten for the hop and marked [`Prepared`]).
+    Promoted(Request<Body>),
+}
+
+/// The forwarder to the primary's rwproxy: the second leaf of the stack, reached through the
+/// route's decision (it needs the primary's name and the reason, and may hand a write back
+/// when this node was promoted, so it is a function of the route rather than a `Service`).
+pub(super) async fn to_primary<B>(
+    shared: &Shared,
+    request: Request<B>,
+    client: &ClientInfo,
+    class: RequestClass,
+    reason: Reason,
+    primary: Arc<str>,
+) -> Forwarded
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    {
+        let inner = shared;
         let (mut parts, body) = request.into_parts();
-        if prepare_request(&mut parts, &client, &inner.hop).is_err() {
-            return Outcome::rejected(class, ErrorCode::BadRequest);
+        if prepare_request(&mut parts, client, &inner.hop).is_err() {
+            return Forwarded::Done(rejected(class, ErrorCode::BadRequest));
         }
         parts
             .headers
@@ -92,234 +110,227 @@ impl Proxy {
         let payload = if class == RequestClass::Write && replayable(&parts, &body) {
             match body.collect().await {
                 Ok(collected) => Payload::Kept(collected.to_bytes()),
-                Err(_) => return Outcome::rejected(class, ErrorCode::BadRequest),
+                Err(_) => return Forwarded::Done(rejected(class, ErrorCode::BadRequest)),
             }
         } else {
-            Payload::Streamed(Some(Body::limited(body, inner.params.max_body)))
+            Payload::Streamed(Some(Body::from_any(body, inner.params.max_body)))
         };
-        self.forward(parts, payload, class, reason, primary, client.tls)
-            .await
+        forward(shared, parts, payload, class, reason, primary).await
     }
+}
 
-    /// Sends to the primary, following it until `writes.primary_wait` runs out for requests
-    /// that may be retried (see the module docs).
-    async fn forward(
-        &self,
-        mut parts: request::Parts,
-        mut payload: Payload,
-        class: RequestClass,
-        reason: Reason,
-        mut primary: Arc<str>,
-        tls: bool,
-    ) -> Outcome {
-        let inner = &*self.inner;
-        let params = &inner.params;
-        let deadline = Instant::now() + params.primary_wait;
-        let request_id = RequestId::in_headers(&parts.headers);
-        let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
-        let idempotent = parts.headers.contains_key(&IDEMPOTENCY_KEY);
-        let mut idempotent_retries = 0;
-        loop {
-            let Some(authority) = params.primary_url.authority(&primary) else {
-                tracing::error!(request_id, %primary, "writes.primary_url gives no valid URL for this primary");
-                return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
-            };
-            let target = params.primary_url.target(authority);
-            let retry = match inner.breakers.admit(&target.authority) {
-                Admission::FailFast(_) => {
-                    // This primary failed repeatedly just now: answer at once rather than
-                    // holding the client for the whole primary_wait.
-                    inner.metrics.primary_reachable(false);
-                    return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
-                }
-                admission @ (Admission::Go | Admission::Probe) => {
-                    let _probe = (admission == Admission::Probe)
-                        .then(|| ProbeGuard::new(&inner.breakers, &target.authority));
-                    let Some(body) = payload.take() else {
-                        return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
-                    };
-                    // A kept body may be sent again after the request is gone (a `loop` refusal,
-                    // an idempotent retry), so its head is copied; a streamed one only comes back
-                    // untouched, head included, from a failed connect.
-                    let head = match payload.is_kept() {
-                        true => parts.clone(),
-                        false => std::mem::replace(&mut parts, Request::new(()).into_parts().0),
-                    };
-                    let request = Request::from_parts(head, body);
-                    match self.attempt(&target, request, &primary, request_id).await {
-                        Attempt::Done(response) => {
-                            match self.refused_as_loop(&response, &payload, class) {
-                                true => Retry::Unsent(ErrorCode::Loop),
-                                false => return self.forwarded(response, class, reason),
-                            }
-                        }
-                        Attempt::Unsent(back) => {
-                            let (head, body) = back.into_parts();
-                            if let Payload::Streamed(slot) = &mut payload {
-                                parts = head;
-                                *slot = Some(body);
-                            }
-                            Retry::Unsent(ErrorCode::PrimaryUnreachable)
-                        }
-                        // A kept body is sent again, like an unsent one; a streamed one cannot
-                        // be (the next turn finds the payload empty and answers
-                        // `primary-unreachable`).
-                        Attempt::Refused => Retry::Unsent(ErrorCode::PrimaryUnreachable),
-                        Attempt::Failed(code)
-                            if code == ErrorCode::PrimaryFailed
-                                && idempotent
-                                && payload.is_kept()
-                                && idempotent_retries == 0 =>
-                        {
-                            idempotent_retries += 1;
-                            Retry::Idempotent
-                        }
-                        Attempt::Failed(code) => return Outcome::rejected(class, code),
-                    }
-                }
-            };
-            if class != RequestClass::Write || Instant::now() >= deadline {
-                let code = match retry {
-                    Retry::Unsent(code) => code,
-                    Retry::Idempotent => ErrorCode::PrimaryFailed,
-                };
-                return Outcome::rejected(class, code);
+impl Forwarded {
+    fn rejected(class: RequestClass, code: ErrorCode) -> Self {
+        Forwarded::Done(rejected(class, code))
+    }
+}
+
+/// Sends to the primary, following it until `writes.primary_wait` runs out for requests
+/// that may be retried (see the module docs).
+async fn forward(
+    shared: &Shared,
+    mut parts: request::Parts,
+    mut payload: Payload,
+    class: RequestClass,
+    reason: Reason,
+    mut primary: Arc<str>,
+) -> Forwarded {
+    let inner = shared;
+    let params = &inner.params;
+    let deadline = Instant::now() + params.primary_wait;
+    let request_id = RequestId::in_headers(&parts.headers);
+    let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
+    let idempotent = parts.headers.contains_key(&IDEMPOTENCY_KEY);
+    let mut idempotent_retries = 0;
+    loop {
+        let Some(authority) = params.primary_url.authority(&primary) else {
+            tracing::error!(request_id, %primary, "writes.primary_url gives no valid URL for this primary");
+            return Forwarded::rejected(class, ErrorCode::PrimaryUnreachable);
+        };
+        let target = params.primary_url.target(authority);
+        let retry = match inner.breakers.admit(&target.authority) {
+            Admission::FailFast(_) => {
+                // This primary failed repeatedly just now: answer at once rather than
+                // holding the client for the whole primary_wait.
+                inner.metrics.primary_reachable(false);
+                return Forwarded::rejected(class, ErrorCode::PrimaryUnreachable);
             }
-            if let Retry::Idempotent = retry {
-                tracing::info!(request_id, %primary, "retrying a write that carries an Idempotency-Key");
-            }
-            // Wait for news (a hand-off) or a short pause, then follow the current primary.
-            let mut changes = inner.state.clone();
-            // Only news from now on counts: the clone starts at whatever version the proxy's
-            // own receiver last saw, which may be long ago.
-            changes.mark_unchanged();
-            let pause = PRIMARY_RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now()));
-            let _ = tokio::time::timeout(pause, changes.changed()).await;
-            let (promoted, next) = {
-                let state = inner.state.borrow();
-                (state.is_primary(), state.remote_primary().cloned())
-            };
-            if promoted {
-                tracing::info!(
-                    request_id,
-                    "this node became primary while a write waited; serving it locally"
-                );
+            admission @ (Admission::Go | Admission::Probe) => {
+                let _probe = (admission == Admission::Probe)
+                    .then(|| ProbeGuard::new(&inner.breakers, &target.authority));
                 let Some(body) = payload.take() else {
-                    return Outcome::rejected(class, ErrorCode::PrimaryUnreachable);
+                    return Forwarded::rejected(class, ErrorCode::PrimaryUnreachable);
                 };
-                let mut request = Request::from_parts(parts, body);
-                request.headers_mut().remove(&FORWARDED_BY);
-                request.headers_mut().remove(&FORWARD_SECRET);
-                return self
-                    .send_to_app(
-                        request,
-                        class,
-                        Reason::Write,
-                        TokenAction::IssueAfterWrite,
-                        tls,
-                    )
-                    .await;
-            }
-            if let Some(next) = next {
-                primary = next;
-            }
-        }
-    }
-
-    /// One attempt against one primary.
-    async fn attempt(
-        &self,
-        target: &Target,
-        request: Request<Body>,
-        primary: &str,
-        request_id: &str,
-    ) -> Attempt {
-        let inner = &*self.inner;
-        let params = &inner.params;
-        let started = Instant::now();
-        let sent = tokio::time::timeout(
-            params.write_timeout,
-            inner
-                .primary_pool
-                .send(target, request, params.connect_timeout, Duration::ZERO),
-        )
-        .await;
-        match sent {
-            Err(_) => {
-                // A primary that accepts connections but never answers is as unreachable as
-                // one that refuses them.
-                inner.breakers.failure(&target.authority);
-                tracing::warn!(request_id, %primary, timeout_ms = params.write_timeout.as_millis() as u64, "primary did not answer in time");
-                Attempt::Failed(ErrorCode::PrimaryTimeout)
-            }
-            Ok(Ok(response)) => {
-                inner.breakers.success(&target.authority);
-                inner.metrics.forwarded(started.elapsed());
-                inner.metrics.primary_reachable(true);
-                Attempt::Done(response)
-            }
-            Ok(Err(SendError::Sent(error))) if refused_our_certificate(&error) => {
-                inner.breakers.failure(&target.authority);
-                inner.metrics.primary_reachable(false);
-                tracing::warn!(request_id, %primary, %error, "the primary refused this node's client certificate (writes.client_cert); the request reached no app");
-                Attempt::Refused
-            }
-            Ok(Err(SendError::Sent(error))) => {
-                // Connected, then failed: the primary was reachable.
-                inner.breakers.success(&target.authority);
-                match crate::body::client_fault(&error) {
-                    // The client's body broke or outgrew the limit: not the primary's fault.
-                    Some(code) => {
-                        tracing::info!(request_id, code = code.as_str(), %error, "the client's request body failed");
-                        Attempt::Failed(code)
+                // A kept body may be sent again after the request is gone (a `loop` refusal,
+                // an idempotent retry), so its head is copied; a streamed one only comes back
+                // untouched, head included, from a failed connect.
+                let head = match payload.is_kept() {
+                    true => parts.clone(),
+                    false => std::mem::replace(&mut parts, Request::new(()).into_parts().0),
+                };
+                let request = Request::from_parts(head, body);
+                match attempt(shared, &target, request, &primary, request_id).await {
+                    Attempt::Done(response) => match refused_as_loop(&response, &payload, class) {
+                        true => Retry::Unsent(ErrorCode::Loop),
+                        false => return forwarded(shared, response, class, reason),
+                    },
+                    Attempt::Unsent(back) => {
+                        let (head, body) = back.into_parts();
+                        if let Payload::Streamed(slot) = &mut payload {
+                            parts = head;
+                            *slot = Some(body);
+                        }
+                        Retry::Unsent(ErrorCode::PrimaryUnreachable)
                     }
-                    None => {
-                        inner.metrics.primary_reachable(true);
-                        tracing::warn!(request_id, %primary, %error, "connection to the primary failed after the request was sent");
-                        Attempt::Failed(ErrorCode::PrimaryFailed)
+                    // A kept body is sent again, like an unsent one; a streamed one cannot
+                    // be (the next turn finds the payload empty and answers
+                    // `primary-unreachable`).
+                    Attempt::Refused => Retry::Unsent(ErrorCode::PrimaryUnreachable),
+                    Attempt::Failed(code)
+                        if code == ErrorCode::PrimaryFailed
+                            && idempotent
+                            && payload.is_kept()
+                            && idempotent_retries == 0 =>
+                    {
+                        idempotent_retries += 1;
+                        Retry::Idempotent
                     }
+                    Attempt::Failed(code) => return Forwarded::rejected(class, code),
                 }
             }
-            Ok(Err(SendError::Connect { error, request })) => {
-                inner.breakers.failure(&target.authority);
-                inner.metrics.primary_reachable(false);
-                tracing::warn!(request_id, %primary, %error, "primary unreachable");
-                Attempt::Unsent(*request)
+        };
+        if class != RequestClass::Write || Instant::now() >= deadline {
+            let code = match retry {
+                Retry::Unsent(code) => code,
+                Retry::Idempotent => ErrorCode::PrimaryFailed,
+            };
+            return Forwarded::rejected(class, code);
+        }
+        if let Retry::Idempotent = retry {
+            tracing::info!(request_id, %primary, "retrying a write that carries an Idempotency-Key");
+        }
+        // Wait for news (a hand-off) or a short pause, then follow the current primary.
+        let mut changes = inner.state.clone();
+        // Only news from now on counts: the clone starts at whatever version the proxy's
+        // own receiver last saw, which may be long ago.
+        changes.mark_unchanged();
+        let pause = PRIMARY_RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now()));
+        let _ = tokio::time::timeout(pause, changes.changed()).await;
+        let (promoted, next) = {
+            let state = inner.state.borrow();
+            (state.is_primary(), state.remote_primary().cloned())
+        };
+        if promoted {
+            tracing::info!(
+                request_id,
+                "this node became primary while a write waited; serving it locally"
+            );
+            let Some(body) = payload.take() else {
+                return Forwarded::rejected(class, ErrorCode::PrimaryUnreachable);
+            };
+            let mut request = Request::from_parts(parts, body);
+            request.headers_mut().remove(&FORWARDED_BY);
+            request.headers_mut().remove(&FORWARD_SECRET);
+            request.extensions_mut().insert(Prepared);
+            return Forwarded::Promoted(request);
+        }
+        if let Some(next) = next {
+            primary = next;
+        }
+    }
+}
+
+/// One attempt against one primary.
+async fn attempt(
+    shared: &Shared,
+    target: &Target,
+    request: Request<Body>,
+    primary: &str,
+    request_id: &str,
+) -> Attempt {
+    let inner = shared;
+    let params = &inner.params;
+    let started = Instant::now();
+    let sent = tokio::time::timeout(
+        params.write_timeout,
+        inner
+            .primary_pool
+            .send(target, request, params.connect_timeout, Duration::ZERO),
+    )
+    .await;
+    match sent {
+        Err(_) => {
+            // A primary that accepts connections but never answers is as unreachable as
+            // one that refuses them.
+            inner.breakers.failure(&target.authority);
+            tracing::warn!(request_id, %primary, timeout_ms = params.write_timeout.as_millis() as u64, "primary did not answer in time");
+            Attempt::Failed(ErrorCode::PrimaryTimeout)
+        }
+        Ok(Ok(response)) => {
+            inner.breakers.success(&target.authority);
+            inner.metrics.forwarded(started.elapsed());
+            inner.metrics.primary_reachable(true);
+            Attempt::Done(response)
+        }
+        Ok(Err(SendError::Sent(error))) if refused_our_certificate(&error) => {
+            inner.breakers.failure(&target.authority);
+            inner.metrics.primary_reachable(false);
+            tracing::warn!(request_id, %primary, %error, "the primary refused this node's client certificate (writes.client_cert); the request reached no app");
+            Attempt::Refused
+        }
+        Ok(Err(SendError::Sent(error))) => {
+            // Connected, then failed: the primary was reachable.
+            inner.breakers.success(&target.authority);
+            match crate::body::client_fault(&error) {
+                // The client's body broke or outgrew the limit: not the primary's fault.
+                Some(code) => {
+                    tracing::info!(request_id, code = code.as_str(), %error, "the client's request body failed");
+                    Attempt::Failed(code)
+                }
+                None => {
+                    inner.metrics.primary_reachable(true);
+                    tracing::warn!(request_id, %primary, %error, "connection to the primary failed after the request was sent");
+                    Attempt::Failed(ErrorCode::PrimaryFailed)
+                }
             }
-            // Only with a connection cap, which pools to primaries do not have.
-            Ok(Err(SendError::Saturated { .. })) => Attempt::Failed(ErrorCode::Overloaded),
         }
-    }
-
-    /// The old primary answered `loop`: it is no longer primary and passed the write to no app.
-    /// Retried only when the body was kept (a streamed body is gone: the 503 goes to the client,
-    /// whose retry is equally safe).
-    fn refused_as_loop(
-        &self,
-        response: &Response<Body>,
-        payload: &Payload,
-        class: RequestClass,
-    ) -> bool {
-        class == RequestClass::Write
-            && payload.is_kept()
-            && response.status() == StatusCode::SERVICE_UNAVAILABLE
-            && response
-                .headers()
-                .get(&RWPROXY_ERROR)
-                .is_some_and(|v| v == ErrorCode::Loop.as_str())
-    }
-
-    fn forwarded(&self, response: Response<Body>, class: RequestClass, reason: Reason) -> Outcome {
-        let (mut parts, body) = response.into_parts();
-        prepare_response(&mut parts);
-        self.route_header(&mut parts.headers, "primary", reason);
-        Outcome {
-            response: Response::from_parts(parts, body),
-            class: Some(class),
-            route: "primary",
-            reason,
+        Ok(Err(SendError::Connect { error, request })) => {
+            inner.breakers.failure(&target.authority);
+            inner.metrics.primary_reachable(false);
+            tracing::warn!(request_id, %primary, %error, "primary unreachable");
+            Attempt::Unsent(*request)
         }
+        // Only with a connection cap, which pools to primaries do not have.
+        Ok(Err(SendError::Saturated { .. })) => Attempt::Failed(ErrorCode::Overloaded),
     }
+}
+
+/// The old primary answered `loop`: it is no longer primary and passed the write to no app.
+/// Retried only when the body was kept (a streamed body is gone: the 503 goes to the client,
+/// whose retry is equally safe).
+fn refused_as_loop(response: &Response<Body>, payload: &Payload, class: RequestClass) -> bool {
+    class == RequestClass::Write
+        && payload.is_kept()
+        && response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && response
+            .headers()
+            .get(&RWPROXY_ERROR)
+            .is_some_and(|v| v == ErrorCode::Loop.as_str())
+}
+
+fn forwarded(
+    shared: &Shared,
+    response: Response<Body>,
+    class: RequestClass,
+    reason: Reason,
+) -> Forwarded {
+    let (mut parts, body) = response.into_parts();
+    prepare_response(&mut parts);
+    if shared.params.route_header {
+        route_header(&mut parts.headers, "primary", reason);
+    }
+    let response = Response::from_parts(parts, body);
+    Forwarded::Done(routed(response, class, "primary", reason))
 }
 
 /// How one attempt ended.
@@ -337,8 +348,7 @@ enum Attempt {
 
 /// A write whose body is small enough to keep: a declared length within [`REPLAY_LIMIT`], or
 /// no body at all.
-fn replayable(parts: &request::Parts, body: &Incoming) -> bool {
-    use http_body::Body as _;
+fn replayable<B: HttpBody>(parts: &request::Parts, body: &B) -> bool {
     if body.is_end_stream() {
         return true;
     }

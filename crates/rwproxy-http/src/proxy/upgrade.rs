@@ -6,49 +6,130 @@
 //! from HTTP and bytes are copied both ways until either side closes or the tunnel has been
 //! silent for `proxy.upgrade_idle_timeout`. The upstream connection never returns to the pool.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use http::{Request, StatusCode};
-use hyper::body::Incoming;
+use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
 use rwproxy_core::ErrorCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
+use tower::{Layer, Service};
 
-use super::Outcome;
+use super::outcome::Routed;
+use crate::body::Body;
 use crate::respond;
 use crate::upstream::headers::upgrade_protocol;
 
-/// Takes the client's side of an upgrade request, before the request is forwarded; `None` for
-/// every other request.
-pub(super) fn take(request: &mut Request<Incoming>) -> Option<OnUpgrade> {
-    upgrade_protocol(request.version(), request.headers())?;
-    Some(hyper::upgrade::on(request))
+/// Builds [`Upgrade`] services: tunnels for requests whose upstream answered `101`.
+#[derive(Clone, Copy, Debug)]
+pub struct UpgradeLayer {
+    idle_timeout: Duration,
+}
+
+impl UpgradeLayer {
+    /// Tunnels closed after `idle_timeout` of silence both ways (`proxy.upgrade_idle_timeout`).
+    pub fn new(idle_timeout: Duration) -> Self {
+        UpgradeLayer { idle_timeout }
+    }
+}
+
+impl<S> Layer<S> for UpgradeLayer {
+    type Service = Upgrade<S>;
+
+    fn layer(&self, inner: S) -> Upgrade<S> {
+        Upgrade {
+            inner,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+/// Tunnels upgraded connections; see [`UpgradeLayer`].
+#[derive(Clone, Debug)]
+pub struct Upgrade<S> {
+    inner: S,
+    idle_timeout: Duration,
+}
+
+impl<S, B> Service<Request<B>> for Upgrade<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = UpgradeFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The client's side of an upgrade request is taken before the request is forwarded.
+        let client = upgrade_protocol(request.version(), request.headers())
+            .is_some()
+            .then(|| hyper::upgrade::on(&mut request));
+        UpgradeFuture {
+            inner: self.inner.call(request),
+            client,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Upgrade`].
+    pub struct UpgradeFuture<F> {
+        #[pin]
+        inner: F,
+        client: Option<OnUpgrade>,
+        idle_timeout: Duration,
+    }
+}
+
+impl<F, E> Future for UpgradeFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        finish(this.client.take(), &mut response, *this.idle_timeout);
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// Turns an upstream `101` into a tunnel between the client and the upstream. A `101` to a
 /// request that asked for no upgrade is the upstream's error, answered 502.
-pub(super) fn finish(client: Option<OnUpgrade>, outcome: &mut Outcome, idle_timeout: Duration) {
-    if outcome.response.status() != StatusCode::SWITCHING_PROTOCOLS {
+fn finish(client: Option<OnUpgrade>, response: &mut Response<Body>, idle_timeout: Duration) {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return;
     }
     let Some(client) = client else {
         tracing::warn!("upstream switched protocols without an upgrade request");
-        let code = if outcome.route == "primary" {
+        let routed = Routed::of(response);
+        let code = if routed.is_some_and(|r| r.route == "primary") {
             ErrorCode::PrimaryFailed
         } else {
             ErrorCode::AppUnreachable
         };
-        outcome.response = respond::error(code);
+        let mut refusal = respond::error(code);
+        if let Some(routed) = routed {
+            refusal.extensions_mut().insert(routed);
+        }
+        *response = refusal;
         return;
     };
-    let upstream = hyper::upgrade::on(&mut outcome.response);
+    let upstream = hyper::upgrade::on(&mut *response);
     tokio::spawn(tunnel(client, upstream, idle_timeout));
 }
 

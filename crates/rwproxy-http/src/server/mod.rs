@@ -3,6 +3,7 @@
 
 mod conn;
 mod drain;
+mod tls_conn;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,12 +18,11 @@ use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use conn::serve_plain;
-pub(crate) use conn::{serve_http, Builders, ConnService, ConnSettings, Protocol};
-pub(crate) use drain::DrainSignal;
+use conn::{serve_plain, Builders, ConnService, ConnSettings};
+use drain::DrainSignal;
 
 use crate::body::Body;
-use crate::tls::server::{self as tls, ServerTls};
+use crate::tls::ServerTls;
 use crate::upstream::headers::ClientInfo;
 
 /// Limits applied to client connections.
@@ -74,6 +74,76 @@ pub async fn serve_with_tls<H, F>(
     H: Fn(Request<Incoming>, ClientInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    let make = move |client: ClientInfo| {
+        let handler = handler.clone();
+        service_fn(move |request| {
+            let response = handler(request, client.clone());
+            async move { Ok::<_, Infallible>(response.await) }
+        })
+    };
+    serve_connections(listener, make, limits, tls, shutdown, drain_timeout).await
+}
+
+/// Serves a tower service (rwproxy's middleware stack, see `proxy::stack`) on `listener`,
+/// TLS on every connection when `tls` is set. Each request carries its connection's
+/// [`ClientInfo`] in its extensions.
+pub async fn serve_service<S>(
+    listener: TcpListener,
+    service: S,
+    limits: ListenerLimits,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let make = move |client: ClientInfo| WithClient {
+        service: service.clone(),
+        client,
+    };
+    serve_connections(listener, make, limits, tls, shutdown, drain_timeout).await
+}
+
+/// A tower service as hyper's connection service: each request gets the connection's
+/// [`ClientInfo`] and a clone of the service (tower services are called through `&mut`).
+#[derive(Clone)]
+struct WithClient<S> {
+    service: S,
+    client: ClientInfo,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for WithClient<S>
+where
+    S: tower::Service<Request<Incoming>> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tower::util::Oneshot<S, Request<Incoming>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        use tower::ServiceExt as _;
+        request.extensions_mut().insert(self.client.clone());
+        self.service.clone().oneshot(request)
+    }
+}
+
+/// The accept loop: one service per connection from `make`, until `shutdown`; then draining.
+async fn serve_connections<M, C>(
+    listener: TcpListener,
+    make: M,
+    limits: ListenerLimits,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) where
+    M: Fn(ClientInfo) -> C,
+    C: ConnService,
+{
     let settings = ConnSettings {
         builders: Builders::new(&limits),
         first_bytes_timeout: limits.header_read_timeout,
@@ -109,11 +179,7 @@ pub async fn serve_with_tls<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let client = ClientInfo::new(peer.ip(), tls.is_some());
-        let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let response = handler(request, client.clone());
-            async move { Ok::<_, Infallible>(response.await) }
-        });
+        let service = make(client);
         let settings = settings.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -121,7 +187,10 @@ pub async fn serve_with_tls<H, F>(
                 // Boxed: the TLS handshake and stream would otherwise size every plaintext
                 // connection's task too.
                 Some(tls) => {
-                    Box::pin(tls::serve_connection(tls, stream, peer, settings, service)).await
+                    Box::pin(tls_conn::serve_connection(
+                        tls, stream, peer, settings, service,
+                    ))
+                    .await
                 }
                 None => serve_plain(stream, peer, settings, service).await,
             }

@@ -1,17 +1,14 @@
 //! Terminating TLS on the proxy listener.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::reload::{self, ReloadingCert};
 use super::{invalid, provider, root_store, TlsError};
-use crate::server::{self, ConnService, ConnSettings, Protocol};
 
 /// `[proxy.tls]`: the files the listener's TLS is made of.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,38 +59,9 @@ impl ServerTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
         })
     }
-}
 
-/// Serves one client connection over TLS: the handshake (bounded by the first-bytes timeout),
-/// then HTTP/2 or HTTP/1.1 as ALPN chose.
-pub(crate) async fn serve_connection(
-    tls: ServerTls,
-    stream: TcpStream,
-    peer: SocketAddr,
-    settings: ConnSettings,
-    service: impl ConnService,
-) {
-    let handshake_timeout = settings.first_bytes_timeout;
-    let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream));
-    let handshake = tokio::select! {
-        done = handshake => done,
-        // Nothing is in flight before the handshake ends: draining closes the connection.
-        () = settings.draining.started() => return,
-    };
-    let stream = match handshake {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, %peer, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    let protocol = match stream.get_ref().1.alpn_protocol() {
-        Some(b"h2") => Protocol::Http2,
-        _ => Protocol::Http1,
-    };
-    server::serve_http(stream, protocol, peer, &settings, service).await;
+    /// The acceptor that runs each connection's handshake.
+    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
+        &self.acceptor
+    }
 }

@@ -136,6 +136,12 @@ impl ClientInfo {
             forwarded_for,
         }
     }
+
+    /// A client whose address is not known (`0.0.0.0`, plain HTTP): used when an embedding
+    /// app's requests carry no [`ClientInfo`].
+    pub fn unspecified() -> Self {
+        Self::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), false)
+    }
 }
 
 /// Rewrites a client request into the request sent upstream (HTTP/1.1, origin-form target).

@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::body::Body;
+use crate::body::{Body, Checkin, ConnectionHome};
 use crate::tls::UpstreamTls;
 
 /// How many times a request the pool got back unsent is tried on another connection.
@@ -224,33 +224,9 @@ enum CheckoutError {
     Saturated,
 }
 
-/// Puts a connection back into its pool once the response body has been read to the end.
-#[derive(Debug)]
-pub(crate) struct Checkin {
-    pool: Arc<PoolInner>,
-    key: Authority,
-    sender: http1::SendRequest<Body>,
-}
-
-impl Checkin {
-    /// The response is complete: the connection may carry the next request.
-    pub(crate) fn done(self) {
-        if self.sender.is_ready() {
-            self.pool.put(self.key, self.sender);
-        } else if !self.sender.is_closed() {
-            // hyper flips the connection to idle a moment after the body ends; wait for it off
-            // the request path rather than dropping a good connection.
-            let Checkin {
-                pool,
-                key,
-                mut sender,
-            } = self;
-            tokio::spawn(async move {
-                if sender.ready().await.is_ok() {
-                    pool.put(key, sender);
-                }
-            });
-        }
+impl ConnectionHome for PoolInner {
+    fn take_back(&self, key: Authority, sender: http1::SendRequest<Body>) {
+        self.put(key, sender);
     }
 }
 
@@ -410,11 +386,8 @@ impl Pool {
                     return Ok(Response::from_parts(parts, Body::stream(incoming)));
                 }
                 Ok(response) => {
-                    let checkin = Checkin {
-                        pool: self.inner.clone(),
-                        key: target.authority.clone(),
-                        sender,
-                    };
+                    let checkin =
+                        Checkin::new(self.inner.clone(), target.authority.clone(), sender);
                     let (parts, incoming) = response.into_parts();
                     return Ok(Response::from_parts(
                         parts,

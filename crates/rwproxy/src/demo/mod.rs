@@ -32,6 +32,7 @@ use crate::Node;
 use cluster::Cluster;
 
 pub use intro::intro;
+pub use mount::Mount;
 pub use run::run;
 
 /// The response header the demo app adds, naming the node that answered (its name, as in

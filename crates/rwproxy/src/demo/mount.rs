@@ -1,5 +1,6 @@
 //! A directory laid out like a LiteFS FUSE mount, which each demo node's rwproxy reads with the
 //! real `litefs` cluster source: `.primary`, `.lag` and `<db>-pos`, in LiteFS's exact formats.
+//! Public for examples and tests that stand in for LiteFS (`examples/axum_notes.rs`).
 
 use std::fs;
 use std::io;
@@ -11,7 +12,7 @@ const NOT_READY: &str = "+2147483647\n";
 
 /// One node's mount directory.
 #[derive(Debug)]
-pub(crate) struct Mount {
+pub struct Mount {
     dir: PathBuf,
     db: String,
 }
@@ -19,7 +20,7 @@ pub(crate) struct Mount {
 impl Mount {
     /// Creates `dir` with a not-ready `.lag` and `db` at `txid`, as a node that has not synced
     /// yet looks: rwproxy then reports `not-ready` until the cluster assigns a role.
-    pub(crate) fn create(dir: PathBuf, db: &str, txid: u64) -> io::Result<Mount> {
+    pub fn create(dir: PathBuf, db: &str, txid: u64) -> io::Result<Mount> {
         fs::create_dir_all(&dir)?;
         let mount = Mount {
             dir,
@@ -31,8 +32,7 @@ impl Mount {
     }
 
     /// The directory.
-    #[cfg(test)]
-    pub(crate) fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> &std::path::Path {
         &self.dir
     }
 
@@ -45,7 +45,7 @@ impl Mount {
     }
 
     /// The primary: no `.primary` file and a lag of exactly zero.
-    pub(crate) fn make_primary(&self) -> io::Result<()> {
+    pub fn make_primary(&self) -> io::Result<()> {
         match fs::remove_file(self.dir.join(".primary")) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -55,13 +55,13 @@ impl Mount {
     }
 
     /// A replica connected to `primary` (its node name), heard from `lag` ago.
-    pub(crate) fn make_replica(&self, primary: &str, lag: Duration) -> io::Result<()> {
+    pub fn make_replica(&self, primary: &str, lag: Duration) -> io::Result<()> {
         self.write(".primary", &format!("{primary}\n"))?;
         self.set_lag(lag)
     }
 
     /// `.lag` as LiteFS writes it: signed milliseconds, `%+010d\n`.
-    pub(crate) fn set_lag(&self, lag: Duration) -> io::Result<()> {
+    pub fn set_lag(&self, lag: Duration) -> io::Result<()> {
         let ms = i64::try_from(lag.as_millis())
             .unwrap_or(i64::MAX)
             .min(i64::from(i32::MAX) - 1);
@@ -69,7 +69,7 @@ impl Mount {
     }
 
     /// `<db>-pos` as LiteFS writes it: `%016x/%016x\n`, TXID then checksum.
-    pub(crate) fn set_pos(&self, txid: u64) -> io::Result<()> {
+    pub fn set_pos(&self, txid: u64) -> io::Result<()> {
         // No real pages to checksum: any value derived from the TXID looks the part.
         let checksum = txid.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         self.write(

@@ -3,25 +3,23 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use rwproxy_cluster::ClusterHandle;
 use rwproxy_core::{Demand, NodeState};
-use rwproxy_http::health::{self, HealthTracker, SharedHealth};
-use rwproxy_http::{serve, serve_with_tls, Admin, Draining, ListenerLimits, Metrics, Proxy};
+use rwproxy_http::health;
+use rwproxy_http::{serve, serve_service, Draining, ListenerLimits};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::probe;
 
+mod core;
 mod mapping;
 mod state_watch;
 
-use mapping::{app_check, proxy_params, source_spec};
-use state_watch::{watch_state, Watch};
+pub(crate) use self::core::Core;
 
 /// Binds the listener of configuration key `key`; the error names the key, so that several
 /// nodes on one host colliding on a default port (`admin.listen` is `127.0.0.1:9090`) know
@@ -72,46 +70,22 @@ impl Node {
         listener: TcpListener,
         admin_listener: Option<TcpListener>,
     ) -> io::Result<Node> {
-        let node: Arc<str> = Arc::from(config.node.as_str());
-        let databases: Vec<Arc<str>> = config
-            .cluster
-            .databases
-            .iter()
-            .map(|d| Arc::from(d.as_str()))
-            .collect();
-        let demand = Demand::default();
-        let spec = source_spec(config);
-        let probe = probe::for_source(node.clone(), &spec);
-        let cluster = ClusterHandle::start(node.clone(), spec, demand.clone());
-        let state = cluster.subscribe();
-        let metrics = Arc::new(Metrics::new(&databases, env!("CARGO_PKG_VERSION")));
-        metrics.max_lag(config.reads.max_lag, config.health.max_lag);
-        let draining = Draining::default();
-        let stop = CancellationToken::new();
-        let params = proxy_params(config, node.clone(), databases)?;
-        let app_check = app_check(config)?;
-        let shared_health = SharedHealth::default();
-        let proxy = Proxy::new(
-            params,
-            state.clone(),
-            demand.clone(),
-            probe,
-            metrics.clone(),
-            draining.clone(),
-            shared_health.clone(),
-        );
+        let core = Core::start(config)?;
+        let Core {
+            proxy,
+            admin,
+            state,
+            draining,
+            demand,
+            stop,
+            cluster,
+        } = core;
         let health_view = proxy.health_view().clone();
-        let admin = Admin {
-            proxy: proxy.clone(),
-            demand: demand.clone(),
-        };
 
         let proxy_addr = listener.local_addr()?;
         let mut servers = Vec::new();
-        let handler = move |request, client| {
-            let proxy = proxy.clone();
-            async move { proxy.handle(request, client).await }
-        };
+        // The request pipeline: see rwproxy_http::proxy::stack.
+        let service = proxy.service();
         let drain = config.proxy.drain_timeout;
         let limits = ListenerLimits {
             header_read_timeout: config.proxy.header_timeout,
@@ -119,9 +93,9 @@ impl Node {
             ..ListenerLimits::default()
         };
         let tls = crate::tls::server_tls(config)?;
-        servers.push(tokio::spawn(serve_with_tls(
+        servers.push(tokio::spawn(serve_service(
             listener,
-            handler,
+            service,
             limits,
             tls,
             stop.clone().cancelled_owned(),
@@ -154,35 +128,6 @@ impl Node {
                 stop.clone().cancelled_owned(),
             )));
         }
-        if let Some(check) = app_check {
-            tokio::spawn(health::run_app_check(
-                check,
-                config.health.app_interval,
-                config.health.fall,
-                shared_health.clone(),
-                stop.clone().cancelled_owned(),
-            ));
-        }
-        tokio::spawn(rwproxy_http::metrics::upkeep(
-            metrics.clone(),
-            stop.clone().cancelled_owned(),
-        ));
-        tokio::spawn(watch_state(
-            Watch {
-                node,
-                metrics,
-                draining: draining.clone(),
-                max_lag: config.health.max_lag,
-                tracker: HealthTracker::new(
-                    config.health.rise,
-                    config.health.fall,
-                    shared_health.clone(),
-                ),
-                shared: shared_health,
-            },
-            state.clone(),
-            stop.clone(),
-        ));
         tracing::info!(%proxy_addr, admin = ?admin_addr, agent = ?agent_addr, app = %config.proxy.app, source = config.cluster.source.name(), "rwproxy started");
         Ok(Node {
             proxy_addr,

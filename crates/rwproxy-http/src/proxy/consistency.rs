@@ -1,0 +1,161 @@
+//! The consistency layer: a read that carries a client's position token (`__txid` cookie or
+//! the token header) waits here, up to `consistency.wait`, until this replica has reached it;
+//! then it goes on with what the wait found ([`TokenWait`] in its extensions) for the route to
+//! decide on (served locally, or sent to the primary / refused after a timeout).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::future::Either;
+use http::{Request, Response};
+use rwproxy_core::{decide, RequestClass, Route, RouteInput, Token, WaitState};
+use tower::{Layer, Service};
+
+use super::admission::ForwardedByNode;
+use super::classify::class_of;
+use super::shared::Shared;
+use super::Proxy;
+use crate::body::Body;
+
+/// A read's token and what waiting for it found; in the request's extensions when the read
+/// carried a token.
+#[derive(Clone, Debug)]
+pub struct TokenWait {
+    /// The client's token.
+    pub token: Token,
+    /// `Satisfied` (no wait needed), `Reached`, `TimedOut`, or `Behind` when the route will
+    /// not serve the read here anyway (stale replica, forwarded request).
+    pub wait: WaitState,
+}
+
+/// A boxed response future: waiting is the rare path, so only it pays for a box.
+pub(crate) type BoxResponse =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// Builds [`Consistency`] services.
+///
+/// ```
+/// # fn demo(proxy: &rwproxy_http::Proxy) {
+/// use rwproxy_http::proxy::{ClassifyLayer, ConsistencyLayer};
+/// let layers = tower::ServiceBuilder::new()
+///     .layer(ClassifyLayer::new(proxy))
+///     .layer(ConsistencyLayer::new(proxy));
+/// # let _ = layers;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ConsistencyLayer {
+    shared: Arc<Shared>,
+}
+
+impl ConsistencyLayer {
+    /// Waits on `proxy`'s cluster state, with its `consistency.*` settings.
+    pub fn new(proxy: &Proxy) -> Self {
+        ConsistencyLayer {
+            shared: proxy.shared.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for ConsistencyLayer {
+    type Service = Consistency<S>;
+
+    fn layer(&self, inner: S) -> Consistency<S> {
+        Consistency {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Waits for reads' tokens; see [`ConsistencyLayer`].
+#[derive(Clone, Debug)]
+pub struct Consistency<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, B> Service<Request<B>> for Consistency<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxResponse>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let class = class_of(&request);
+        if class != RequestClass::Read {
+            return Either::Left(self.inner.call(request));
+        }
+        let shared = &self.shared;
+        let Some(token) = shared.params.consistency.token_from(request.headers()) else {
+            return Either::Left(self.inner.call(request));
+        };
+        let (behind, must_wait) = {
+            let state = shared.state.borrow();
+            if state.is_primary() || state.has_reached(&token) {
+                (false, false)
+            } else {
+                // Wait only where the route would serve the read here once the position is
+                // reached: a stale replica or a forwarded read goes elsewhere at once.
+                let input = RouteInput {
+                    class,
+                    state: &state,
+                    fresh: shared.freshness.observe(&state),
+                    forwarded: request.extensions().get::<ForwardedByNode>().is_some(),
+                    wait: WaitState::Behind,
+                    waited_for_primary: false,
+                };
+                (
+                    true,
+                    matches!(decide(input, &shared.params.policy), Route::AwaitPosition),
+                )
+            }
+        };
+        if !must_wait {
+            let wait = match behind {
+                true => WaitState::Behind,
+                false => WaitState::Satisfied,
+            };
+            request.extensions_mut().insert(TokenWait { token, wait });
+            return Either::Left(self.inner.call(request));
+        }
+        // The service polled ready is the one called after the wait; a clone stays here.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Either::Right(Box::pin(async move {
+            let wait = wait_for_position(&shared, &token).await;
+            request.extensions_mut().insert(TokenWait { token, wait });
+            inner.call(request).await
+        }))
+    }
+}
+
+/// Waits until the node reaches `token` (or the wait times out), recording the wait.
+pub(super) async fn wait_for_position(shared: &Shared, token: &Token) -> WaitState {
+    let started = Instant::now();
+    let mut state = shared.state.clone();
+    let outcome = crate::consistency::wait_for_token(
+        token,
+        &mut state,
+        &shared.demand,
+        &shared.params.consistency,
+    )
+    .await;
+    shared
+        .metrics
+        .consistency_wait(started.elapsed(), outcome == WaitState::TimedOut);
+    outcome
+}

@@ -1,0 +1,73 @@
+//! What the stack did with a request, carried in the response's extensions for the layers
+//! above the route (metrics, the access log, upgrades).
+
+use http::header::HeaderValue;
+use http::{HeaderMap, Response};
+use rwproxy_core::{ErrorCode, Reason, RequestClass};
+
+use crate::body::Body;
+use crate::respond::{self, RWPROXY_ROUTE};
+
+/// A response made without calling the inner service (a refusal, the health document). Boxed:
+/// inline, a whole response would size the future of every request that passes through.
+pub type Answered =
+    std::pin::Pin<Box<std::future::Ready<Result<Response<Body>, std::convert::Infallible>>>>;
+
+/// [`Answered`] with `response`.
+pub(crate) fn answered(response: Response<Body>) -> Answered {
+    Box::pin(std::future::ready(Ok(response)))
+}
+
+/// Where a request went: set by the route layer (and by the layers that refuse requests) on
+/// every response but the health endpoint's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routed {
+    /// The request's class.
+    pub class: RequestClass,
+    /// `local`, `primary`, `replay`, `redirect` or `rejected` (the metrics' `route` label).
+    pub route: &'static str,
+    /// Why it went there.
+    pub reason: Reason,
+}
+
+impl Routed {
+    /// The outcome recorded on `response`, if any.
+    pub fn of<B>(response: &Response<B>) -> Option<Routed> {
+        response.extensions().get::<Routed>().copied()
+    }
+}
+
+/// rwproxy's own refusal of a request of `class`.
+pub(crate) fn rejected(class: RequestClass, code: ErrorCode) -> Response<Body> {
+    routed(respond::error(code), class, "rejected", Reason::Normal)
+}
+
+/// `response`, marked with where it went.
+pub(crate) fn routed(
+    mut response: Response<Body>,
+    class: RequestClass,
+    route: &'static str,
+    reason: Reason,
+) -> Response<Body> {
+    response.extensions_mut().insert(Routed {
+        class,
+        route,
+        reason,
+    });
+    response
+}
+
+/// Adds `rwproxy-route` (when `proxy.route_header` is on) to a proxied response.
+pub(crate) fn route_header(headers: &mut HeaderMap, route: &'static str, reason: Reason) {
+    let value = match (route, reason) {
+        ("local", Reason::Normal) => "local",
+        ("local", Reason::Waited) => "local; reason=waited",
+        ("local", Reason::Stale) => "local; reason=stale",
+        ("primary", Reason::Write) => "primary; reason=write",
+        ("primary", Reason::Stale) => "primary; reason=stale",
+        ("primary", Reason::ConsistencyTimeout) => "primary; reason=consistency-timeout",
+        ("primary", _) => "primary",
+        _ => route,
+    };
+    headers.insert(RWPROXY_ROUTE.clone(), HeaderValue::from_static(value));
+}

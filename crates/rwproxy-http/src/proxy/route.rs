@@ -1,0 +1,433 @@
+//! The route layer: `decide()` over the node's state, then carry the decision out — the inner
+//! service (the local app, or an embedding app's own router), the forwarder to the primary's
+//! rwproxy, a `fly-replay` or redirect answer, or a refusal. Waiting for a primary to be
+//! known (`AwaitPrimary`) and the re-check of a write against a demotion the source has not
+//! published yet live here, since both end in routing again.
+//!
+//! A replica's read and a passthrough request (no token to issue, nothing to wait for) take
+//! the synchronous path: one decision, then the inner service's own future. Everything else
+//! runs the full routing loop in one boxed future.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use futures_util::future::Either;
+use http::{Request, Response};
+use http_body::Body as HttpBody;
+use pin_project_lite::pin_project;
+use rwproxy_core::{
+    decide, ErrorCode, Reason, RequestClass, Route as Decision, RouteInput, WaitState,
+};
+use tower::{Layer, Service, ServiceExt as _};
+
+use super::admission::{discard_body, drain_then_reject, ForwardedByNode};
+use super::answers;
+use super::classify::class_of;
+use super::consistency::{wait_for_position, BoxResponse, TokenWait};
+use super::forward::{self, Forwarded};
+use super::outcome::{rejected, route_header, Routed};
+use super::shared::Shared;
+use super::tokens::{self, TokenAction};
+use super::{Proxy, RequestId};
+use crate::body::{Body, BoxError};
+use crate::session::SessionMode;
+use crate::upstream::headers::{ClientInfo, FORWARDED_BY, FORWARD_SECRET};
+
+/// Builds [`Route`] services around the node's inner service.
+///
+/// ```
+/// # fn demo(proxy: &rwproxy_http::Proxy) {
+/// use rwproxy_http::proxy::{AppService, RouteLayer};
+/// let local_app = tower::ServiceBuilder::new()
+///     .layer(RouteLayer::new(proxy))
+///     .service(AppService::new(proxy));
+/// # let _ = local_app;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RouteLayer {
+    shared: Arc<Shared>,
+}
+
+impl RouteLayer {
+    /// Routes over `proxy`'s cluster state and policy.
+    pub fn new(proxy: &Proxy) -> Self {
+        RouteLayer {
+            shared: proxy.shared.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Route<S>;
+
+    fn layer(&self, inner: S) -> Route<S> {
+        Route {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Routes requests; see [`RouteLayer`]. The inner service gets what this node serves itself,
+/// as `Request<Body>`; its response body may be any body.
+#[derive(Clone, Debug)]
+pub struct Route<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, B, R> Service<Request<B>> for Route<S>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    S: Service<Request<Body>, Response = Response<R>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<LocalFuture<S::Future>, BoxResponse>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let shared = &self.shared;
+        let class = class_of(&request);
+        let forwarded = request.extensions().get::<ForwardedByNode>().is_some();
+        let token_wait = request.extensions().get::<TokenWait>();
+        let decision = {
+            let state = shared.state.borrow();
+            let input = RouteInput {
+                class,
+                state: &state,
+                fresh: shared.freshness.observe(&state),
+                forwarded,
+                wait: token_wait.map_or(WaitState::Satisfied, |t| t.wait),
+                waited_for_primary: false,
+            };
+            let decision = decide(input, &shared.params.policy);
+            match decision {
+                // On the primary a write is re-checked and gets a token, and a read with a token
+                // may get a fresh one; with `consistency.session = "reads-too"` every read may
+                // earn one: the full path.
+                Decision::Local(_)
+                    if state.is_primary()
+                        && (class == RequestClass::Write || token_wait.is_some()) =>
+                {
+                    None
+                }
+                Decision::Local(_)
+                    if class == RequestClass::Read
+                        && shared.params.consistency.session == SessionMode::ReadsToo =>
+                {
+                    None
+                }
+                Decision::Local(reason) => Some(reason),
+                _ => None,
+            }
+        };
+        if let Some(reason) = decision {
+            let request = local_request(request, shared.params.max_body);
+            return Either::Left(LocalFuture {
+                inner: self.inner.call(request),
+                class,
+                reason,
+                route_header: shared.params.route_header,
+            });
+        }
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Either::Right(Box::pin(async move {
+            Ok(route(&shared, inner, request, class, forwarded).await)
+        }))
+    }
+}
+
+/// The request as the inner service gets it: internal routing headers are for rwproxy, not
+/// for the app; the body is limited to `proxy.max_body`.
+fn local_request<B>(request: Request<B>, max_body: Option<u64>) -> Request<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = request.into_parts();
+    parts.headers.remove(&FORWARDED_BY);
+    parts.headers.remove(&FORWARD_SECRET);
+    Request::from_parts(parts, Body::from_any(body, max_body))
+}
+
+/// Marks the inner service's response as served here (unless the leaf refused it itself).
+fn served_here<R>(
+    response: Response<R>,
+    class: RequestClass,
+    reason: Reason,
+    route_header_on: bool,
+) -> Response<Body>
+where
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<BoxError>,
+{
+    let (mut parts, body) = response.into_parts();
+    if parts.extensions.get::<Routed>().is_none() {
+        if route_header_on {
+            route_header(&mut parts.headers, "local", reason);
+        }
+        parts.extensions.insert(Routed {
+            class,
+            route: "local",
+            reason,
+        });
+    }
+    Response::from_parts(parts, Body::from_any(body, None))
+}
+
+pin_project! {
+    /// A request served by the inner service on the synchronous path.
+    pub struct LocalFuture<F> {
+        #[pin]
+        inner: F,
+        class: RequestClass,
+        reason: Reason,
+        route_header: bool,
+    }
+}
+
+impl<F, R> Future for LocalFuture<F>
+where
+    F: Future<Output = Result<Response<R>, Infallible>>,
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match ready!(this.inner.poll(cx)) {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        Poll::Ready(Ok(served_here(
+            response,
+            *this.class,
+            *this.reason,
+            *this.route_header,
+        )))
+    }
+}
+
+/// The full routing loop: decide, wait where the decision says so, and carry it out.
+async fn route<S, B, R>(
+    shared: &Shared,
+    inner: S,
+    request: Request<B>,
+    class: RequestClass,
+    forwarded: bool,
+) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    S: Service<Request<Body>, Response = Response<R>, Error = Infallible> + Send,
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<BoxError>,
+{
+    let params = &shared.params;
+    let token_wait = request.extensions().get::<TokenWait>().cloned();
+    let (token, mut wait) = match token_wait {
+        Some(t) => (Some(t.token), t.wait),
+        None => (None, WaitState::Satisfied),
+    };
+    let mut state_rx = shared.state.clone();
+    let mut waited_for_primary = false;
+    let mut demotion_seen = false;
+    loop {
+        let (decision, primary, is_primary) = {
+            let state = state_rx.borrow_and_update();
+            let input = RouteInput {
+                class,
+                state: &state,
+                fresh: shared.freshness.observe(&state),
+                forwarded,
+                wait,
+                waited_for_primary,
+            };
+            (
+                decide(input, &params.policy),
+                state.remote_primary().cloned(),
+                state.is_primary(),
+            )
+        };
+        match decision {
+            // The consistency layer waits where this is the decision; the node's state may
+            // have changed since (a stale replica caught up), so the wait can start here too.
+            Decision::AwaitPosition => {
+                wait = match &token {
+                    Some(token) => wait_for_position(shared, token).await,
+                    None => WaitState::Satisfied,
+                };
+            }
+            Decision::AwaitPrimary => {
+                let found = tokio::time::timeout(
+                    params.primary_wait,
+                    state_rx.wait_for(|s| s.is_primary() || s.remote_primary().is_some()),
+                )
+                .await;
+                waited_for_primary = true;
+                if !matches!(found, Ok(Ok(_))) {
+                    tracing::warn!(
+                        request_id = RequestId::of(&request)
+                            .as_ref()
+                            .map_or("-", RequestId::as_str),
+                        wait_ms = params.primary_wait.as_millis() as u64,
+                        "no primary known; write refused"
+                    );
+                }
+            }
+            Decision::Local(reason) => {
+                if class == RequestClass::Write
+                    && is_primary
+                    && shared.probe.confirms_primary().await == Some(false)
+                {
+                    // Demoted since the last poll: never let the write reach this app.
+                    // Wait for the source to publish the new state, then route again.
+                    if demotion_seen {
+                        return rejected(class, ErrorCode::NoPrimary);
+                    }
+                    demotion_seen = true;
+                    tracing::info!(
+                        "the source no longer says this node is primary; re-routing the write"
+                    );
+                    let _ = tokio::time::timeout(
+                        params.primary_wait,
+                        state_rx.wait_for(|s| !s.is_primary()),
+                    )
+                    .await;
+                    continue;
+                }
+                let action =
+                    TokenAction::for_local(is_primary, class, token, params.consistency.session);
+                let client = request.extensions().get::<ClientInfo>();
+                let tls = action.may_issue() && tokens::secure(client, request.headers());
+                let request = local_request(request, params.max_body);
+                return serve_here(shared, inner, request, class, reason, action, tls).await;
+            }
+            Decision::Primary(reason) => {
+                let Some(primary) = primary else {
+                    return rejected(class, ErrorCode::NoPrimary);
+                };
+                return to_primary(shared, inner, request, class, reason, primary).await;
+            }
+            Decision::Replay => {
+                let Some(primary) = primary else {
+                    return rejected(class, ErrorCode::NoPrimary);
+                };
+                if let Some(answer) = answers::replay(&request, class, &primary) {
+                    // Read the body (at most Fly's 1 MB) before answering: a client that writes
+                    // its whole body first would otherwise see a broken pipe, not the 421.
+                    discard_body(request).await;
+                    return answer;
+                }
+                return to_primary(shared, inner, request, class, Reason::Write, primary).await;
+            }
+            Decision::Redirect => {
+                let Some(primary) = primary else {
+                    return rejected(class, ErrorCode::NoPrimary);
+                };
+                if let Some(answer) = answers::redirect(shared, &request, class, &primary) {
+                    // As for fly-replay: the client sees the 307, not a broken pipe (bounded: a
+                    // larger body is cut off and the connection closed after the answer).
+                    discard_body(request).await;
+                    return answer;
+                }
+                return to_primary(shared, inner, request, class, Reason::Write, primary).await;
+            }
+            Decision::Reject(code) => return drain_then_reject(request, class, code).await,
+        }
+    }
+}
+
+/// Forwards to the primary; a write handed back because this node was promoted meanwhile is
+/// served here.
+async fn to_primary<S, B, R>(
+    shared: &Shared,
+    inner: S,
+    request: Request<B>,
+    class: RequestClass,
+    reason: Reason,
+    primary: Arc<str>,
+) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    S: Service<Request<Body>, Response = Response<R>, Error = Infallible> + Send,
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<BoxError>,
+{
+    let client = request.extensions().get::<ClientInfo>().cloned();
+    let client = client.unwrap_or_else(ClientInfo::unspecified);
+    // Boxed: the forwarder's future (retries, the body kept for them) is larger than the rest
+    // of the route's; inline it would size every routed request's future.
+    let forwarded = Box::pin(forward::to_primary(
+        shared, request, &client, class, reason, primary,
+    ))
+    .await;
+    match forwarded {
+        Forwarded::Done(response) => response,
+        Forwarded::Promoted(request) => {
+            tracing::info!(
+                request_id = RequestId::of(&request)
+                    .as_ref()
+                    .map_or("-", RequestId::as_str),
+                "this node became primary while a write waited; serving it locally"
+            );
+            let action = TokenAction::IssueAfterWrite;
+            serve_here(
+                shared,
+                inner,
+                request,
+                class,
+                Reason::Write,
+                action,
+                client.tls,
+            )
+            .await
+        }
+    }
+}
+
+/// Serves a request with the inner service, then gives the response its token.
+async fn serve_here<S, R>(
+    shared: &Shared,
+    inner: S,
+    request: Request<Body>,
+    class: RequestClass,
+    reason: Reason,
+    action: TokenAction,
+    tls: bool,
+) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<R>, Error = Infallible> + Send,
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<BoxError>,
+{
+    let request_id = RequestId::of(&request);
+    let response = match inner.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let mut response = served_here(response, class, reason, shared.params.route_header);
+    let refused = Routed::of(&response).is_some_and(|r| r.route == "rejected");
+    if !refused {
+        let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
+        tokens::apply(shared, action, response.headers_mut(), tls, request_id).await;
+    }
+    response
+}

@@ -1,0 +1,53 @@
+//! What every layer of one node's stack reads: the node's parameters, its cluster state, the
+//! upstream pools and its metrics. Built once per node; every layer holds an `Arc` of it.
+
+use std::sync::Arc;
+
+use rwproxy_core::{Demand, NodeState, Positions};
+use tokio::sync::watch;
+
+use crate::consistency::PositionProbe;
+use crate::freshness::Freshness;
+use crate::health::HealthView;
+use crate::metrics::Metrics;
+use crate::params::ProxyParams;
+use crate::upstream::breaker::Breakers;
+use crate::upstream::headers::HopIdentity;
+use crate::upstream::{Pool, Target};
+
+/// One node's pipeline state.
+pub(crate) struct Shared {
+    pub(crate) params: ProxyParams,
+    pub(crate) state: watch::Receiver<NodeState>,
+    /// Connections to the local app, capped at `proxy.app_max_connections` (unused when the
+    /// stack wraps an embedding app's own service).
+    pub(crate) app_pool: Pool,
+    /// Connections to primaries' rwproxies.
+    pub(crate) primary_pool: Pool,
+    pub(crate) breakers: Breakers,
+    pub(crate) app: Target,
+    pub(crate) hop: HopIdentity,
+    pub(crate) freshness: Freshness,
+    pub(crate) demand: Demand,
+    pub(crate) probe: Arc<dyn PositionProbe>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) health: HealthView,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node", &self.params.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The positions right now: from the probe, else the last published state.
+    pub(crate) async fn current_positions(&self) -> Positions {
+        match self.probe.current().await {
+            Some(positions) => positions,
+            None => self.state.borrow().positions.clone(),
+        }
+    }
+}
