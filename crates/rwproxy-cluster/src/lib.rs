@@ -1,5 +1,5 @@
 //! rwproxy-cluster owns how a node learns the cluster's state: the sources that read it (a
-//! static primary, the LiteFS mount and API, or a JSON status URL) and the single task that
+//! static primary, the LiteFS mount and API, a JSON status URL, or a PostgreSQL server) and the single task that
 //! publishes it as a [`NodeState`] on a `tokio::sync::watch` channel. The request path only reads
 //! that channel; nothing else writes it.
 //!
@@ -58,6 +58,7 @@ mod error;
 mod http_client;
 mod http_source;
 mod litefs;
+mod postgres;
 mod probe;
 mod publish;
 mod schedule;
@@ -75,6 +76,8 @@ use rwproxy_core::NodeState;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use postgres::check_url as check_postgres_url;
+pub use postgres::WAITING_POLL as POSTGRES_WAITING_POLL;
 pub use probe::PositionReader;
 /// The shared count of waiting requests (defined in rwproxy-core so the HTTP side and the
 /// sources use one counter); re-exported for callers of [`ClusterHandle::start`].
@@ -95,6 +98,39 @@ pub enum SourceSpec {
     Litefs(LitefsSpec),
     /// A JSON status document polled over HTTP.
     Http(HttpSpec),
+    /// This node's own PostgreSQL server (a primary or a streaming replica).
+    Postgres(PostgresSpec),
+}
+
+/// Settings of the PostgreSQL source.
+#[derive(Clone)]
+pub struct PostgresSpec {
+    /// libpq-style URL of this node's server, e.g. `postgres://rwproxy@127.0.0.1:5432/postgres`.
+    pub url: String,
+    /// File holding the password, used when the URL has none (else `PGPASSWORD`).
+    pub password_file: Option<PathBuf>,
+    /// Name used for the primary instead of the replica's `sender_host`.
+    pub primary: Option<String>,
+    /// How often the server is polled when nobody is waiting.
+    pub poll: Duration,
+    /// Upper bound on connecting and on each query.
+    pub timeout: Duration,
+    /// Key of the one WAL position in the positions map (the first configured database).
+    pub position_key: String,
+}
+
+impl std::fmt::Debug for PostgresSpec {
+    // By hand: the URL may hold a password, which must not reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSpec")
+            .field("url", &postgres::redact(&self.url))
+            .field("password_file", &self.password_file)
+            .field("primary", &self.primary)
+            .field("poll", &self.poll)
+            .field("timeout", &self.timeout)
+            .field("position_key", &self.position_key)
+            .finish()
+    }
 }
 
 /// Settings of the LiteFS source.
@@ -163,6 +199,7 @@ fn source_label(spec: &SourceSpec) -> &'static str {
         SourceSpec::Static { .. } => "static",
         SourceSpec::Litefs(_) => "litefs",
         SourceSpec::Http(_) => "http",
+        SourceSpec::Postgres(_) => "postgres",
     }
 }
 
@@ -195,10 +232,12 @@ async fn run_source(
         SourceSpec::Static { primary } => static_source::run(node, primary, publisher).await,
         SourceSpec::Litefs(litefs) => litefs::run(node, litefs, demand, publisher).await,
         SourceSpec::Http(http) => http_source::run(node, http, demand, publisher).await,
+        SourceSpec::Postgres(pg) => postgres::run(node, pg, demand, publisher).await,
     }
 }
 
 /// Aborts a helper task when its owner is dropped (tokio tasks are otherwise detached).
+#[derive(Debug)]
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
