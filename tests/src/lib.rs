@@ -7,6 +7,8 @@ pub mod app;
 pub mod chaos_cluster;
 pub mod cluster;
 pub mod mount;
+pub mod pg_app;
+pub mod postgres;
 pub mod protocols;
 pub mod relay;
 pub mod tls;

@@ -1,0 +1,361 @@
+//! The PostgreSQL source against real PostgreSQL: a primary and a streaming replica
+//! (`pg_basebackup -R`), each with a small app that reads and writes its own server, each behind
+//! its own rwproxy.
+//!
+//! Skipped with a notice when PostgreSQL is not installed, unless `RWPROXY_REQUIRE_EXTERNAL=1`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::time::Duration;
+
+use rwproxy::config;
+use rwproxy::Node;
+use rwproxy_cluster::{ClusterHandle, Demand, PostgresSpec, SourceSpec};
+use rwproxy_core::Role;
+use rwproxy_tests::pg_app::PgApp;
+use rwproxy_tests::postgres::{lsn, PgBin, PgServer, MONITOR_USER, PASSWORD};
+use rwproxy_tests::{client, eventually, free_port, Answer};
+use tokio::net::TcpListener;
+
+/// Deadline for anything the cluster must reach; generous because the machine may be busy.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One node: its app and its rwproxy, named by the proxy's `127.0.0.1:PORT`.
+struct PgNode {
+    name: String,
+    app: PgApp,
+    node: Node,
+}
+
+impl PgNode {
+    /// Starts an app on `server` and an rwproxy in front of it. `primary` is `cluster.primary`
+    /// (the name of the primary's rwproxy); `extra` is appended to the config.
+    async fn start(server_url: &str, app_url: &str, primary: Option<&str>, extra: &str) -> PgNode {
+        let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let name = proxy.local_addr().expect("addr").to_string();
+        let app = PgApp::start(&format!("app-{name}"), app_url).await;
+        let primary = primary.map_or(String::new(), |p| format!("primary = \"{p}\"\n"));
+        let text = format!(
+            r#"
+node = "{name}"
+[proxy]
+listen = "127.0.0.1:0"
+app = "{app}"
+drain_timeout = "5s"
+[admin]
+listen = "127.0.0.1:0"
+[cluster]
+source = "postgres"
+url = "{server_url}"
+poll = "50ms"
+{primary}
+[writes]
+primary_url = "http://{{primary}}"
+primary_wait = "2s"
+timeout = "10s"
+connect_timeout = "1s"
+[reads]
+max_lag = "1s"
+when_stale = "serve"
+[health]
+max_lag = "1s"
+[consistency]
+wait = "3s"
+on_timeout = "error"
+[log]
+access = false
+{extra}
+"#,
+            app = app.url(),
+        );
+        let config = config::parse(&text).unwrap_or_else(|e| panic!("config: {e}"));
+        let node = Node::start_on(&config, proxy, Some(admin))
+            .await
+            .expect("start node");
+        PgNode { name, app, node }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.name)
+    }
+
+    /// The admin listener's `/health` answer: status code and JSON body.
+    async fn health(&self) -> (u16, serde_json::Value) {
+        let admin = self.node.admin_addr().expect("admin");
+        let r = client()
+            .get(format!("http://{admin}/health"))
+            .answer()
+            .await;
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("health JSON"))
+    }
+
+    /// Waits until the health answer satisfies `check`; returns its body.
+    async fn health_until(&self, what: &str, check: impl Fn(u16, &serde_json::Value) -> bool) {
+        eventually(WAIT, what, || async {
+            let (status, body) = self.health().await;
+            check(status, &body).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the published state satisfies `check`.
+    async fn state_until(&self, what: &str, check: impl Fn(&rwproxy_core::NodeState) -> bool) {
+        let state = self.node.state();
+        eventually(WAIT, what, || {
+            let ok = check(&state.borrow());
+            async move { ok.then_some(()) }
+        })
+        .await;
+    }
+}
+
+/// A primary and a streaming replica with a node each; `None` (skip) without PostgreSQL.
+async fn pair() -> Option<(PgServer, PgServer, PgNode, PgNode)> {
+    let bin = PgBin::find()?;
+    let primary = PgServer::primary(&bin).await;
+    let replica = PgServer::replica_of(&primary);
+    let p = PgNode::start(
+        &primary.url(MONITOR_USER),
+        &primary.url("postgres"),
+        None,
+        "",
+    )
+    .await;
+    let r = PgNode::start(
+        &replica.url(MONITOR_USER),
+        &replica.url("postgres"),
+        Some(&p.name),
+        "",
+    )
+    .await;
+    p.state_until("primary role", |s| s.role == Role::Primary)
+        .await;
+    r.state_until("replica streaming from the primary", |s| {
+        s.role == Role::Replica && s.primary.as_deref() == Some(p.name.as_str()) && s.lag.is_some()
+    })
+    .await;
+    Some((primary, replica, p, r))
+}
+
+/// The `rwproxy-position` value of a response, checked to be `wal=<16 hex digits>`.
+fn token_of(r: &reqwest::Response) -> (String, u64) {
+    let header = r
+        .headers()
+        .get("rwproxy-position")
+        .expect("a token after a write")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let hex = header.strip_prefix("wal=").expect("one WAL position");
+    let position = u64::from_str_radix(hex, 16).expect("hex");
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("__txid="))
+        .expect("cookie");
+    assert!(cookie.starts_with(&format!("__txid={hex};")), "{cookie}");
+    (header, position)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reads_its_writes_by_lsn_and_paused_replay_turns_it_stale() {
+    let Some((primary, replica, p, r)) = pair().await else {
+        return;
+    };
+    // The replica's own name for its primary is the WAL receiver's sender_host.
+    let spec = SourceSpec::Postgres(PostgresSpec {
+        url: replica.url(MONITOR_USER),
+        password_file: None,
+        primary: None,
+        poll: Duration::from_millis(50),
+        timeout: Duration::from_secs(2),
+        position_key: "wal".into(),
+    });
+    let handle = ClusterHandle::start("watcher".into(), spec, Demand::default());
+    let mut state = handle.subscribe();
+    let seen = eventually(WAIT, "sender_host as primary", || {
+        let s = state.borrow_and_update().clone();
+        async move { s.primary.filter(|_| s.role == Role::Replica) }
+    })
+    .await;
+    assert_eq!(&*seen, "127.0.0.1");
+    drop(handle);
+
+    replica.query_text("SELECT pg_wal_replay_pause()").await;
+    let before = lsn(&primary
+        .query_text("SELECT pg_current_wal_insert_lsn()")
+        .await
+        .unwrap());
+    let write = client().post(r.url("/items/a")).answer().await;
+    assert_eq!(write.status(), 201, "a write through the replica");
+    let (token, position) = token_of(&write);
+    assert!(write
+        .text()
+        .await
+        .unwrap()
+        .starts_with(&format!("app-{} wrote", p.name)));
+    assert_eq!((p.app.writes_seen(), r.app.writes_seen()), (1, 0));
+    let after = lsn(&primary
+        .query_text("SELECT pg_current_wal_insert_lsn()")
+        .await
+        .unwrap());
+    assert!(
+        before < position && position <= after,
+        "{before} < {position} <= {after}"
+    );
+
+    // Replay is paused: without the token the replica's app does not have the row...
+    let plain = client().get(r.url("/items/a")).answer().await;
+    assert_eq!(plain.status(), 404, "the row is not replayed yet");
+    // ...and with it the read waits, then follows on_timeout = "error".
+    let timed_out = client()
+        .get(r.url("/items/a"))
+        .header("rwproxy-position", &token)
+        .answer()
+        .await;
+    assert_eq!(timed_out.status(), 504);
+    assert_eq!(timed_out.headers()["rwproxy-error"], "consistency-timeout");
+
+    // Paused replay while the primary wrote: stale, health 503, reads served as configured.
+    r.health_until("replica lagging", |code, body| {
+        code == 503 && body["status"] == "lagging"
+    })
+    .await;
+    let stale_read = client().get(r.url("/items/a")).answer().await;
+    assert_eq!(
+        stale_read.status(),
+        404,
+        "when_stale = serve: the local app answers"
+    );
+
+    // A read with the token waits; resuming replay lets it through.
+    let waiting = tokio::spawn(
+        client()
+            .get(r.url("/items/a"))
+            .header("rwproxy-position", token.clone())
+            .send(),
+    );
+    eventually(WAIT, "the read to wait", || async {
+        (r.node.waiting_reads() == 1).then_some(())
+    })
+    .await;
+    replica.query_text("SELECT pg_wal_replay_resume()").await;
+    let read = waiting.await.unwrap().expect("answer");
+    assert_eq!(read.status(), 200);
+    assert!(read
+        .text()
+        .await
+        .unwrap()
+        .starts_with(&format!("app-{} has a", r.name)));
+    r.health_until("replica fresh again", |code, body| {
+        code == 200 && body["status"] == "ok"
+    })
+    .await;
+    assert_eq!(
+        p.app.reads_seen(),
+        0,
+        "every read was served by the replica"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them() {
+    let Some((mut primary, replica, p, r)) = pair().await else {
+        return;
+    };
+    // A wrong password is a clear reason, never a primary.
+    let wrong = format!(
+        "postgres://{MONITOR_USER}:not-{PASSWORD}@127.0.0.1:{}/postgres",
+        primary.port
+    );
+    let bad = PgNode::start(&wrong, &primary.url("postgres"), None, "").await;
+    bad.health_until("wrong password reported", |code, body| {
+        code == 503
+            && body["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("password authentication failed"))
+    })
+    .await;
+
+    primary.stop();
+    // The replica's receiver stops: no primary known.
+    r.state_until("replica without a primary", |s| s.primary.is_none())
+        .await;
+    let write = client().post(r.url("/items/lost")).answer().await;
+    assert_eq!(write.status(), 503);
+    assert_eq!(write.headers()["rwproxy-error"], "no-primary");
+    assert!(write.headers().contains_key("retry-after"));
+    let (code, body) = r.health().await;
+    assert_eq!((code, body["status"].as_str()), (503, Some("no-primary")));
+    // The server that disappeared under the primary's rwproxy: unknown, with the reason.
+    p.health_until("primary's server gone", |code, body| {
+        code == 503
+            && body["role"] == "unknown"
+            && body["problem"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("postgres 127.0.0.1:"))
+    })
+    .await;
+    let refused = client().post(p.url("/items/lost")).answer().await;
+    assert_eq!(refused.status(), 503, "no local write on an unknown state");
+    assert_eq!((p.app.writes_seen(), r.app.writes_seen()), (0, 0));
+
+    replica.promote();
+    r.state_until("promoted replica is primary", |s| s.role == Role::Primary)
+        .await;
+    let write = client().post(r.url("/items/promoted")).answer().await;
+    assert_eq!(write.status(), 201);
+    token_of(&write);
+    assert_eq!((p.app.writes_seen(), r.app.writes_seen()), (0, 1));
+    let read = client().get(r.url("/items/promoted")).answer().await;
+    assert_eq!(read.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_that_are_not_a_postgres_server_give_clear_reasons() {
+    if PgBin::find().is_none() {
+        return;
+    }
+    // Nothing listens.
+    let refused = format!(
+        "postgres://{MONITOR_USER}@127.0.0.1:{}/postgres",
+        free_port()
+    );
+    // An HTTP server, not PostgreSQL.
+    let http = PgApp::start("http", &refused).await;
+    let http_url = format!(
+        "postgres://{MONITOR_USER}@{}/postgres",
+        http.url().trim_start_matches("http://")
+    );
+    // A server that accepts and never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!(
+        "postgres://{MONITOR_USER}@{}/postgres",
+        silent.local_addr().unwrap()
+    );
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    for (url, expect) in [
+        (refused, "error connecting to server"),
+        (http_url, "postgres 127.0.0.1:"),
+        (silent_url, "did not finish within"),
+    ] {
+        let node = PgNode::start(&url, "postgres://u@127.0.0.1:1/x", None, "").await;
+        node.health_until(&format!("reason for {url}"), |code, body| {
+            code == 503
+                && body["status"] == "unknown"
+                && body["problem"].as_str().is_some_and(|p| p.contains(expect))
+        })
+        .await;
+        let write = client().post(node.url("/items/x")).answer().await;
+        assert_eq!(write.status(), 503, "{url}");
+    }
+}
