@@ -67,9 +67,17 @@ impl Connection {
         }
         *live = None;
         let config = self.config()?;
-        let (client, connection) = self
-            .bounded(config.connect(NoTls), "connecting did not finish")
-            .await?;
+        let (client, connection) =
+            match tokio::time::timeout(self.spec.timeout, config.connect(NoTls)).await {
+                Ok(Ok(open)) => open,
+                Ok(Err(e)) => return Err(self.fail(connect_failure(&e))),
+                Err(_) => {
+                    return Err(self.fail(format!(
+                        "connecting did not finish within {:?}",
+                        self.spec.timeout
+                    )))
+                }
+            };
         let target = self.target.clone();
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -158,6 +166,17 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
         cause = inner.source();
     }
     text
+}
+
+/// Why connecting failed. A failure after the TCP connection opened that is not the server's
+/// own error message means the other end does not speak PostgreSQL's protocol: say so.
+fn connect_failure(error: &tokio_postgres::Error) -> String {
+    let text = describe(error);
+    if error.as_db_error().is_some() || text.starts_with("error connecting to server") {
+        text
+    } else {
+        format!("{text} (not a PostgreSQL server, or it closed the connection)")
+    }
 }
 
 /// Checks a `cluster.url` for the postgres source: a URL tokio-postgres accepts, naming a user
