@@ -16,11 +16,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
+use tokio_postgres::{Client, NoTls};
 
 struct Shared {
     name: String,
     database_url: String,
+    /// One connection shared by every request (tokio-postgres pipelines them), reopened after
+    /// it fails: the server restarts or is promoted under the app in some tests.
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
     writes: AtomicUsize,
     reads: AtomicUsize,
 }
@@ -46,6 +49,7 @@ impl PgApp {
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             database_url: database_url.to_owned(),
+            client: tokio::sync::Mutex::new(None),
             writes: AtomicUsize::new(0),
             reads: AtomicUsize::new(0),
         });
@@ -103,7 +107,7 @@ async fn handle(
     } else {
         shared.reads.fetch_add(1, Ordering::SeqCst);
     }
-    let answer = match run(&shared.database_url, &item, is_write).await {
+    let answer = match run(&shared, &item, is_write).await {
         Ok(true) if is_write => text(
             StatusCode::CREATED,
             format!("{} wrote {item}\n", shared.name),
@@ -121,21 +125,34 @@ async fn handle(
     Ok(answer)
 }
 
-/// Inserts `item` (true) or looks it up (whether it is there), on a fresh connection.
-async fn run(url: &str, item: &str, write: bool) -> Result<bool, String> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+/// The shared connection, opened (with `synchronous_commit = off` for the whole session, the
+/// hardest case for a token) when there is none or it failed.
+async fn client(shared: &Shared) -> Result<Arc<Client>, String> {
+    let mut slot = shared.client.lock().await;
+    if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+        return Ok(client.clone());
+    }
+    let (client, connection) = tokio_postgres::connect(&shared.database_url, NoTls)
         .await
         .map_err(|e| e.to_string())?;
-    let _driver = tokio::spawn(connection);
+    tokio::spawn(connection);
+    client
+        .batch_execute("SET synchronous_commit = off")
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = Arc::new(client);
+    *slot = Some(client.clone());
+    Ok(client)
+}
+
+/// Inserts `item` (true) or looks it up (whether it is there).
+async fn run(shared: &Shared, item: &str, write: bool) -> Result<bool, String> {
+    let client = client(shared).await?;
     let describe = |e: tokio_postgres::Error| match e.as_db_error() {
         Some(db) => db.message().to_owned(),
         None => e.to_string(),
     };
     if write {
-        client
-            .batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(describe)?;
         client
             .execute("INSERT INTO items (name) VALUES ($1)", &[&item])
             .await

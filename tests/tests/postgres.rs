@@ -9,136 +9,13 @@
 
 use std::time::Duration;
 
-use rwproxy::config;
-use rwproxy::Node;
 use rwproxy_cluster::{ClusterHandle, Demand, PostgresSpec, SourceSpec};
 use rwproxy_core::Role;
 use rwproxy_tests::pg_app::PgApp;
-use rwproxy_tests::postgres::{lsn, PgBin, PgServer, MONITOR_USER, PASSWORD};
+use rwproxy_tests::pg_cluster::{pair, PgNode, WAIT};
+use rwproxy_tests::postgres::{lsn, MONITOR_USER, PASSWORD};
 use rwproxy_tests::{client, eventually, free_port, metrics_line, Answer};
 use tokio::net::TcpListener;
-
-/// Deadline for anything the cluster must reach; generous because the machine may be busy.
-const WAIT: Duration = Duration::from_secs(20);
-
-/// One node: its app and its rwproxy, named by the proxy's `127.0.0.1:PORT`.
-struct PgNode {
-    name: String,
-    app: PgApp,
-    node: Node,
-}
-
-impl PgNode {
-    /// Starts an app on `server` and an rwproxy in front of it. `primary` is `cluster.primary`
-    /// (the name of the primary's rwproxy); `extra` is appended to the config.
-    async fn start(server_url: &str, app_url: &str, primary: Option<&str>, extra: &str) -> PgNode {
-        let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let name = proxy.local_addr().expect("addr").to_string();
-        let app = PgApp::start(&format!("app-{name}"), app_url).await;
-        let primary = primary.map_or(String::new(), |p| format!("primary = \"{p}\"\n"));
-        let text = format!(
-            r#"
-node = "{name}"
-[proxy]
-listen = "127.0.0.1:0"
-app = "{app}"
-drain_timeout = "5s"
-[admin]
-listen = "127.0.0.1:0"
-[cluster]
-source = "postgres"
-url = "{server_url}"
-poll = "50ms"
-{primary}
-[writes]
-primary_url = "http://{{primary}}"
-primary_wait = "2s"
-timeout = "10s"
-connect_timeout = "1s"
-[reads]
-max_lag = "1s"
-when_stale = "serve"
-[health]
-max_lag = "1s"
-[consistency]
-wait = "3s"
-on_timeout = "error"
-[log]
-access = false
-{extra}
-"#,
-            app = app.url(),
-        );
-        let config = config::parse(&text).unwrap_or_else(|e| panic!("config: {e}"));
-        let node = Node::start_on(&config, proxy, Some(admin))
-            .await
-            .expect("start node");
-        PgNode { name, app, node }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.name)
-    }
-
-    /// The admin listener's `/health` answer: status code and JSON body.
-    async fn health(&self) -> (u16, serde_json::Value) {
-        let admin = self.node.admin_addr().expect("admin");
-        let r = client()
-            .get(format!("http://{admin}/health"))
-            .answer()
-            .await;
-        let status = r.status().as_u16();
-        (status, r.json().await.expect("health JSON"))
-    }
-
-    /// Waits until the health answer satisfies `check`; returns its body.
-    async fn health_until(&self, what: &str, check: impl Fn(u16, &serde_json::Value) -> bool) {
-        eventually(WAIT, what, || async {
-            let (status, body) = self.health().await;
-            check(status, &body).then_some(())
-        })
-        .await;
-    }
-
-    /// Waits until the published state satisfies `check`.
-    async fn state_until(&self, what: &str, check: impl Fn(&rwproxy_core::NodeState) -> bool) {
-        let state = self.node.state();
-        eventually(WAIT, what, || {
-            let ok = check(&state.borrow());
-            async move { ok.then_some(()) }
-        })
-        .await;
-    }
-}
-
-/// A primary and a streaming replica with a node each; `None` (skip) without PostgreSQL.
-async fn pair() -> Option<(PgServer, PgServer, PgNode, PgNode)> {
-    let bin = PgBin::find()?;
-    let primary = PgServer::primary(&bin).await;
-    let replica = PgServer::replica_of(&primary);
-    let p = PgNode::start(
-        &primary.url(MONITOR_USER),
-        &primary.url("postgres"),
-        None,
-        "",
-    )
-    .await;
-    let r = PgNode::start(
-        &replica.url(MONITOR_USER),
-        &replica.url("postgres"),
-        Some(&p.name),
-        "",
-    )
-    .await;
-    p.state_until("primary role", |s| s.role == Role::Primary)
-        .await;
-    r.state_until("replica streaming from the primary", |s| {
-        s.role == Role::Replica && s.primary.as_deref() == Some(p.name.as_str()) && s.lag.is_some()
-    })
-    .await;
-    Some((primary, replica, p, r))
-}
 
 /// The `rwproxy-position` value of a response, checked to be `wal=<16 hex digits>`.
 fn token_of(r: &reqwest::Response) -> (String, u64) {
@@ -164,7 +41,7 @@ fn token_of(r: &reqwest::Response) -> (String, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_reads_its_writes_by_lsn_and_paused_replay_turns_it_stale() {
-    let Some((primary, replica, p, r)) = pair().await else {
+    let Some((primary, replica, p, r)) = pair(|_| {}).await else {
         return;
     };
     // The replica's own name for its primary is the WAL receiver's sender_host.
@@ -261,11 +138,15 @@ async fn a_replica_reads_its_writes_by_lsn_and_paused_replay_turns_it_stale() {
         0,
         "every read was served by the replica"
     );
+    let admin = format!("http://{}", r.node.admin_addr().expect("admin"));
+    metrics_line(&admin, |l| l.starts_with("rwproxy_position{db=\"wal\"} "))
+        .await
+        .expect("the WAL position as a metric");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them() {
-    let Some((mut primary, replica, p, r)) = pair().await else {
+    let Some((mut primary, replica, p, r)) = pair(|_| {}).await else {
         return;
     };
     // A wrong password is a clear reason, never a primary.
@@ -273,7 +154,7 @@ async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them() {
         "postgres://{MONITOR_USER}:not-{PASSWORD}@127.0.0.1:{}/postgres",
         primary.port
     );
-    let bad = PgNode::start(&wrong, &primary.url("postgres"), None, "").await;
+    let bad = PgNode::start(&wrong, &primary.url("postgres"), None, |_| {}).await;
     bad.health_until("wrong password reported", |code, body| {
         code == 503
             && body["problem"]
@@ -347,7 +228,7 @@ async fn sources_that_are_not_a_postgres_server_give_clear_reasons() {
         (http_url, "not a PostgreSQL server"),
         (silent_url, "did not finish within"),
     ] {
-        let node = PgNode::start(&url, "postgres://u@127.0.0.1:1/x", None, "").await;
+        let node = PgNode::start(&url, "postgres://u@127.0.0.1:1/x", None, |_| {}).await;
         node.health_until(&format!("reason for {url}"), |code, body| {
             code == 503
                 && body["status"] == "unknown"
