@@ -199,9 +199,14 @@ impl PgServer {
         std::fs::write(&conf, text).expect("write postgresql.conf");
     }
 
+    /// The server's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.data.with_file_name("server.log")
+    }
+
     /// `pg_ctl start` and wait until it accepts connections.
     pub fn start(&mut self) {
-        let log = self.data.with_file_name("server.log");
+        let log = self.log_path();
         self.bin.run(
             "pg_ctl",
             &[

@@ -17,7 +17,8 @@
 //! within one poll never shows as lag. When the WAL receiver is not streaming (cut off from
 //! the primary), the lag keeps growing from the last poll that saw it streaming: rwproxy cannot
 //! know what the primary wrote since. A replica that was never seen streaming has an unknown
-//! lag. The estimate's resolution is one `poll`; WAL the primary has not yet sent is invisible.
+//! lag. The estimate's resolution is one `poll` (and it is published in 100 ms steps); WAL the
+//! primary has not yet sent is invisible.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -127,7 +128,7 @@ pub(crate) fn derive(
                 let received = snapshot.received.unwrap_or(0);
                 received.max(r.latest_end.unwrap_or(0))
             });
-            lag.observe(now, replay, target)
+            lag.observe(now, replay, target).map(in_steps)
         }
         None => None,
     };
@@ -139,6 +140,18 @@ pub(crate) fn derive(
         ready: snapshot.position.is_some(),
         problem: None,
     }
+}
+
+/// Published lag moves in steps of this size. Every change of the published state wakes every
+/// read waiting for a token; a lag that grew by a few milliseconds on each fast poll would wake
+/// them all 200 times a second for nothing.
+const LAG_STEP: Duration = Duration::from_millis(100);
+
+/// `lag` rounded down to a whole [`LAG_STEP`].
+fn in_steps(lag: Duration) -> Duration {
+    let step = LAG_STEP.as_nanos();
+    let steps = lag.as_nanos() / step;
+    Duration::from_nanos(u64::try_from(steps * step).unwrap_or(u64::MAX))
 }
 
 /// `sender_host` as a name for `{primary}` in `writes.primary_url`: an IPv6 address gets its
@@ -235,6 +248,16 @@ mod tests {
         );
         assert_eq!(state.primary, None);
         assert_eq!(state.lag, None, "never seen streaming: lag unknown");
+    }
+
+    #[test]
+    fn published_lag_moves_in_steps() {
+        assert_eq!(in_steps(Duration::from_millis(99)), Duration::ZERO);
+        assert_eq!(
+            in_steps(Duration::from_millis(1_250)),
+            Duration::from_millis(1_200)
+        );
+        assert_eq!(in_steps(4 * SECOND), 4 * SECOND);
     }
 
     #[test]
