@@ -13,7 +13,7 @@ use rwproxy_cluster::{ClusterHandle, Demand, PostgresSpec, SourceSpec};
 use rwproxy_core::Role;
 use rwproxy_tests::pg_app::PgApp;
 use rwproxy_tests::pg_cluster::{pair, PgNode, WAIT};
-use rwproxy_tests::postgres::{lsn, MONITOR_USER, PASSWORD};
+use rwproxy_tests::postgres::{lsn, PgServer, MONITOR_USER, PASSWORD};
 use rwproxy_tests::{client, eventually, free_port, metrics_line, Answer};
 use tokio::net::TcpListener;
 
@@ -145,7 +145,7 @@ async fn a_replica_reads_its_writes_by_lsn_and_paused_replay_turns_it_stale() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them() {
+async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them_and_is_followed() {
     let Some((mut primary, replica, p, r)) = pair(|_| {}).await else {
         return;
     };
@@ -163,9 +163,24 @@ async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them() {
     })
     .await;
 
+    // A second replica, named to follow whichever node is promoted (cluster.primary), as a
+    // DNS name kept by a failover manager would.
+    let second = PgServer::replica_of(&primary);
+    let s2 = PgNode::start(
+        &second.url(MONITOR_USER),
+        &second.url("postgres"),
+        Some(&r.name),
+        |_| {},
+    )
+    .await;
+    s2.state_until("second replica streaming", |s| s.primary.is_some())
+        .await;
+
     primary.stop();
-    // The replica's receiver stops: no primary known.
+    // The replicas' receivers stop: no primary known.
     r.state_until("replica without a primary", |s| s.primary.is_none())
+        .await;
+    s2.state_until("second replica without a primary", |s| s.primary.is_none())
         .await;
     let write = client().post(r.url("/items/lost")).answer().await;
     assert_eq!(write.status(), 503);
@@ -195,6 +210,47 @@ async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them() {
     assert_eq!((p.app.writes_seen(), r.app.writes_seen()), (0, 1));
     let read = client().get(r.url("/items/promoted")).answer().await;
     assert_eq!(read.status(), 200);
+
+    // The failover manager re-points the second replica: it streams from the promoted server
+    // (a new timeline), knows a primary again, and its writes reach the promoted node's app.
+    second
+        .query_text(&format!(
+            "ALTER SYSTEM SET primary_conninfo = \
+             'host=127.0.0.1 port={} user=postgres password={PASSWORD}'",
+            replica.port
+        ))
+        .await;
+    second.query_text("SELECT pg_reload_conf()").await;
+    s2.state_until("second replica follows the promoted one", |s| {
+        s.primary.as_deref() == Some(r.name.as_str()) && s.lag.is_some()
+    })
+    .await;
+    let write = client().post(s2.url("/items/followed")).answer().await;
+    assert_eq!(write.status(), 201);
+    let (token, _) = token_of(&write);
+    assert_eq!(
+        (
+            p.app.writes_seen(),
+            r.app.writes_seen(),
+            s2.app.writes_seen()
+        ),
+        (0, 2, 0)
+    );
+    let read = client()
+        .get(s2.url("/items/followed"))
+        .header("rwproxy-position", token)
+        .answer()
+        .await;
+    assert_eq!(
+        read.status(),
+        200,
+        "read-your-writes across the new timeline"
+    );
+    assert!(read
+        .text()
+        .await
+        .unwrap()
+        .starts_with(&format!("app-{} has", s2.name)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
