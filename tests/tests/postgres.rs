@@ -62,6 +62,30 @@ async fn a_replica_reads_its_writes_by_lsn_and_paused_replay_turns_it_stale() {
     .await;
     assert_eq!(&*seen, "127.0.0.1");
     drop(handle);
+    // A role without pg_monitor cannot see the WAL receiver: a clear problem, not "no primary".
+    primary
+        .query_text(&format!("CREATE ROLE nobody LOGIN PASSWORD '{PASSWORD}'"))
+        .await;
+    let spec = SourceSpec::Postgres(PostgresSpec {
+        url: replica.url("nobody"),
+        password_file: None,
+        primary: None,
+        poll: Duration::from_millis(50),
+        timeout: Duration::from_secs(2),
+        position_key: "wal".into(),
+    });
+    let handle = ClusterHandle::start("watcher".into(), spec, Demand::default());
+    let mut state = handle.subscribe();
+    let problem = eventually(WAIT, "the missing privilege reported", || {
+        let s = state.borrow_and_update().clone();
+        async move { s.problem.filter(|p| p.contains("pg_monitor")) }
+    })
+    .await;
+    assert!(
+        problem.contains("cannot read pg_stat_wal_receiver"),
+        "{problem}"
+    );
+    drop(handle);
 
     replica.query_text("SELECT pg_wal_replay_pause()").await;
     let before = lsn(&primary

@@ -48,6 +48,12 @@
 //!   the `-pos` files with the same parser and one-second bound as the poll loop, at most four
 //!   blocking reads in flight (a hung mount answers `None` at once rather than piling up
 //!   threads), or one fetch of the status document. `None` means "use the published state".
+//! * **PostgreSQL** (`postgres/`): one poll query on one long-lived connection (role from
+//!   `pg_is_in_recovery()`, the primary from the WAL receiver's `sender_host` while it streams,
+//!   the replay or written LSN as the one position); lag from the age of the oldest WAL target
+//!   replay has not reached, published in 100 ms steps; polls every 5 ms (not [`FAST_POLL`])
+//!   while reads wait; the token after a write is `pg_current_wal_insert_lsn()`, read on a
+//!   second connection. Details in `postgres/mod.rs` and `docs/postgres.md`.
 //! * **A panicking source** (a bug) publishes unknown and is restarted after a second, rather
 //!   than leaving the last value (perhaps Primary) frozen on the channel.
 
@@ -77,7 +83,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use postgres::check_url as check_postgres_url;
-pub use postgres::WAITING_POLL as POSTGRES_WAITING_POLL;
 pub use probe::PositionReader;
 /// The shared count of waiting requests (defined in rwproxy-core so the HTTP side and the
 /// sources use one counter); re-exported for callers of [`ClusterHandle::start`].

@@ -11,7 +11,7 @@ use crate::error::SourceError;
 /// The LEFT JOIN keeps the row when there is no WAL receiver.
 const POLL: &str = "SELECT pg_is_in_recovery(), \
      CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, \
-     pg_last_wal_receive_lsn(), r.status, r.sender_host, r.latest_end_lsn \
+     pg_last_wal_receive_lsn(), r.status, r.sender_host, r.latest_end_lsn, r.pid \
      FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
 
 /// The token after a write: the end of the WAL inserted so far. It covers the write's commit
@@ -67,8 +67,8 @@ fn first_row(messages: &[SimpleQueryMessage]) -> Option<&tokio_postgres::SimpleQ
 }
 
 fn parse_poll(row: &tokio_postgres::SimpleQueryRow) -> Result<Snapshot, String> {
-    if row.len() != 6 {
-        return Err(format!("the poll returned {} columns, not 6", row.len()));
+    if row.len() != 7 {
+        return Err(format!("the poll returned {} columns, not 7", row.len()));
     }
     let lsn = |i: usize, name: &str| -> Result<Option<u64>, String> {
         match row.get(i) {
@@ -84,6 +84,12 @@ fn parse_poll(row: &tokio_postgres::SimpleQueryRow) -> Result<Snapshot, String> 
         _ => return Err("pg_is_in_recovery() is not a boolean".to_owned()),
     };
     let receiver = match row.get(3) {
+        // A receiver runs but its columns are hidden: the role lacks pg_read_all_stats.
+        None if row.get(6).is_some() => {
+            return Err(
+                "the role cannot read pg_stat_wal_receiver (grant it pg_monitor)".to_owned(),
+            )
+        }
         None => None,
         Some(status) => Some(Receiver {
             streaming: status == "streaming",
