@@ -77,7 +77,11 @@ impl PgBin {
         } else {
             Command::new(&path)
         };
-        command.env_remove("PGPASSWORD");
+        // The `postgres` user may not be allowed into the caller's directory (a repository under
+        // /root): run from the temporary directory instead.
+        command
+            .env_remove("PGPASSWORD")
+            .current_dir(std::env::temp_dir());
         command
     }
 

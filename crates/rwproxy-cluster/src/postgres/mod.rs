@@ -30,7 +30,7 @@ use derive::{LagTracker, Naming};
 
 /// Poll interval while a read waits for this node to reach its token: the server sees at most
 /// 200 cheap queries a second however many reads wait.
-pub const WAITING_POLL: Duration = Duration::from_millis(5);
+pub(crate) const WAITING_POLL: Duration = Duration::from_millis(5);
 
 /// Polls the server for ever, publishing each result.
 pub(crate) async fn run(
