@@ -4,7 +4,6 @@
 //! and then says nothing (or is not PostgreSQL at all) costs one timeout, never a hang.
 
 use std::error::Error as _;
-use std::future::Future;
 use std::str::FromStr as _;
 use std::sync::Arc;
 
@@ -40,23 +39,29 @@ impl Connection {
         }
     }
 
-    /// Runs one simple query (one round trip, text results), connecting first if needed. Any
-    /// failure drops the connection so that the next call starts afresh.
+    /// Runs one simple query (one round trip, text results), connecting first if needed. A
+    /// connection that failed or timed out is dropped so that the next call starts afresh; one
+    /// whose server answered with an error (a SQL error) is kept.
     pub(crate) async fn simple_query(
         &self,
         sql: &str,
     ) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, SourceError> {
         let client = self.client().await?;
-        match self
-            .bounded(client.simple_query(sql), "the query did not answer")
-            .await
+        let reason = match tokio::time::timeout(self.spec.timeout, client.simple_query(sql)).await {
+            Ok(Ok(rows)) => return Ok(rows),
+            Ok(Err(e)) if e.as_db_error().is_some() => return Err(self.fail(describe(&e))),
+            Ok(Err(e)) => describe(&e),
+            Err(_) => format!("the query did not answer within {:?}", self.spec.timeout),
+        };
+        let mut live = self.live.lock().await;
+        // Only this client: another caller may have opened a new one meanwhile.
+        if live
+            .as_ref()
+            .is_some_and(|l| Arc::ptr_eq(&l.client, &client))
         {
-            Ok(rows) => Ok(rows),
-            Err(e) => {
-                self.live.lock().await.take();
-                Err(e)
-            }
+            *live = None;
         }
+        Err(self.fail(reason))
     }
 
     /// The open client, or a new one.
@@ -111,19 +116,6 @@ impl Connection {
         }
         config.connect_timeout(self.spec.timeout);
         Ok(config)
-    }
-
-    /// Runs `work` within the source's timeout.
-    async fn bounded<T>(
-        &self,
-        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
-        what: &str,
-    ) -> Result<T, SourceError> {
-        match tokio::time::timeout(self.spec.timeout, work).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.fail(describe(&e))),
-            Err(_) => Err(self.fail(format!("{what} within {:?}", self.spec.timeout))),
-        }
     }
 
     /// A server answer rwproxy cannot use (not the shape its queries give).
