@@ -41,7 +41,7 @@ fn token_of(r: &reqwest::Response) -> (String, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_reads_its_writes_by_lsn_and_paused_replay_turns_it_stale() {
-    let Some((primary, replica, p, r)) = pair(|_| {}).await else {
+    let Some((primary, mut replica, p, r)) = pair(|_| {}).await else {
         return;
     };
     // The replica's own name for its primary is the WAL receiver's sender_host.
@@ -166,6 +166,34 @@ async fn a_replica_reads_its_writes_by_lsn_and_paused_replay_turns_it_stale() {
     metrics_line(&admin, |l| l.starts_with("rwproxy_position{db=\"wal\"} "))
         .await
         .expect("the WAL position as a metric");
+
+    // The replica's server disappears while a read waits for a token it has not reached: the
+    // read ends at consistency.wait with on_timeout, and health names the reason.
+    replica.query_text("SELECT pg_wal_replay_pause()").await;
+    let write = client().post(p.url("/items/b")).answer().await;
+    assert_eq!(write.status(), 201);
+    let (token, _) = token_of(&write);
+    let waiting = tokio::spawn(
+        client()
+            .get(r.url("/items/b"))
+            .header("rwproxy-position", token)
+            .send(),
+    );
+    eventually(WAIT, "the read to wait", || async {
+        (r.node.waiting_reads() == 1).then_some(())
+    })
+    .await;
+    replica.stop();
+    let read = waiting.await.unwrap().expect("an answer, not a hang");
+    assert_eq!(read.status(), 504);
+    assert_eq!(read.headers()["rwproxy-error"], "consistency-timeout");
+    r.health_until("the vanished server named", |code, body| {
+        code == 503
+            && body["problem"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(&format!("postgres 127.0.0.1:{}/", replica.port)))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
