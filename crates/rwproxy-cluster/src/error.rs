@@ -29,6 +29,9 @@ pub(crate) enum SourceError {
     /// The status URL did not give a usable document.
     #[error("status url {url}: {reason}")]
     Status { url: String, reason: String },
+    /// The local PostgreSQL server could not be reached or did not answer as expected.
+    #[error("postgres {target}: {reason}")]
+    Postgres { target: String, reason: String },
     /// The HTTP client could not be built.
     #[error("cannot build http client: {0}")]
     Client(String),

@@ -1,5 +1,5 @@
 //! rwproxy-cluster owns how a node learns the cluster's state: the sources that read it (a
-//! static primary, the LiteFS mount and API, or a JSON status URL) and the single task that
+//! static primary, the LiteFS mount and API, a JSON status URL, or a PostgreSQL server) and the single task that
 //! publishes it as a [`NodeState`] on a `tokio::sync::watch` channel. The request path only reads
 //! that channel; nothing else writes it.
 //!
@@ -48,6 +48,12 @@
 //!   the `-pos` files with the same parser and one-second bound as the poll loop, at most four
 //!   blocking reads in flight (a hung mount answers `None` at once rather than piling up
 //!   threads), or one fetch of the status document. `None` means "use the published state".
+//! * **PostgreSQL** (`postgres/`): one poll query on one long-lived connection (role from
+//!   `pg_is_in_recovery()`, the primary from the WAL receiver's `sender_host` while it streams,
+//!   the replay or written LSN as the one position); lag from the age of the oldest WAL target
+//!   replay has not reached, published in 100 ms steps; polls every 5 ms (not [`FAST_POLL`])
+//!   while reads wait; the token after a write is `pg_current_wal_insert_lsn()`, read on a
+//!   second connection. Details in `postgres/mod.rs` and `docs/postgres.md`.
 //! * **A panicking source** (a bug) publishes unknown and is restarted after a second, rather
 //!   than leaving the last value (perhaps Primary) frozen on the channel.
 
@@ -58,6 +64,7 @@ mod error;
 mod http_client;
 mod http_source;
 mod litefs;
+mod postgres;
 mod probe;
 mod publish;
 mod schedule;
@@ -76,6 +83,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use http_client::client_builder;
+pub use postgres::check_url as check_postgres_url;
 pub use probe::PositionReader;
 /// The shared count of waiting requests (defined in rwproxy-core so the HTTP side and the
 /// sources use one counter); re-exported for callers of [`ClusterHandle::start`].
@@ -96,6 +104,39 @@ pub enum SourceSpec {
     Litefs(LitefsSpec),
     /// A JSON status document polled over HTTP.
     Http(HttpSpec),
+    /// This node's own PostgreSQL server (a primary or a streaming replica).
+    Postgres(PostgresSpec),
+}
+
+/// Settings of the PostgreSQL source.
+#[derive(Clone)]
+pub struct PostgresSpec {
+    /// libpq-style URL of this node's server, e.g. `postgres://rwproxy@127.0.0.1:5432/postgres`.
+    pub url: String,
+    /// File holding the password, used when the URL has none (else `PGPASSWORD`).
+    pub password_file: Option<PathBuf>,
+    /// Name used for the primary instead of the replica's `sender_host`.
+    pub primary: Option<String>,
+    /// How often the server is polled when nobody is waiting.
+    pub poll: Duration,
+    /// Upper bound on connecting and on each query.
+    pub timeout: Duration,
+    /// Key of the one WAL position in the positions map (the first configured database).
+    pub position_key: String,
+}
+
+impl std::fmt::Debug for PostgresSpec {
+    // By hand: the URL may hold a password, which must not reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSpec")
+            .field("url", &postgres::redact(&self.url))
+            .field("password_file", &self.password_file)
+            .field("primary", &self.primary)
+            .field("poll", &self.poll)
+            .field("timeout", &self.timeout)
+            .field("position_key", &self.position_key)
+            .finish()
+    }
 }
 
 /// Settings of the LiteFS source.
@@ -164,6 +205,7 @@ fn source_label(spec: &SourceSpec) -> &'static str {
         SourceSpec::Static { .. } => "static",
         SourceSpec::Litefs(_) => "litefs",
         SourceSpec::Http(_) => "http",
+        SourceSpec::Postgres(_) => "postgres",
     }
 }
 
@@ -196,10 +238,12 @@ async fn run_source(
         SourceSpec::Static { primary } => static_source::run(node, primary, publisher).await,
         SourceSpec::Litefs(litefs) => litefs::run(node, litefs, demand, publisher).await,
         SourceSpec::Http(http) => http_source::run(node, http, demand, publisher).await,
+        SourceSpec::Postgres(pg) => postgres::run(node, pg, demand, publisher).await,
     }
 }
 
 /// Aborts a helper task when its owner is dropped (tokio tasks are otherwise detached).
+#[derive(Debug)]
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rwproxy_core::Positions;
 use tokio::sync::Semaphore;
 
-use crate::{http_client, http_source, litefs, HttpSpec, SourceSpec};
+use crate::{http_client, http_source, litefs, postgres, HttpSpec, SourceSpec};
 
 /// Most blocking mount reads the probe has in flight. A hung FUSE mount then holds at most this
 /// many blocking threads; further probes answer `None` at once instead of piling up threads.
@@ -32,6 +32,10 @@ enum Kind {
         spec: HttpSpec,
         node: Arc<str>,
     },
+    Postgres {
+        conn: Arc<postgres::Connection>,
+        key: Arc<str>,
+    },
 }
 
 impl PositionReader {
@@ -43,6 +47,10 @@ impl PositionReader {
                 mount: Arc::from(l.mount.as_path()),
                 databases: l.databases.iter().map(|d| Arc::from(d.as_str())).collect(),
                 reads: Arc::new(Semaphore::new(MAX_BLOCKING_READS)),
+            },
+            SourceSpec::Postgres(p) => Kind::Postgres {
+                conn: Arc::new(postgres::Connection::new(p)),
+                key: Arc::from(p.position_key.as_str()),
             },
             SourceSpec::Http(h) => match http_client::build() {
                 Ok(client) => Kind::Http {
@@ -67,7 +75,9 @@ impl PositionReader {
                 let mount = mount.clone();
                 blocking_read(reads, move || litefs::claims_primary(&mount)).await
             }
-            Kind::None | Kind::Http { .. } => None,
+            // A server in recovery refuses writes by itself, so a demoted PostgreSQL primary
+            // cannot take a write: no extra query per write is needed.
+            Kind::None | Kind::Http { .. } | Kind::Postgres { .. } => None,
         }
     }
 
@@ -88,6 +98,7 @@ impl PositionReader {
                 .await
                 .ok()
                 .map(|s| s.positions),
+            Kind::Postgres { conn, key } => postgres::token_position(conn, key).await,
         }
     }
 }

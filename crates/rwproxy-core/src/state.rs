@@ -81,8 +81,13 @@ impl NodeState {
     }
 
     /// True when every database named in `token` has reached at least the token's position.
-    /// Databases this node does not know are ignored: a token is never an error.
+    /// Databases this node does not know are ignored: a token is never an error. An unknown
+    /// state (the source failed: no positions at all) reaches no token, so a read waiting on it
+    /// is not served by an app whose data may be older than the token.
     pub fn has_reached(&self, token: &Token) -> bool {
+        if self.role == Role::Unknown {
+            return false;
+        }
         token
             .entries()
             .iter()
@@ -116,6 +121,12 @@ mod tests {
         assert!(s.has_reached(&Token::from_pairs([("a.db", 10), ("b.db", 5)])));
         assert!(!s.has_reached(&Token::from_pairs([("a.db", 10), ("b.db", 6)])));
         assert!(s.has_reached(&Token::from_pairs([("other.db", 99)])));
+    }
+
+    #[test]
+    fn an_unknown_state_reaches_no_token() {
+        let unknown = NodeState::unknown("source failed");
+        assert!(!unknown.has_reached(&Token::from_pairs([("a.db", 0)])));
     }
 
     #[test]

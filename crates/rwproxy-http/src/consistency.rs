@@ -209,6 +209,8 @@ mod tests {
     async fn wait_releases_on_catch_up_and_caps_waiters() {
         let p = params();
         let mut state = NodeState::unknown("x");
+        // A replica: an unknown state reaches no token at all.
+        state.role = rwproxy_core::Role::Replica;
         state.positions.insert("app.db".into(), 1);
         let (tx, rx) = watch::channel(state.clone());
         let demand = Demand::default();

@@ -220,6 +220,19 @@ pub enum SourceConfig {
         /// `cluster.timeout`: bound on one fetch; a slower answer counts as unknown state.
         timeout: Duration,
     },
+    /// `"postgres"`: this node's own PostgreSQL server, a primary or a streaming replica.
+    Postgres {
+        /// `cluster.url`: the server's libpq-style URL (may hold the password).
+        url: String,
+        /// `cluster.password_file`: read when the URL has no password (else `PGPASSWORD`).
+        password_file: Option<PathBuf>,
+        /// `cluster.primary`: the primary's name instead of the replica's `sender_host`.
+        primary: Option<String>,
+        /// `cluster.poll`: how often the server is polled.
+        poll: Duration,
+        /// `cluster.timeout`: bound on connecting and on each query.
+        timeout: Duration,
+    },
 }
 
 impl SourceConfig {
@@ -229,6 +242,7 @@ impl SourceConfig {
             SourceConfig::Static { .. } => "static",
             SourceConfig::Litefs { .. } => "litefs",
             SourceConfig::Http { .. } => "http",
+            SourceConfig::Postgres { .. } => "postgres",
         }
     }
 }

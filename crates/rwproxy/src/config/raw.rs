@@ -85,6 +85,7 @@ pub(crate) struct RawCluster {
     pub poll: Option<DurationText>,
     pub timeout: Option<DurationText>,
     pub secret: Option<String>,
+    pub password_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -464,7 +464,7 @@ fn bad_enums() {
         problems(&text),
         vec![
             "cluster.mount: invalid type: integer `5`, expected a string",
-            "cluster.source: invalid value \"consul\" (expected \"static\", \"litefs\" or \"http\")",
+            "cluster.source: invalid value \"consul\" (expected \"static\", \"litefs\", \"http\" or \"postgres\")",
             "consistency.on_timeout: invalid value \"retry\" (expected \"forward\" or \"error\")",
             "consistency.session: invalid value \"all\" (expected \"writes\" or \"reads-too\")",
             "log.format: invalid value \"xml\" (expected \"text\" or \"json\")",
@@ -715,5 +715,74 @@ fn underscores_in_header_names_are_dropped_unless_allowed() {
     assert_eq!(
         problems_with("allow_underscores_in_headers = \"on\"\n"),
         vec!["proxy.allow_underscores_in_headers: invalid type: string \"on\", expected a boolean"]
+    );
+}
+
+#[test]
+fn postgres_source_keys() {
+    let c = ok(&format!(
+        "{MINIMAL}[cluster]\nsource = \"postgres\"\nurl = \"postgres://rwproxy@127.0.0.1:5432/postgres\"\n\
+         password_file = \"/run/secrets/pg\"\npoll = \"50ms\"\n"
+    ));
+    match &c.cluster.source {
+        SourceConfig::Postgres {
+            url,
+            password_file,
+            primary,
+            poll,
+            timeout,
+        } => {
+            assert_eq!(url, "postgres://rwproxy@127.0.0.1:5432/postgres");
+            assert_eq!(
+                password_file.as_deref(),
+                Some(std::path::Path::new("/run/secrets/pg"))
+            );
+            assert_eq!(primary, &None);
+            assert_eq!(*poll, Duration::from_millis(50));
+            assert_eq!(*timeout, Duration::from_secs(1));
+        }
+        other => panic!("expected postgres, got {other:?}"),
+    }
+    assert_eq!(
+        c.cluster.databases,
+        vec!["wal"],
+        "one WAL position, named wal"
+    );
+    assert_eq!(c.cluster.source.name(), "postgres");
+}
+
+#[test]
+fn postgres_source_problems_name_the_key() {
+    assert_eq!(
+        problems_with("[cluster]\nsource = \"postgres\"\n"),
+        vec![
+            "cluster.url: required key missing (the local server's URL, e.g. \
+             \"postgres://rwproxy@127.0.0.1:5432/postgres\", required when cluster.source = \
+             \"postgres\")"
+        ]
+    );
+    let bad = problems_with(
+        "[cluster]\nsource = \"postgres\"\nurl = \"http://127.0.0.1:5432\"\n\
+         databases = [\"a\", \"b\"]\nprimary = \"two words\"\n",
+    );
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    assert!(bad[0].starts_with("cluster.databases: the postgres source has one WAL position"));
+    assert!(bad[1].starts_with("cluster.url: invalid URL \"http://127.0.0.1:5432\""));
+    assert!(bad[2].starts_with("cluster.primary: invalid name"));
+    let no_user =
+        problems_with("[cluster]\nsource = \"postgres\"\nurl = \"postgres://db.internal/app\"\n");
+    assert_eq!(
+        no_user,
+        vec!["cluster.url: the URL must name a user (postgres://USER@HOST/DBNAME)"]
+    );
+    let secret = problems_with(
+        "[cluster]\nsource = \"postgres\"\nurl = \"postgres://u:hunter2@h/app?sslmode=require\"\n",
+    );
+    assert!(secret[0].contains("TLS"), "{secret:?}");
+    let secret =
+        problems_with("[cluster]\nsource = \"postgres\"\nurl = \"postgres://u:hunter2@h:x/app\"\n");
+    assert!(
+        !secret[0].contains("hunter2"),
+        "passwords never reach a message: {secret:?}"
     );
 }

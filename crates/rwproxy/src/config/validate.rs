@@ -165,20 +165,15 @@ enum SourceKind {
     Static,
     Litefs,
     Http,
+    Postgres,
 }
 
-fn cluster(c: &mut Checker<'_>, raw: RawCluster) -> ClusterConfig {
-    let databases = match raw.databases {
-        None => vec!["app.db".to_owned()],
-        Some(list) => {
-            check_databases(c, &list);
-            list
-        }
-    };
+fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
     let kinds = [
         ("static", Some(SourceKind::Static)),
         ("litefs", Some(SourceKind::Litefs)),
         ("http", Some(SourceKind::Http)),
+        ("postgres", Some(SourceKind::Postgres)),
     ];
     let kind = c.value(
         "cluster.source",
@@ -186,6 +181,22 @@ fn cluster(c: &mut Checker<'_>, raw: RawCluster) -> ClusterConfig {
         |t| parse_choice(t, &kinds),
         Some(SourceKind::Litefs),
     );
+    let databases = match raw.databases.take() {
+        // PostgreSQL has one WAL position for the whole server: the token's key names it.
+        None if matches!(kind, Some(SourceKind::Postgres)) => vec!["wal".to_owned()],
+        None => vec!["app.db".to_owned()],
+        Some(list) => {
+            check_databases(c, &list);
+            if matches!(kind, Some(SourceKind::Postgres)) && list.len() > 1 {
+                c.report(
+                    "cluster.databases",
+                    "the postgres source has one WAL position for the whole server: name it \
+                     with one entry (default \"wal\")",
+                );
+            }
+            list
+        }
+    };
     // Only the chosen source's keys are checked; the others may be left in the file. With an
     // invalid source nothing more is checked, as it is unknown which keys apply.
     let source = match kind {
@@ -218,6 +229,7 @@ fn cluster(c: &mut Checker<'_>, raw: RawCluster) -> ClusterConfig {
             poll: c.nonzero_duration("cluster.poll", &raw.poll, millis(100)),
             timeout: c.nonzero_duration("cluster.timeout", &raw.timeout, secs(1)),
         },
+        Some(SourceKind::Postgres) => postgres_source(c, &raw),
         Some(SourceKind::Litefs) | None => {
             let mount = raw.mount.unwrap_or_else(|| "/litefs".to_owned());
             if mount.is_empty() {
@@ -262,6 +274,47 @@ fn cluster(c: &mut Checker<'_>, raw: RawCluster) -> ClusterConfig {
         source,
         databases,
         secret,
+    }
+}
+
+/// The keys of `cluster.source = "postgres"`.
+fn postgres_source(c: &mut Checker<'_>, raw: &RawCluster) -> SourceConfig {
+    let url = match raw.url.as_deref() {
+        Some(url) => {
+            if let Err(message) = rwproxy_cluster::check_postgres_url(url) {
+                c.report("cluster.url", message);
+            }
+            url.to_owned()
+        }
+        None => {
+            c.required(
+                "cluster.url",
+                "required key missing (the local server's URL, e.g. \
+                 \"postgres://rwproxy@127.0.0.1:5432/postgres\", required when \
+                 cluster.source = \"postgres\")",
+            );
+            String::new()
+        }
+    };
+    let password_file = match raw.password_file.as_deref() {
+        None | Some("") => None,
+        Some(path) => Some(PathBuf::from(path)),
+    };
+    let primary = match raw.primary.as_deref() {
+        None | Some("") => None,
+        Some(name) => {
+            if let Err(message) = values::check_node_name(name) {
+                c.report("cluster.primary", message);
+            }
+            Some(name.to_owned())
+        }
+    };
+    SourceConfig::Postgres {
+        url,
+        password_file,
+        primary,
+        poll: c.nonzero_duration("cluster.poll", &raw.poll, millis(100)),
+        timeout: c.nonzero_duration("cluster.timeout", &raw.timeout, secs(1)),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, SourceConfig};
 use http::uri::Authority;
-use rwproxy_cluster::{HttpSpec, LitefsSpec, SourceSpec};
+use rwproxy_cluster::{HttpSpec, LitefsSpec, PostgresSpec, SourceSpec};
 use rwproxy_core::{Classifier, RoutePolicy};
 use rwproxy_http::health::AppCheck;
 use rwproxy_http::{ConsistencyParams, HealthParams, PrimaryUrl, ProxyParams};
@@ -29,6 +29,24 @@ pub(super) fn source_spec(config: &Config) -> SourceSpec {
             poll: *poll,
             timeout: *timeout,
             databases,
+        }),
+        SourceConfig::Postgres {
+            url,
+            password_file,
+            primary,
+            poll,
+            timeout,
+        } => SourceSpec::Postgres(PostgresSpec {
+            url: url.clone(),
+            password_file: password_file.clone(),
+            primary: primary.clone(),
+            poll: *poll,
+            timeout: *timeout,
+            // The first database names the one WAL position (validation keeps it to one).
+            position_key: databases
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "wal".to_owned()),
         }),
     }
 }

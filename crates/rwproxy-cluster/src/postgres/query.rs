@@ -1,0 +1,145 @@
+//! The SQL rwproxy sends, and parsing its text answers. Simple queries (one round trip, no
+//! prepared statements to keep per connection), results as text.
+
+use tokio_postgres::SimpleQueryMessage;
+
+use super::connect::Connection;
+use crate::error::SourceError;
+
+/// The poll: role, position and the WAL receiver, in one row. `pg_current_wal_lsn()` fails
+/// during recovery, so the CASE asks it only of a primary (volatile functions are not folded).
+/// The LEFT JOIN keeps the row when there is no WAL receiver.
+const POLL: &str = "SELECT pg_is_in_recovery(), \
+     CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, \
+     pg_last_wal_receive_lsn(), r.status, r.sender_host, r.latest_end_lsn, r.pid \
+     FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
+
+/// The token after a write: the end of the WAL inserted so far. It covers the write's commit
+/// record even when the app committed with `synchronous_commit = off` (acknowledged before the
+/// WAL is written or flushed); a replica reaches it once the WAL writer has sent it.
+const INSERT_POSITION: &str = "SELECT pg_current_wal_insert_lsn()";
+
+/// What one poll saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// `pg_is_in_recovery()`: a standby (or a server still starting up).
+    pub in_recovery: bool,
+    /// The primary's written WAL position, or a replica's replay position.
+    pub position: Option<u64>,
+    /// A replica's `pg_last_wal_receive_lsn()` (flushed received WAL).
+    pub received: Option<u64>,
+    /// The WAL receiver, when one runs.
+    pub receiver: Option<Receiver>,
+}
+
+/// The row of `pg_stat_wal_receiver`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Receiver {
+    /// `status = 'streaming'`.
+    pub streaming: bool,
+    /// The host the replica streams from.
+    pub sender_host: Option<String>,
+    /// The primary's WAL end as last reported to this replica.
+    pub latest_end: Option<u64>,
+}
+
+/// Runs the poll query.
+pub(crate) async fn poll(conn: &Connection) -> Result<Snapshot, SourceError> {
+    let messages = conn.simple_query(POLL).await?;
+    let row = first_row(&messages).ok_or_else(|| conn.unexpected("the poll returned no row"))?;
+    parse_poll(row).map_err(|reason| conn.unexpected(&reason))
+}
+
+/// Reads the primary's insert position; fails on a replica.
+pub(crate) async fn insert_position(conn: &Connection) -> Result<u64, SourceError> {
+    let messages = conn.simple_query(INSERT_POSITION).await?;
+    first_row(&messages)
+        .and_then(|row| row.get(0))
+        .and_then(parse_lsn)
+        .ok_or_else(|| conn.unexpected("pg_current_wal_insert_lsn() gave no position"))
+}
+
+fn first_row(messages: &[SimpleQueryMessage]) -> Option<&tokio_postgres::SimpleQueryRow> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    })
+}
+
+fn parse_poll(row: &tokio_postgres::SimpleQueryRow) -> Result<Snapshot, String> {
+    if row.len() != 7 {
+        return Err(format!("the poll returned {} columns, not 7", row.len()));
+    }
+    let lsn = |i: usize, name: &str| -> Result<Option<u64>, String> {
+        match row.get(i) {
+            None => Ok(None),
+            Some(text) => parse_lsn(text)
+                .map(Some)
+                .ok_or_else(|| format!("{name} is not an LSN")),
+        }
+    };
+    let in_recovery = match row.get(0) {
+        Some("t") => true,
+        Some("f") => false,
+        _ => return Err("pg_is_in_recovery() is not a boolean".to_owned()),
+    };
+    let receiver = match row.get(3) {
+        // A receiver runs but its columns are hidden: the role lacks pg_read_all_stats.
+        None if row.get(6).is_some() => {
+            return Err(
+                "the role cannot read pg_stat_wal_receiver (grant it pg_monitor)".to_owned(),
+            )
+        }
+        None => None,
+        Some(status) => Some(Receiver {
+            streaming: status == "streaming",
+            sender_host: row.get(4).filter(|h| !h.is_empty()).map(str::to_owned),
+            latest_end: lsn(5, "latest_end_lsn")?,
+        }),
+    };
+    Ok(Snapshot {
+        in_recovery,
+        position: lsn(1, "the WAL position")?,
+        received: lsn(2, "pg_last_wal_receive_lsn()")?,
+        receiver,
+    })
+}
+
+/// Parses PostgreSQL's text form of an LSN, `X/Y` (two hex numbers of up to 8 digits), into the
+/// 64-bit WAL position `X << 32 | Y`: the number tokens carry.
+pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.split_once('/')?;
+    let part = |p: &str| {
+        if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(p, 16).ok()
+    };
+    Some((u64::from(part(high)?) << 32) | u64::from(part(low)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsns_parse_as_postgres_prints_them() {
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("0/3000060"), Some(0x300_0060));
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
+        for bad in [
+            "",
+            "0",
+            "/0",
+            "0/",
+            "0/+1",
+            "1/2/3",
+            "100000000/0",
+            "g/0",
+            " 0/0",
+        ] {
+            assert_eq!(parse_lsn(bad), None, "{bad:?}");
+        }
+    }
+}
