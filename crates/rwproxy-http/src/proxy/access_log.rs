@@ -96,13 +96,13 @@ where
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
         if let Some(line) = this.line.take() {
-            log(line, &response);
+            log(&line, &response);
         }
         Poll::Ready(Ok(response))
     }
 }
 
-fn log(line: Box<Line>, response: &Response<Body>) {
+fn log(line: &Line, response: &Response<Body>) {
     let routed = Routed::of(response);
     let status = response.status();
     let class = match routed {
@@ -116,7 +116,7 @@ fn log(line: Box<Line>, response: &Response<Body>) {
         target: "rwproxy::access",
         request_id = request_id.unwrap_or("-"),
         method = %line.method,
-        path = line.path,
+        path = line.path.as_str(),
         class,
         route = routed.map_or("local", |r| r.route),
         reason = routed.map_or(rwproxy_core::Reason::Normal, |r| r.reason).as_str(),
