@@ -116,7 +116,7 @@ fn log(line: &Line, response: &Response<Body>) {
         target: "rwproxy::access",
         request_id = request_id.unwrap_or("-"),
         method = %line.method,
-        path = line.path,
+        path = line.path.as_str(),
         class,
         route = routed.map_or("local", |r| r.route),
         reason = routed.map_or(rwproxy_core::Reason::Normal, |r| r.reason).as_str(),

@@ -22,7 +22,7 @@ use pin_project_lite::pin_project;
 use rwproxy_core::{
     decide, ErrorCode, Reason, RequestClass, Route as Decision, RouteInput, WaitState,
 };
-use tower::{Layer, Service, ServiceExt as _};
+use tower::{Layer, Service};
 
 use super::admission::{discard_body, drain_then_reject, ForwardedByNode};
 use super::answers;
@@ -406,7 +406,7 @@ where
 /// Serves a request with the inner service, then gives the response its token.
 async fn serve_here<S, R>(
     shared: &Shared,
-    inner: S,
+    mut inner: S,
     request: Request<Body>,
     class: RequestClass,
     reason: Reason,
@@ -419,7 +419,8 @@ where
     R::Error: Into<BoxError>,
 {
     let request_id = RequestId::of(&request);
-    let response = match inner.oneshot(request).await {
+    // `inner` is the service the route polled ready before it took this request.
+    let response = match inner.call(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
