@@ -172,6 +172,119 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_change_of_role_primary_or_readiness_alone_is_noted() {
+        let up = replica(1, 5);
+        let mut log = TransitionLog::default();
+        let moved = NodeState {
+            primary: Some("p2".into()),
+            ..up.clone()
+        };
+        assert_eq!(log.note(&up, &moved), Some(Note::Changed), "primary");
+        let syncing = NodeState {
+            ready: false,
+            ..up.clone()
+        };
+        assert_eq!(log.note(&up, &syncing), Some(Note::Changed), "readiness");
+        let promoted = NodeState {
+            role: Role::Primary,
+            ..up.clone()
+        };
+        assert_eq!(log.note(&up, &promoted), Some(Note::Changed), "role");
+    }
+
+    #[test]
+    fn a_steady_failure_is_not_noted_as_a_change() {
+        let mut log = TransitionLog::default();
+        let down = NodeState::unknown("mount missing");
+        let up = replica(1, 5);
+        assert!(log.note(&up, &down).is_some());
+        // Same problem text again, even from a state that differs in role: nothing new.
+        assert_eq!(log.note(&up, &down), None);
+    }
+
+    /// Runs `f` with a subscriber that writes plain log lines into the returned text.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("lock").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let buffer = buffer.clone();
+                move || buffer.clone()
+            })
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().expect("lock").clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn transitions_are_logged_with_the_state() {
+        let (tx, _rx) = watch::channel(NodeState::unknown("starting"));
+        let mut publisher = Publisher::new(tx, "litefs");
+
+        let text = logged(|| {
+            publisher.publish(NodeState::unknown("mount missing"));
+        });
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains("cluster state unknown"), "{text}");
+        assert!(text.contains("problem=mount missing"), "{text}");
+        assert!(text.contains("source=\"litefs\""), "{text}");
+
+        let text = logged(|| {
+            publisher.publish(NodeState::unknown("mount missing"));
+        });
+        assert_eq!(text, "", "a steady failure logs once");
+
+        let text = logged(|| {
+            publisher.publish(replica(1, 5));
+        });
+        assert!(text.contains("INFO"), "{text}");
+        assert!(text.contains("cluster state source recovered"), "{text}");
+        for field in [
+            "role=\"replica\"",
+            "primary=\"p\"",
+            "ready=true",
+            "lag_ms=5",
+        ] {
+            assert!(text.contains(field), "{field}: {text}");
+        }
+
+        let text = logged(|| {
+            publisher.publish(replica(2, 9));
+        });
+        assert_eq!(text, "", "positions and lag move silently");
+
+        let text = logged(|| {
+            publisher.publish(NodeState {
+                role: Role::Primary,
+                primary: None,
+                lag: None,
+                ..replica(3, 0)
+            });
+        });
+        assert!(text.contains("cluster state changed"), "{text}");
+        for field in ["role=\"primary\"", "primary=\"-\""] {
+            assert!(text.contains(field), "{field}: {text}");
+        }
+        assert!(
+            !text.contains("lag_ms"),
+            "an unknown lag is left out: {text}"
+        );
+    }
+
     #[tokio::test]
     async fn receivers_wake_only_on_real_changes() {
         let (tx, mut rx) = watch::channel(NodeState::unknown("starting"));
