@@ -160,6 +160,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn confirms_primary_reads_the_mount_now() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reader = litefs(dir.path(), &["a.db"]);
+        assert_eq!(
+            reader.confirms_primary().await,
+            None,
+            "no .lag: cannot tell"
+        );
+        std::fs::write(dir.path().join(".lag"), "+000000000\n").expect("write");
+        assert_eq!(reader.confirms_primary().await, Some(true));
+        std::fs::write(dir.path().join(".primary"), "p2\n").expect("write");
+        assert_eq!(reader.confirms_primary().await, Some(false), "demoted");
+
+        let Kind::Litefs { reads, .. } = &reader.kind else {
+            panic!("a litefs reader");
+        };
+        let stuck = reads
+            .clone()
+            .acquire_many_owned(MAX_BLOCKING_READS as u32)
+            .await
+            .expect("permits");
+        assert_eq!(
+            reader.confirms_primary().await,
+            None,
+            "busy: answers at once"
+        );
+        drop(stuck);
+        assert_eq!(reader.confirms_primary().await, Some(false));
+
+        let spec = SourceSpec::Static {
+            primary: "me".into(),
+        };
+        let fixed = PositionReader::new("me".into(), &spec);
+        assert_eq!(fixed.confirms_primary().await, None);
+    }
+
+    #[tokio::test]
     async fn busy_blocking_reads_answer_none_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
@@ -206,6 +243,11 @@ mod tests {
         assert_eq!(
             reader.read().await.and_then(|p| p.get("a.db").copied()),
             Some(42)
+        );
+        assert_eq!(
+            reader.confirms_primary().await,
+            None,
+            "http cannot tell cheaply"
         );
         *answer.lock().expect("lock") = 500;
         assert_eq!(reader.read().await, None);
