@@ -214,6 +214,9 @@ mod tests {
             assert!(!code.message().is_empty(), "{code:?}");
         }
         assert_eq!(ErrorCode::from_code("teapot"), None);
+        let messages: std::collections::HashSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.message()).collect();
+        assert_eq!(messages.len(), ErrorCode::ALL.len(), "one message per code");
     }
 
     #[test]
