@@ -237,6 +237,23 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn dropping_the_guard_stops_the_helper_task() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let guard = AbortOnDrop(tokio::spawn(async move {
+            // Holds the sender until aborted.
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        }));
+        drop(guard);
+        let closed = tokio::time::timeout(test_support::DEADLINE, rx.recv()).await;
+        assert_eq!(
+            closed,
+            Ok(None),
+            "the task was aborted and dropped its sender"
+        );
+    }
+
     #[test]
     fn each_source_is_named_in_logs() {
         let litefs = LitefsSpec {
