@@ -376,6 +376,35 @@ mod tests {
     }
 
     #[test]
+    fn database_names_that_are_not_plain_file_names_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\0b"] {
+            let err = read_positions(dir.path(), &dbs(&[bad])).expect_err(bad);
+            assert!(
+                matches!(err, SourceError::DatabaseName(_)),
+                "{bad:?}: {err}"
+            );
+        }
+        // Dots inside a name are fine: the file is looked for (and here missing).
+        let err = read_positions(dir.path(), &dbs(&["...", "a..db"])).expect_err("missing");
+        assert!(err.to_string().contains("...-pos"), "{err}");
+    }
+
+    #[test]
+    fn a_file_of_exactly_the_size_limit_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(".lag"), "+000000000\n").expect("write");
+        let size = usize::try_from(MAX_FILE).expect("small");
+        // Read, then refused by the parser (too long for a host name), not by the size limit.
+        std::fs::write(dir.path().join(".primary"), vec![b'a'; size]).expect("write");
+        let err = read_snapshot(dir.path(), &[]).expect_err("too long a name");
+        assert!(err.to_string().contains("primary name too long"), "{err}");
+        std::fs::write(dir.path().join(".primary"), vec![b'a'; size + 1]).expect("write");
+        let err = read_snapshot(dir.path(), &[]).expect_err("too large");
+        assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
+    }
+
+    #[test]
     fn oversized_files_are_rejected() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(".lag"), vec![b'+'; 4096]).expect("write");
