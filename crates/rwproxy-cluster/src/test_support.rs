@@ -29,6 +29,13 @@ pub(crate) fn full(status: u16, body: impl Into<Bytes>) -> Response<TestBody> {
     resp
 }
 
+/// `doc` followed by spaces up to `len` bytes (JSON allows trailing whitespace).
+pub(crate) fn padded(doc: &str, len: usize) -> String {
+    let mut body = doc.to_owned();
+    body.push_str(&" ".repeat(len.saturating_sub(doc.len())));
+    body
+}
+
 /// A 200 whose body is whatever is sent on the channel, ending when the sender is dropped.
 pub(crate) fn streaming(rx: mpsc::UnboundedReceiver<Bytes>) -> Response<TestBody> {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {

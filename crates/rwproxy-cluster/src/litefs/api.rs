@@ -158,7 +158,7 @@ mod tests {
     use rwproxy_core::Positions;
 
     use super::*;
-    use crate::test_support::{full, serve, streaming, TestServer};
+    use crate::test_support::{full, padded, serve, streaming, TestServer};
 
     const POLL: Duration = Duration::from_secs(10);
     const NS: Duration = Duration::from_nanos(1);
@@ -276,6 +276,23 @@ mod tests {
         c.apply(&me, replica, false).await;
         assert_eq!(c.apply(&me, primary.clone(), false).await, primary);
         assert_eq!(asked(), 3, "a new claim after a replica read is");
+    }
+
+    #[tokio::test]
+    async fn an_info_document_of_64_kib_is_read_a_longer_one_is_refused() {
+        let size = Arc::new(std::sync::Mutex::new(0usize));
+        let server = serve({
+            let size = size.clone();
+            let doc = r#"{"isPrimary":true}"#;
+            move |_| full(200, padded(doc, *size.lock().expect("lock")))
+        })
+        .await;
+        let api = Api::new(&format!("http://{}", server.addr)).expect("client");
+        *size.lock().expect("lock") = 64 * 1024;
+        assert!(api.info().await.expect("64 KiB is fine").is_primary);
+        *size.lock().expect("lock") = 64 * 1024 + 1;
+        let err = api.info().await.expect_err("too large");
+        assert!(err.contains("body larger than 65536 bytes"), "{err}");
     }
 
     #[tokio::test]
