@@ -99,13 +99,12 @@ impl TransitionLog {
     /// value is never logged as a problem: it was not published by a source.
     pub(crate) fn note(&mut self, prev: &NodeState, next: &NodeState) -> Option<Note> {
         if next.problem != self.logged_problem {
-            let was_failing = self.logged_problem.is_some();
             self.logged_problem.clone_from(&next.problem);
-            return match &next.problem {
-                Some(problem) => Some(Note::Failing(problem.clone())),
-                None if was_failing => Some(Note::Recovered),
-                None => changed(prev, next).then_some(Note::Changed),
-            };
+            // No problem now and a different one logged: a problem was logged, so it recovered.
+            return Some(match &next.problem {
+                Some(problem) => Note::Failing(problem.clone()),
+                None => Note::Recovered,
+            });
         }
         (next.problem.is_none() && changed(prev, next)).then_some(Note::Changed)
     }
