@@ -122,6 +122,7 @@ mod tests {
     use rwproxy_core::{Positions, Role};
 
     use super::*;
+    use crate::test_support::Logs;
 
     fn replica(pos: u64, lag_ms: u64) -> NodeState {
         NodeState {
@@ -202,54 +203,25 @@ mod tests {
         assert_eq!(log.note(&up, &down), None);
     }
 
-    /// Runs `f` with a subscriber that writes plain log lines into the returned text.
-    fn logged(f: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().expect("lock").extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer({
-                let buffer = buffer.clone();
-                move || buffer.clone()
-            })
-            .with_ansi(false)
-            .without_time()
-            .finish();
-        tracing::subscriber::with_default(subscriber, f);
-        let bytes = buffer.0.lock().expect("lock").clone();
-        String::from_utf8(bytes).expect("utf-8")
-    }
-
     #[test]
     fn transitions_are_logged_with_the_state() {
         let (tx, _rx) = watch::channel(NodeState::unknown("starting"));
         let mut publisher = Publisher::new(tx, "litefs");
+        let logs = Logs::capture();
 
-        let text = logged(|| {
-            publisher.publish(NodeState::unknown("mount missing"));
-        });
+        publisher.publish(NodeState::unknown("mount missing"));
+        let text = logs.take();
         assert!(text.contains("WARN"), "{text}");
         assert!(text.contains("cluster state unknown"), "{text}");
         assert!(text.contains("problem=mount missing"), "{text}");
         assert!(text.contains("source=\"litefs\""), "{text}");
 
-        let text = logged(|| {
-            publisher.publish(NodeState::unknown("mount missing"));
-        });
+        publisher.publish(NodeState::unknown("mount missing"));
+        let text = logs.take();
         assert_eq!(text, "", "a steady failure logs once");
 
-        let text = logged(|| {
-            publisher.publish(replica(1, 5));
-        });
+        publisher.publish(replica(1, 5));
+        let text = logs.take();
         assert!(text.contains("INFO"), "{text}");
         assert!(text.contains("cluster state source recovered"), "{text}");
         for field in [
@@ -261,19 +233,17 @@ mod tests {
             assert!(text.contains(field), "{field}: {text}");
         }
 
-        let text = logged(|| {
-            publisher.publish(replica(2, 9));
-        });
+        publisher.publish(replica(2, 9));
+        let text = logs.take();
         assert_eq!(text, "", "positions and lag move silently");
 
-        let text = logged(|| {
-            publisher.publish(NodeState {
-                role: Role::Primary,
-                primary: None,
-                lag: None,
-                ..replica(3, 0)
-            });
+        publisher.publish(NodeState {
+            role: Role::Primary,
+            primary: None,
+            lag: None,
+            ..replica(3, 0)
         });
+        let text = logs.take();
         assert!(text.contains("cluster state changed"), "{text}");
         for field in ["role=\"primary\"", "primary=\"-\""] {
             assert!(text.contains(field), "{field}: {text}");

@@ -182,7 +182,7 @@ mod tests {
 
     use super::*;
     use crate::litefs::tests::FakeApi;
-    use crate::test_support::{full, serve, DEADLINE};
+    use crate::test_support::{full, serve, Logs, DEADLINE};
     use crate::AbortOnDrop;
 
     #[test]
@@ -307,6 +307,7 @@ mod tests {
             }
         })
         .await;
+        let logs = Logs::capture();
         let (wake, _task) = follow_at(server.addr);
         let deadline = tokio::time::Instant::now() + DEADLINE;
         while requests.load(Ordering::SeqCst) < 3 {
@@ -314,6 +315,15 @@ mod tests {
             woken(&wake).await;
         }
         assert!(wake.take_info_stale());
+        // An error answer is not a stream: it is named, and logged once however often it repeats.
+        let text = logs.take();
+        assert_eq!(
+            text.matches("reason=answered 500 Internal Server Error")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(!text.contains("connected again"), "{text}");
     }
 
     #[test]
