@@ -285,6 +285,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stream_counts_its_events_and_says_why_it_ended() {
+        let (api, server) = FakeApi::start("{}").await;
+        let resp = http_client::build()
+            .expect("client")
+            .get(format!("http://{}/events", server.addr))
+            .send()
+            .await
+            .expect("connected");
+        let wake = Arc::new(Wake::default());
+        let pumping = tokio::spawn({
+            let wake = wake.clone();
+            async move { pump(resp, &wake).await }
+        });
+        api.send(r#"{"type":"tx"}"#);
+        api.send("");
+        api.send(r#"{"type":"init"}"#);
+        api.send("not json");
+        api.close_stream();
+        let (events, reason) = tokio::time::timeout(DEADLINE, pumping)
+            .await
+            .expect("the stream ended in time")
+            .expect("join");
+        assert_eq!(
+            (events, reason.as_str()),
+            (3, "stream ended"),
+            "blank lines are not events"
+        );
+        assert!(wake.take_info_stale(), "init asks for /info");
+    }
+
+    #[tokio::test]
     async fn a_dropped_stream_is_reconnected_and_asks_for_info() {
         let (api, server) = FakeApi::start("{}").await;
         let (wake, _task) = follow_at(server.addr);

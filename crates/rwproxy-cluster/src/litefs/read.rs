@@ -214,6 +214,16 @@ mod tests {
     }
 
     #[test]
+    fn a_mount_that_is_a_file_is_refused_as_a_mount() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("litefs");
+        std::fs::write(&file, "").expect("write");
+        let err = read_snapshot(&file, &[]).expect_err("not a directory");
+        assert!(matches!(err, SourceError::Mount { .. }), "{err}");
+        assert!(err.to_string().ends_with(": not a directory"), "{err}");
+    }
+
+    #[test]
     fn an_unreadable_primary_file_is_an_error_not_absence() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(".lag"), "+000000000\n").expect("write");
