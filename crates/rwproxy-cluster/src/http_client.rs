@@ -76,3 +76,68 @@ pub(crate) async fn read_limited(
     }
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::test_support::{full, refused_addr, serve, streaming};
+
+    #[tokio::test]
+    async fn a_body_of_exactly_the_limit_is_read_a_longer_one_is_refused() {
+        let server = serve(|_| full(200, "0123456789")).await;
+        let client = build().expect("client");
+        let url = format!("http://{}/", server.addr);
+        let get = || async { client.get(&url).send().await.expect("answered") };
+        assert_eq!(
+            read_limited(get().await, 10, None).await.as_deref(),
+            Ok(&b"0123456789"[..])
+        );
+        assert_eq!(
+            read_limited(get().await, 9, None).await,
+            Err("body larger than 9 bytes".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_described_with_their_cause() {
+        let client = build().expect("client");
+        let refused = format!("http://{}/", refused_addr().await);
+        let err = client.get(&refused).send().await.expect_err("refused");
+        let text = describe(&err, Some(Duration::from_secs(1)));
+        assert!(text.starts_with("cannot connect: "), "{text}");
+        assert!(
+            text.len() > "cannot connect: ".len(),
+            "the cause is named: {text}"
+        );
+
+        // A body that never ends: only the request's timeout stops it.
+        let (_keep, rx) = mpsc::unbounded_channel();
+        let rx = Mutex::new(Some(rx));
+        let server = serve(move |_| match rx.lock().expect("lock").take() {
+            Some(rx) => streaming(rx),
+            None => full(503, "busy"),
+        })
+        .await;
+        let timeout = Duration::from_millis(100);
+        let mut resp = client
+            .get(format!("http://{}/", server.addr))
+            .timeout(timeout)
+            .send()
+            .await
+            .expect("headers");
+        let err = loop {
+            match resp.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the body never ends"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(describe(&err, Some(timeout)), "no answer within 100ms");
+        let text = describe(&err, None);
+        assert!(text.starts_with("error reading the body: "), "{text}");
+    }
+}

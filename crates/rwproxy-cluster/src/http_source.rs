@@ -138,7 +138,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::test_support::{full, refused_addr, serve, streaming, wait_for};
+    use crate::test_support::{full, padded, refused_addr, serve, streaming, wait_for};
     use crate::{ClusterHandle, SourceSpec};
 
     fn node() -> Arc<str> {
@@ -261,6 +261,35 @@ mod tests {
         let s = wait_for(&mut rx, |s| s.role == Role::Primary).await;
         assert_eq!(s.position("app.db"), Some(6));
         assert!(s.problem.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_document_of_64_kib_is_read_a_longer_one_is_refused() {
+        let doc = r#"{"role":"replica","primary":"p","ready":true}"#;
+        let size = Arc::new(Mutex::new(0usize));
+        let server = serve({
+            let size = size.clone();
+            move |_| full(200, padded(doc, *size.lock().expect("lock")))
+        })
+        .await;
+        let spec = HttpSpec {
+            url: format!("http://{}/status", server.addr),
+            poll: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            databases: vec![],
+        };
+        let client = http_client::build().expect("client");
+        *size.lock().expect("lock") = 64 * 1024;
+        let s = fetch(&client, &spec, &node())
+            .await
+            .expect("64 KiB is fine");
+        assert_eq!(s.primary.as_deref(), Some("p"));
+        *size.lock().expect("lock") = 64 * 1024 + 1;
+        let err = fetch(&client, &spec, &node()).await.expect_err("too large");
+        assert!(
+            err.to_string().contains("body larger than 65536 bytes"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -283,6 +283,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dropping_the_guard_stops_the_helper_task() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let guard = AbortOnDrop(tokio::spawn(async move {
+            // Holds the sender until aborted.
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        }));
+        drop(guard);
+        let closed = tokio::time::timeout(test_support::DEADLINE, rx.recv()).await;
+        assert_eq!(
+            closed,
+            Ok(None),
+            "the task was aborted and dropped its sender"
+        );
+    }
+
+    #[test]
+    fn each_source_is_named_in_logs() {
+        let litefs = LitefsSpec {
+            mount: PathBuf::from("/litefs"),
+            databases: vec![],
+            api: None,
+            poll: Duration::from_secs(1),
+        };
+        let http = HttpSpec {
+            url: "http://127.0.0.1:9/status".into(),
+            poll: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            databases: vec![],
+        };
+        let rows = [
+            (
+                SourceSpec::Static {
+                    primary: "p".into(),
+                },
+                "static",
+            ),
+            (SourceSpec::Litefs(litefs), "litefs"),
+            (SourceSpec::Http(http), "http"),
+        ];
+        for (spec, name) in rows {
+            assert_eq!(source_label(&spec), name);
+            let (tx, _rx) = watch::channel(NodeState::unknown("starting"));
+            assert_eq!(Publisher::new(tx, source_label(&spec)).source(), name);
+        }
+    }
+
+    #[tokio::test]
     async fn subscribe_marks_the_current_value_seen() {
         let handle = ClusterHandle::start(
             "p".into(),

@@ -176,6 +176,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn confirms_primary_reads_the_mount_now() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reader = litefs(dir.path(), &["a.db"]);
+        assert_eq!(
+            reader.confirms_primary().await,
+            None,
+            "no .lag: cannot tell"
+        );
+        std::fs::write(dir.path().join(".lag"), "+000000000\n").expect("write");
+        assert_eq!(reader.confirms_primary().await, Some(true));
+        std::fs::write(dir.path().join(".primary"), "p2\n").expect("write");
+        assert_eq!(reader.confirms_primary().await, Some(false), "demoted");
+
+        let Kind::Litefs { reads, .. } = &reader.kind else {
+            panic!("a litefs reader");
+        };
+        let stuck = reads
+            .clone()
+            .acquire_many_owned(MAX_BLOCKING_READS as u32)
+            .await
+            .expect("permits");
+        assert_eq!(
+            reader.confirms_primary().await,
+            None,
+            "busy for good: none after the read timeout"
+        );
+        drop(stuck);
+        assert_eq!(reader.confirms_primary().await, Some(false));
+
+        let spec = SourceSpec::Static {
+            primary: "me".into(),
+        };
+        let fixed = PositionReader::new("me".into(), &spec);
+        assert_eq!(fixed.confirms_primary().await, None);
+    }
+
+    #[tokio::test]
     async fn busy_blocking_reads_wait_for_a_permit_within_the_read_timeout() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
@@ -231,6 +268,11 @@ mod tests {
         assert_eq!(
             reader.read().await.and_then(|p| p.get("a.db").copied()),
             Some(42)
+        );
+        assert_eq!(
+            reader.confirms_primary().await,
+            None,
+            "http cannot tell cheaply"
         );
         *answer.lock().expect("lock") = 500;
         assert_eq!(reader.read().await, None);

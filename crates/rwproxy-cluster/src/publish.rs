@@ -99,13 +99,12 @@ impl TransitionLog {
     /// value is never logged as a problem: it was not published by a source.
     pub(crate) fn note(&mut self, prev: &NodeState, next: &NodeState) -> Option<Note> {
         if next.problem != self.logged_problem {
-            let was_failing = self.logged_problem.is_some();
             self.logged_problem.clone_from(&next.problem);
-            return match &next.problem {
-                Some(problem) => Some(Note::Failing(problem.clone())),
-                None if was_failing => Some(Note::Recovered),
-                None => changed(prev, next).then_some(Note::Changed),
-            };
+            // No problem now and a different one logged: a problem was logged, so it recovered.
+            return Some(match &next.problem {
+                Some(problem) => Note::Failing(problem.clone()),
+                None => Note::Recovered,
+            });
         }
         (next.problem.is_none() && changed(prev, next)).then_some(Note::Changed)
     }
@@ -123,6 +122,7 @@ mod tests {
     use rwproxy_core::{Positions, Role};
 
     use super::*;
+    use crate::test_support::Logs;
 
     fn replica(pos: u64, lag_ms: u64) -> NodeState {
         NodeState {
@@ -169,6 +169,88 @@ mod tests {
         assert_eq!(
             log.note(&NodeState::unknown("starting"), &replica(1, 0)),
             Some(Note::Changed)
+        );
+    }
+
+    #[test]
+    fn a_change_of_role_primary_or_readiness_alone_is_noted() {
+        let up = replica(1, 5);
+        let mut log = TransitionLog::default();
+        let moved = NodeState {
+            primary: Some("p2".into()),
+            ..up.clone()
+        };
+        assert_eq!(log.note(&up, &moved), Some(Note::Changed), "primary");
+        let syncing = NodeState {
+            ready: false,
+            ..up.clone()
+        };
+        assert_eq!(log.note(&up, &syncing), Some(Note::Changed), "readiness");
+        let promoted = NodeState {
+            role: Role::Primary,
+            ..up.clone()
+        };
+        assert_eq!(log.note(&up, &promoted), Some(Note::Changed), "role");
+    }
+
+    #[test]
+    fn a_steady_failure_is_not_noted_as_a_change() {
+        let mut log = TransitionLog::default();
+        let down = NodeState::unknown("mount missing");
+        let up = replica(1, 5);
+        assert!(log.note(&up, &down).is_some());
+        // Same problem text again, even from a state that differs in role: nothing new.
+        assert_eq!(log.note(&up, &down), None);
+    }
+
+    #[test]
+    fn transitions_are_logged_with_the_state() {
+        let (tx, _rx) = watch::channel(NodeState::unknown("starting"));
+        let mut publisher = Publisher::new(tx, "litefs");
+        let logs = Logs::capture();
+
+        publisher.publish(NodeState::unknown("mount missing"));
+        let text = logs.take();
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains("cluster state unknown"), "{text}");
+        assert!(text.contains("problem=mount missing"), "{text}");
+        assert!(text.contains("source=\"litefs\""), "{text}");
+
+        publisher.publish(NodeState::unknown("mount missing"));
+        let text = logs.take();
+        assert_eq!(text, "", "a steady failure logs once");
+
+        publisher.publish(replica(1, 5));
+        let text = logs.take();
+        assert!(text.contains("INFO"), "{text}");
+        assert!(text.contains("cluster state source recovered"), "{text}");
+        for field in [
+            "role=\"replica\"",
+            "primary=\"p\"",
+            "ready=true",
+            "lag_ms=5",
+        ] {
+            assert!(text.contains(field), "{field}: {text}");
+        }
+
+        publisher.publish(replica(2, 9));
+        let text = logs.take();
+        assert_eq!(text, "", "positions and lag move silently");
+
+        publisher.publish(NodeState {
+            role: Role::Primary,
+            primary: None,
+            lag: None,
+            ..replica(3, 0)
+        });
+        let text = logs.take();
+        assert!(text.contains("cluster state changed"), "{text}");
+        for field in ["role=\"primary\"", "primary=\"-\""] {
+            assert!(text.contains(field), "{field}: {text}");
+        }
+        assert!(
+            !text.contains("lag_ms"),
+            "an unknown lag is left out: {text}"
         );
     }
 

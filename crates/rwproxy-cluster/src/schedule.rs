@@ -45,10 +45,7 @@ pub(crate) async fn pause(poll: Duration, demand: &Demand, wake: Option<&Notify>
 }
 
 async fn sleep(poll: Duration, demand: &Demand) {
-    if demand.active() > 0 {
-        tokio::time::sleep(interval(poll, demand)).await;
-        return;
-    }
+    // With waiters the interval is FAST_POLL, shorter than one slice: the loop sleeps it once.
     let deadline = Instant::now() + interval(poll, demand);
     loop {
         let now = Instant::now();

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +27,60 @@ pub(crate) fn full(status: u16, body: impl Into<Bytes>) -> Response<TestBody> {
     let mut resp = Response::new(Full::new(body.into()).boxed());
     *resp.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
     resp
+}
+
+/// Captures log lines as plain text while it lives, on this thread (a current-thread tokio
+/// test's spawned tasks included).
+pub(crate) struct Logs {
+    buffer: LogBuffer,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Starts capturing.
+    pub(crate) fn capture() -> Logs {
+        let buffer = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let buffer = buffer.clone();
+                move || buffer.clone()
+            })
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        Logs {
+            buffer,
+            _guard: guard,
+        }
+    }
+
+    /// The lines logged since the last call.
+    pub(crate) fn take(&self) -> String {
+        let bytes = std::mem::take(&mut *self.buffer.0.lock().expect("lock"));
+        String::from_utf8(bytes).expect("utf-8")
+    }
+}
+
+/// `doc` followed by spaces up to `len` bytes (JSON allows trailing whitespace).
+pub(crate) fn padded(doc: &str, len: usize) -> String {
+    let mut body = doc.to_owned();
+    body.push_str(&" ".repeat(len.saturating_sub(doc.len())));
+    body
 }
 
 /// A 200 whose body is whatever is sent on the channel, ending when the sender is dropped.

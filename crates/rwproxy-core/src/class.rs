@@ -158,6 +158,16 @@ mod tests {
     }
 
     #[test]
+    fn class_names_and_read_methods() {
+        assert_eq!(RequestClass::Read.as_str(), "read");
+        assert_eq!(RequestClass::Write.as_str(), "write");
+        assert_eq!(RequestClass::Passthrough.as_str(), "passthrough");
+        let c = classifier(&[], &[]);
+        assert!(c.is_read_method(&Method::GET));
+        assert!(!c.is_read_method(&Method::POST));
+    }
+
+    #[test]
     fn passthrough_wins_over_always_forward() {
         let c = classifier(&["/both/*"], &["/both/*"]);
         assert_eq!(

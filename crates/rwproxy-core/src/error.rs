@@ -183,6 +183,59 @@ impl ErrorCode {
 mod tests {
     use super::*;
 
+    use ErrorCode::*;
+
+    /// (code, name, status, Retry-After seconds, never reached an app): the contract, row by row.
+    const TABLE: [(ErrorCode, &str, u16, Option<u64>, bool); 17] = [
+        (NoPrimary, "no-primary", 503, Some(5), true),
+        (
+            PrimaryUnreachable,
+            "primary-unreachable",
+            503,
+            Some(5),
+            true,
+        ),
+        (PrimaryTimeout, "primary-timeout", 504, None, false),
+        (PrimaryFailed, "primary-failed", 502, None, false),
+        (AppUnreachable, "app-unreachable", 502, None, false),
+        (ConsistencyTimeout, "consistency-timeout", 504, None, true),
+        (Stale, "stale", 503, Some(5), true),
+        (NotReady, "not-ready", 503, Some(5), true),
+        (Draining, "draining", 503, Some(1), true),
+        (Loop, "loop", 503, Some(1), true),
+        (BadRequest, "bad-request", 400, None, true),
+        (TooLarge, "too-large", 413, None, true),
+        (NotImplemented, "not-implemented", 501, None, true),
+        (Overloaded, "overloaded", 503, Some(1), true),
+        (FlyReplay, "fly-replay", 421, None, true),
+        (Redirect, "redirect", 307, None, true),
+        (Internal, "internal", 500, None, false),
+    ];
+
+    #[test]
+    fn every_code_row_by_row() {
+        assert_eq!(
+            TABLE.map(|row| row.0),
+            ErrorCode::ALL,
+            "the table covers every code"
+        );
+        for (code, name, status, retry, never_reached) in TABLE {
+            assert_eq!(code.as_str(), name, "{code:?}");
+            assert_eq!(code.status().as_u16(), status, "{code:?}");
+            assert_eq!(
+                code.retry_after(),
+                retry.map(Duration::from_secs),
+                "{code:?}"
+            );
+            assert_eq!(code.never_reached_app(), never_reached, "{code:?}");
+            assert!(!code.message().is_empty(), "{code:?}");
+        }
+        assert_eq!(ErrorCode::from_code("teapot"), None);
+        let messages: std::collections::HashSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.message()).collect();
+        assert_eq!(messages.len(), ErrorCode::ALL.len(), "one message per code");
+    }
+
     #[test]
     fn every_503_has_retry_after() {
         for code in ErrorCode::ALL {

@@ -459,6 +459,108 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_that_cannot_serve_a_read_names_why() {
+        // (state, when_stale, code): `not-ready` when the node does not know its role or has
+        // not finished syncing, `stale` when it is ready and only behind.
+        let not_ready = NodeState {
+            ready: false,
+            lag: None,
+            ..node(Role::Replica, None)
+        };
+        let ready_unknown = NodeState {
+            ready: true,
+            ..NodeState::unknown("source failed")
+        };
+        let rows = [
+            (
+                node(Role::Replica, None),
+                StalePolicy::Forward,
+                ErrorCode::Stale,
+            ),
+            (
+                node(Role::Replica, Some("p")),
+                StalePolicy::Reject,
+                ErrorCode::Stale,
+            ),
+            (not_ready.clone(), StalePolicy::Forward, ErrorCode::NotReady),
+            (not_ready, StalePolicy::Reject, ErrorCode::NotReady),
+            (
+                NodeState::unknown("x"),
+                StalePolicy::Reject,
+                ErrorCode::NotReady,
+            ),
+            (ready_unknown, StalePolicy::Forward, ErrorCode::NotReady),
+        ];
+        for (state, when_stale, code) in rows {
+            let input = RouteInput {
+                fresh: false,
+                ..input(Read, &state)
+            };
+            let policy = RoutePolicy {
+                when_stale,
+                ..POLICY
+            };
+            assert_eq!(
+                decide(input, &policy),
+                Route::Reject(code),
+                "{state:?} {when_stale:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stale_replica_serving_anyway_still_honours_tokens() {
+        let replica = node(Role::Replica, Some("p"));
+        let serve = RoutePolicy {
+            when_stale: StalePolicy::Serve,
+            ..POLICY
+        };
+        let stale_wait = |wait| RouteInput {
+            fresh: false,
+            wait,
+            ..input(Read, &replica)
+        };
+        assert_eq!(
+            decide(stale_wait(WaitState::Behind), &serve),
+            Route::AwaitPosition
+        );
+        assert_eq!(
+            decide(stale_wait(WaitState::Reached), &serve),
+            Route::Local(Reason::Waited)
+        );
+        assert_eq!(
+            decide(stale_wait(WaitState::TimedOut), &serve),
+            Route::Primary(Reason::ConsistencyTimeout)
+        );
+    }
+
+    #[test]
+    fn labels_and_reasons() {
+        let rows = [
+            (Route::Local(Reason::Normal), "local"),
+            (Route::Primary(Reason::Write), "primary"),
+            (Route::Replay, "replay"),
+            (Route::Redirect, "redirect"),
+            (Route::AwaitPosition, "rejected"),
+            (Route::AwaitPrimary, "rejected"),
+            (Route::Reject(ErrorCode::Stale), "rejected"),
+        ];
+        for (route, label) in rows {
+            assert_eq!(route.label(), label, "{route:?}");
+        }
+        let reasons = [
+            (Reason::Normal, "normal"),
+            (Reason::Write, "write"),
+            (Reason::Stale, "stale"),
+            (Reason::Waited, "waited"),
+            (Reason::ConsistencyTimeout, "consistency-timeout"),
+        ];
+        for (reason, name) in reasons {
+            assert_eq!(reason.as_str(), name);
+        }
+    }
+
+    #[test]
     fn a_replica_never_routes_a_write_locally() {
         let states = [
             node(Role::Replica, Some("p")),

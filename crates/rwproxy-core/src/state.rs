@@ -130,6 +130,25 @@ mod tests {
     }
 
     #[test]
+    fn role_names_and_accessors() {
+        let rows = [
+            (Role::Primary, "primary", true),
+            (Role::Replica, "replica", false),
+            (Role::Unknown, "unknown", false),
+        ];
+        for (role, name, primary) in rows {
+            assert_eq!(role.as_str(), name);
+            let s = NodeState { role, ..state(&[]) };
+            assert_eq!(s.is_primary(), primary, "{role:?}");
+        }
+        let s = state(&[("a.db", 0), ("b.db", 7)]);
+        assert_eq!(s.position("a.db"), Some(0));
+        assert_eq!(s.position("b.db"), Some(7));
+        assert_eq!(s.position("c.db"), None);
+        assert!(!NodeState::unknown("x").is_primary());
+    }
+
+    #[test]
     fn remote_primary_is_none_on_the_primary() {
         let mut s = state(&[]);
         assert_eq!(s.remote_primary().map(|p| p.as_ref()), Some("p"));

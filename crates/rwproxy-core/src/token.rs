@@ -160,6 +160,34 @@ mod tests {
     }
 
     #[test]
+    fn header_limits_are_inclusive() {
+        // Exactly MAX_ENTRIES entries parse; one more does not.
+        let names: Vec<String> = (0..=MAX_ENTRIES).map(|i| format!("d{i}")).collect();
+        let entry = |n: &String| format!("{n}=0000000000000001");
+        let most = names[..MAX_ENTRIES].iter().map(entry).collect::<Vec<_>>();
+        let token = Token::from_header(&most.join(",")).expect("MAX_ENTRIES entries");
+        assert_eq!(token.entries().len(), MAX_ENTRIES);
+        let over = names.iter().map(entry).collect::<Vec<_>>();
+        assert_eq!(Token::from_header(&over.join(",")), None);
+
+        // Exactly MAX_HEADER_LEN bytes parse (a long database name); one more byte does not.
+        let at_limit = |len: usize| format!("{}=0000000000000001", "d".repeat(len - 17));
+        let longest = at_limit(MAX_HEADER_LEN);
+        assert_eq!(longest.len(), MAX_HEADER_LEN);
+        assert!(Token::from_header(&longest).is_some());
+        assert_eq!(Token::from_header(&at_limit(MAX_HEADER_LEN + 1)), None);
+    }
+
+    #[test]
+    fn header_value_of_no_positions_is_empty() {
+        assert_eq!(Token::header_value(&Positions::new()), "");
+        assert_eq!(
+            Token::header_value(&positions(&[("a.db", 0xab)])),
+            "a.db=00000000000000ab"
+        );
+    }
+
+    #[test]
     fn cookie_value_is_sixteen_lowercase_hex() {
         let p = positions(&[("app.db", 0xabc)]);
         assert_eq!(

@@ -1,13 +1,11 @@
-//! The LiteFS HTTP API: `/info` confirms a primary claim, `/events` wakes the poll loop the
-//! moment a transaction or a primary change happens.
+//! The LiteFS HTTP API client and `/info`, which confirms (or vetoes) a primary claim made by
+//! the files. `/events` is followed in [`super::events`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rwproxy_core::{NodeState, Role};
 use serde::Deserialize;
-use tokio::sync::Notify;
 
 use super::derive::{self, Info};
 use super::files;
@@ -19,51 +17,14 @@ use crate::schedule::MIN_POLL;
 pub(crate) const INFO_TIMEOUT: Duration = Duration::from_secs(1);
 /// A failed `/info` is retried no later than this, even with a long poll.
 const INFO_ERROR_TTL: Duration = Duration::from_secs(1);
-/// Reconnect backoff of the events stream.
-pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Upper bound of the reconnect backoff.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// A longer event line means the other end is not LiteFS.
-const MAX_LINE: usize = 64 * 1024;
 /// An `/info` document larger than this is not one.
 const MAX_INFO: usize = 64 * 1024;
-
-/// How the events follower tells the poll loop to read now.
-#[derive(Debug, Default)]
-pub(crate) struct Wake {
-    notify: Notify,
-    info_stale: AtomicBool,
-}
-
-impl Wake {
-    /// Read the files again now.
-    pub(crate) fn reread(&self) {
-        // notify_one keeps a permit if the loop is busy reading, so the event is not lost.
-        self.notify.notify_one();
-    }
-
-    /// Read the files and refetch `/info` now.
-    pub(crate) fn primary_changed(&self) {
-        self.info_stale.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    /// Whether `/info` must be refetched; clears the flag.
-    pub(crate) fn take_info_stale(&self) -> bool {
-        self.info_stale.swap(false, Ordering::AcqRel)
-    }
-
-    /// What the poll loop's pause listens to.
-    pub(crate) fn notify(&self) -> &Notify {
-        &self.notify
-    }
-}
 
 /// A client of one LiteFS API.
 #[derive(Clone, Debug)]
 pub(crate) struct Api {
-    client: reqwest::Client,
-    base: Arc<str>,
+    pub(super) client: reqwest::Client,
+    pub(super) base: Arc<str>,
 }
 
 #[derive(Deserialize)]
@@ -92,28 +53,6 @@ pub(crate) fn parse_info(body: &[u8]) -> Result<Info, String> {
         is_primary: doc.is_primary,
         primary,
     })
-}
-
-/// What one `/events` line asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum EventKind {
-    /// `init` or `primaryChange`: re-read the files and refetch `/info`.
-    Primary,
-    /// Anything else (`tx`, unknown types, unparsable lines): re-read the files.
-    Other,
-}
-
-/// Classifies one event line. An unparsable line still means "something happened".
-pub(crate) fn classify(line: &[u8]) -> EventKind {
-    #[derive(Deserialize)]
-    struct Event<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: std::borrow::Cow<'a, str>,
-    }
-    match serde_json::from_slice::<Event<'_>>(line) {
-        Ok(e) if e.kind == "init" || e.kind == "primaryChange" => EventKind::Primary,
-        _ => EventKind::Other,
-    }
 }
 
 impl Api {
@@ -151,68 +90,6 @@ impl Api {
             .map_err(|e| self.fail("/info", e))?;
         parse_info(&body).map_err(|e| self.fail("/info", e))
     }
-
-    /// Follows `/events` for ever, waking the poll loop on every event and reconnecting with
-    /// capped exponential backoff.
-    pub(crate) async fn follow_events(self, wake: Arc<Wake>) {
-        let url = format!("{}/events", self.base);
-        let mut backoff = MIN_BACKOFF;
-        let mut logged: Option<String> = None;
-        loop {
-            let reason = match self.client.get(&url).send().await {
-                Ok(resp) if resp.status() == reqwest::StatusCode::OK => {
-                    if logged.take().is_some() {
-                        tracing::info!(%url, "litefs events stream connected again");
-                    }
-                    let (events, reason) = pump(resp, &wake).await;
-                    if events > 0 {
-                        backoff = MIN_BACKOFF;
-                    }
-                    reason
-                }
-                Ok(resp) => format!("answered {}", resp.status()),
-                Err(e) => http_client::describe(&e, None),
-            };
-            if logged.as_deref() != Some(reason.as_str()) {
-                tracing::warn!(%url, %reason, "litefs events stream interrupted; polling continues");
-                logged = Some(reason);
-            }
-            // A primary change may have happened while nobody listened.
-            wake.primary_changed();
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-}
-
-/// Reads one events response to its end; returns how many events it carried and why it ended.
-async fn pump(mut resp: reqwest::Response, wake: &Wake) -> (usize, String) {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut events = 0;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                buf.extend_from_slice(&chunk);
-                while let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=end).collect();
-                    let line = line.trim_ascii();
-                    if line.is_empty() {
-                        continue;
-                    }
-                    events += 1;
-                    match classify(line) {
-                        EventKind::Primary => wake.primary_changed(),
-                        EventKind::Other => wake.reread(),
-                    }
-                }
-                if buf.len() > MAX_LINE {
-                    return (events, format!("event line longer than {MAX_LINE} bytes"));
-                }
-            }
-            Ok(None) => return (events, "stream ended".to_owned()),
-            Err(e) => return (events, http_client::describe(&e, None)),
-        }
-    }
 }
 
 /// Confirms the files' primary claims against `/info`, caching the answer for a poll interval.
@@ -248,17 +125,7 @@ impl PrimaryCheck {
             self.claimed = false;
             return files;
         }
-        let fresh = match &self.cached {
-            Some((at, result)) => {
-                let ttl = match result {
-                    Ok(_) => self.poll,
-                    Err(_) => self.poll.min(INFO_ERROR_TTL),
-                };
-                !refresh && self.claimed && at.elapsed() < ttl
-            }
-            None => false,
-        };
-        if !fresh {
+        if !self.reusable(Instant::now(), refresh) {
             self.cached = Some((Instant::now(), self.api.info().await));
         }
         self.claimed = true;
@@ -268,11 +135,185 @@ impl PrimaryCheck {
             None => NodeState::unknown("litefs api: no answer from /info yet"),
         }
     }
+
+    /// Whether the cached `/info` answer may be reused at `now`: not after a primary-change
+    /// event (`refresh`), not for a new claim, and only while younger than a poll interval (a
+    /// failure: at most [`INFO_ERROR_TTL`]).
+    fn reusable(&self, now: Instant, refresh: bool) -> bool {
+        let Some((at, result)) = &self.cached else {
+            return false;
+        };
+        let ttl = match result {
+            Ok(_) => self.poll,
+            Err(_) => self.poll.min(INFO_ERROR_TTL),
+        };
+        !refresh && self.claimed && now.saturating_duration_since(*at) < ttl
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+
+    use rwproxy_core::Positions;
+
     use super::*;
+    use crate::test_support::{full, padded, serve, streaming, TestServer};
+
+    const POLL: Duration = Duration::from_secs(10);
+    const NS: Duration = Duration::from_nanos(1);
+
+    fn check(poll: Duration) -> PrimaryCheck {
+        // Never contacted by the pure tests below.
+        PrimaryCheck::new(Api::new("http://127.0.0.1:9").expect("client"), poll)
+    }
+
+    fn info() -> Result<Info, String> {
+        Ok(Info {
+            is_primary: true,
+            primary: None,
+        })
+    }
+
+    #[test]
+    fn a_confirmation_is_reused_for_less_than_one_poll() {
+        let t0 = Instant::now();
+        let mut c = check(POLL);
+        assert!(!c.reusable(t0, false), "nothing cached yet");
+        c.cached = Some((t0, info()));
+        assert!(!c.reusable(t0, false), "a new claim always asks");
+        c.claimed = true;
+        assert!(c.reusable(t0, false));
+        assert!(c.reusable(t0 + POLL - NS, false));
+        assert!(!c.reusable(t0 + POLL, false), "one poll old is too old");
+        assert!(!c.reusable(t0, true), "a primary change always asks");
+    }
+
+    #[test]
+    fn a_failure_is_reused_for_less_than_a_second_or_one_poll() {
+        let t0 = Instant::now();
+        let mut c = check(POLL);
+        c.cached = Some((t0, Err("refused".into())));
+        c.claimed = true;
+        assert!(c.reusable(t0 + INFO_ERROR_TTL - NS, false));
+        assert!(!c.reusable(t0 + INFO_ERROR_TTL, false));
+        let short = Duration::from_millis(200);
+        let mut c = check(short);
+        c.cached = Some((t0, Err("refused".into())));
+        c.claimed = true;
+        assert!(c.reusable(t0 + short - NS, false));
+        assert!(!c.reusable(t0 + short, false), "never longer than the poll");
+    }
+
+    #[test]
+    fn the_poll_has_a_floor() {
+        assert_eq!(check(Duration::ZERO).poll, MIN_POLL);
+        assert_eq!(check(POLL).poll, POLL);
+    }
+
+    fn files(role: Role) -> NodeState {
+        NodeState {
+            role,
+            primary: (role == Role::Primary).then(|| Arc::from("me")),
+            positions: Positions::from([(Arc::from("app.db"), 3)]),
+            lag: Some(Duration::ZERO),
+            ready: true,
+            problem: None,
+        }
+    }
+
+    /// An `/info` that answers `status` with a primary's document (or, for 0, never answers its
+    /// body), counting requests.
+    async fn info_server() -> (Arc<AtomicU16>, Arc<AtomicUsize>, TestServer) {
+        let status = Arc::new(AtomicU16::new(200));
+        let requests = Arc::new(AtomicUsize::new(0));
+        // Senders of stalled bodies, kept so the bodies neither end nor fail.
+        let stalled = std::sync::Mutex::new(Vec::new());
+        let server = serve({
+            let (status, requests) = (status.clone(), requests.clone());
+            move |path| {
+                assert_eq!(path, "/info");
+                requests.fetch_add(1, Ordering::SeqCst);
+                match status.load(Ordering::SeqCst) {
+                    // A stalled API: headers, then a body that never comes.
+                    0 => {
+                        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                        stalled.lock().expect("lock").push(tx);
+                        streaming(rx)
+                    }
+                    code => full(code, r#"{"isPrimary":true}"#),
+                }
+            }
+        })
+        .await;
+        (status, requests, server)
+    }
+
+    #[tokio::test]
+    async fn claims_are_confirmed_once_per_claim_and_again_after_a_primary_change() {
+        let (_status, requests, server) = info_server().await;
+        let api = Api::new(&format!("http://{}", server.addr)).expect("client");
+        let mut c = PrimaryCheck::new(api, POLL);
+        let me: Arc<str> = Arc::from("me");
+        let asked = || requests.load(Ordering::SeqCst);
+
+        let replica = files(Role::Replica);
+        assert_eq!(c.apply(&me, replica.clone(), true).await, replica);
+        assert_eq!(asked(), 0, "a replica needs no confirmation");
+
+        let primary = files(Role::Primary);
+        assert_eq!(c.apply(&me, primary.clone(), false).await, primary);
+        assert_eq!(asked(), 1);
+        assert_eq!(c.apply(&me, primary.clone(), false).await, primary);
+        assert_eq!(
+            asked(),
+            1,
+            "the same claim within a poll is not asked again"
+        );
+        assert_eq!(c.apply(&me, primary.clone(), true).await, primary);
+        assert_eq!(asked(), 2, "a primary change is");
+
+        c.apply(&me, replica, false).await;
+        assert_eq!(c.apply(&me, primary.clone(), false).await, primary);
+        assert_eq!(asked(), 3, "a new claim after a replica read is");
+    }
+
+    #[tokio::test]
+    async fn an_info_document_of_64_kib_is_read_a_longer_one_is_refused() {
+        let size = Arc::new(std::sync::Mutex::new(0usize));
+        let server = serve({
+            let size = size.clone();
+            let doc = r#"{"isPrimary":true}"#;
+            move |_| full(200, padded(doc, *size.lock().expect("lock")))
+        })
+        .await;
+        let api = Api::new(&format!("http://{}", server.addr)).expect("client");
+        *size.lock().expect("lock") = 64 * 1024;
+        assert!(api.info().await.expect("64 KiB is fine").is_primary);
+        *size.lock().expect("lock") = 64 * 1024 + 1;
+        let err = api.info().await.expect_err("too large");
+        assert!(err.contains("body larger than 65536 bytes"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_erroring_or_stalled_api_never_confirms_a_claim() {
+        let (status, _requests, server) = info_server().await;
+        let api = Api::new(&format!("http://{}", server.addr)).expect("client");
+        let mut c = PrimaryCheck::new(api, POLL);
+        let me: Arc<str> = Arc::from("me");
+
+        status.store(500, Ordering::SeqCst);
+        let s = c.apply(&me, files(Role::Primary), true).await;
+        assert_eq!(s.role, Role::Unknown);
+        let problem = s.problem.as_deref().unwrap_or("");
+        assert!(problem.contains("/info: answered 500"), "{problem}");
+
+        status.store(0, Ordering::SeqCst);
+        let s = c.apply(&me, files(Role::Primary), true).await;
+        assert_eq!(s.role, Role::Unknown);
+        let problem = s.problem.as_deref().unwrap_or("");
+        assert!(problem.contains("no answer within 1s"), "{problem}");
+    }
 
     #[test]
     fn info_documents() {
@@ -289,32 +330,5 @@ mod tests {
         assert_eq!(empty.primary, None);
         assert!(parse_info(br#"{"primary":{"hostname":"a"}}"#).is_err());
         assert!(parse_info(b"<html>").is_err());
-    }
-
-    #[test]
-    fn event_lines() {
-        assert_eq!(
-            classify(br#"{"type":"init","data":{"isPrimary":true,"hostname":"node-1"}}"#),
-            EventKind::Primary
-        );
-        assert_eq!(
-            classify(br#"{"type":"primaryChange","data":{"isPrimary":false}}"#),
-            EventKind::Primary
-        );
-        assert_eq!(
-            classify(br#"{"type":"tx","db":"db","data":{"txID":"0000000000000027"}}"#),
-            EventKind::Other
-        );
-        assert_eq!(classify(b"garbage"), EventKind::Other);
-    }
-
-    #[test]
-    fn wake_flags() {
-        let wake = Wake::default();
-        wake.reread();
-        assert!(!wake.take_info_stale());
-        wake.primary_changed();
-        assert!(wake.take_info_stale());
-        assert!(!wake.take_info_stale(), "taking clears it");
     }
 }

@@ -241,6 +241,25 @@ mod tests {
     }
 
     #[test]
+    fn primary_names_up_to_the_limit_are_accepted() {
+        let longest = "a".repeat(MAX_PRIMARY_LEN);
+        assert_eq!(
+            parse_primary(format!("{longest}\n").as_bytes()).as_deref(),
+            Ok(longest.as_str())
+        );
+    }
+
+    #[test]
+    fn format_errors_say_what_is_wrong() {
+        let text = |e: Result<Lag, FormatError>| e.map_err(|e| e.to_string());
+        assert_eq!(text(parse_lag(b"")), Err("empty".to_owned()));
+        assert_eq!(
+            text(parse_lag(b"-000000000\n")),
+            Err("negative zero".to_owned())
+        );
+    }
+
+    #[test]
     fn primary_rejects_empty_and_odd_names() {
         let long = vec![b'a'; MAX_PRIMARY_LEN + 1];
         for bad in [

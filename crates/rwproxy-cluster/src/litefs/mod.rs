@@ -3,6 +3,7 @@
 
 mod api;
 mod derive;
+mod events;
 mod files;
 mod read;
 
@@ -13,7 +14,8 @@ use rwproxy_core::NodeState;
 use crate::publish::Publisher;
 use crate::{schedule, AbortOnDrop, Demand, LitefsSpec};
 
-use api::{Api, PrimaryCheck, Wake};
+use api::{Api, PrimaryCheck};
+use events::Wake;
 use read::MountReader;
 pub(crate) use read::{claims_primary, read_positions, READ_TIMEOUT};
 
@@ -31,9 +33,10 @@ pub(crate) async fn run(
     if let Some(base) = &spec.api {
         match Api::new(base) {
             Ok(api) => {
-                _events = Some(AbortOnDrop(tokio::spawn(
-                    api.clone().follow_events(wake.clone()),
-                )));
+                _events = Some(AbortOnDrop(tokio::spawn(events::follow(
+                    api.clone(),
+                    wake.clone(),
+                ))));
                 check = Some(PrimaryCheck::new(api, spec.poll));
             }
             Err(e) => {

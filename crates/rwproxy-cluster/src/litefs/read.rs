@@ -214,6 +214,16 @@ mod tests {
     }
 
     #[test]
+    fn a_mount_that_is_a_file_is_refused_as_a_mount() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("litefs");
+        std::fs::write(&file, "").expect("write");
+        let err = read_snapshot(&file, &[]).expect_err("not a directory");
+        assert!(matches!(err, SourceError::Mount { .. }), "{err}");
+        assert!(err.to_string().ends_with(": not a directory"), "{err}");
+    }
+
+    #[test]
     fn an_unreadable_primary_file_is_an_error_not_absence() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(".lag"), "+000000000\n").expect("write");
@@ -261,6 +271,147 @@ mod tests {
         assert_eq!(snap.lag, Lag::Millis(0));
         assert!(reader.pending.is_none());
         writer.await.expect("join").expect("write fifo");
+    }
+
+    /// A mount as the files would be: `.primary` when `primary` is set, `.lag` as given.
+    fn mount(primary: Option<&str>, lag: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(name) = primary {
+            std::fs::write(dir.path().join(".primary"), format!("{name}\n")).expect("write");
+        }
+        std::fs::write(dir.path().join(".lag"), lag).expect("write");
+        dir
+    }
+
+    #[test]
+    fn only_no_primary_file_and_a_zero_lag_confirm_a_primary_claim() {
+        // (.primary, .lag, confirms): a mount whose files say "replica" never confirms.
+        let rows: [(Option<&str>, &str, bool); 7] = [
+            (None, "+000000000\n", true),
+            (None, "+0000000000", true),
+            (Some("p1"), "+000000000\n", false),
+            (Some("me"), "+000000000\n", false),
+            (None, "+000000001\n", false),
+            (None, "-000000005\n", false),
+            (None, "+2147483647", false),
+        ];
+        for (primary, lag, confirms) in rows {
+            let dir = mount(primary, lag);
+            let got = claims_primary(dir.path()).expect("readable");
+            assert_eq!(got, confirms, "{primary:?} {lag:?}");
+        }
+    }
+
+    #[test]
+    fn unreadable_or_malformed_files_never_confirm_a_primary_claim() {
+        let no_lag = tempfile::tempdir().expect("tempdir");
+        let err = claims_primary(no_lag.path()).expect_err("no .lag");
+        assert!(err.to_string().contains(".lag"), "{err}");
+
+        let bad_lag = mount(None, "-000000000\n");
+        let err = claims_primary(bad_lag.path()).expect_err("negative zero");
+        assert!(err.to_string().contains("malformed"), "{err}");
+
+        let empty_primary = mount(Some(""), "+000000000\n");
+        let err = claims_primary(empty_primary.path()).expect_err("empty .primary");
+        assert!(err.to_string().contains(".primary"), "{err}");
+
+        let dir_primary = mount(None, "+000000000\n");
+        std::fs::create_dir(dir_primary.path().join(".primary")).expect("mkdir");
+        let err = claims_primary(dir_primary.path()).expect_err("unreadable .primary");
+        assert!(err.to_string().contains(".primary"), "{err}");
+
+        let missing = tempfile::tempdir().expect("tempdir");
+        let gone = missing.path().join("gone");
+        assert!(claims_primary(&gone).is_err(), "no mount at all");
+    }
+
+    /// Makes `.lag` a FIFO: the reader's open blocks until `change` has a writer open, so
+    /// `change` runs exactly between the first and the second read of `.primary`.
+    fn mid_change(dir: &Path, change: impl FnOnce() + Send + 'static) -> Result<bool, SourceError> {
+        let fifo = dir.join(".lag");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success());
+        let (opened_tx, opened) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || {
+                use std::io::Write as _;
+                // Opening for writing waits for a reader: claims_primary, which has read
+                // `.primary` once by then.
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&fifo)
+                    .expect("open fifo");
+                let _ = opened_tx.send(());
+                change();
+                let _ = f.write_all(b"+000000000\n");
+            }
+        });
+        let result = claims_primary(dir);
+        // A claims_primary that never opened `.lag` (a broken one) leaves the writer waiting
+        // for a reader: be that reader, so the test fails instead of hanging.
+        if opened.try_recv().is_err() {
+            let _ = std::fs::read(&fifo);
+        }
+        writer.join().expect("writer");
+        result
+    }
+
+    #[test]
+    fn a_mount_mid_hand_off_never_confirms_a_primary_claim() {
+        // `.primary` disappears while `.lag` is read: it was there the first time.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let primary = dir.path().join(".primary");
+        std::fs::write(&primary, "p1\n").expect("write");
+        let removed = primary.clone();
+        let got = mid_change(dir.path(), move || {
+            std::fs::remove_file(&removed).expect("remove .primary");
+        });
+        assert!(!got.expect("readable"), "present before .lag");
+        assert!(!primary.exists());
+
+        // `.primary` appears while `.lag` is read: absent the first time only.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let primary = dir.path().join(".primary");
+        let created = primary.clone();
+        let got = mid_change(dir.path(), move || {
+            std::fs::write(&created, "p2\n").expect("write .primary");
+        });
+        assert!(!got.expect("readable"), "present after .lag");
+        assert!(primary.exists());
+    }
+
+    #[test]
+    fn database_names_that_are_not_plain_file_names_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\0b"] {
+            let err = read_positions(dir.path(), &dbs(&[bad])).expect_err(bad);
+            assert!(
+                matches!(err, SourceError::DatabaseName(_)),
+                "{bad:?}: {err}"
+            );
+        }
+        // Dots inside a name are fine: the file is looked for (and here missing).
+        let err = read_positions(dir.path(), &dbs(&["...", "a..db"])).expect_err("missing");
+        assert!(err.to_string().contains("...-pos"), "{err}");
+    }
+
+    #[test]
+    fn a_file_of_exactly_the_size_limit_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(".lag"), "+000000000\n").expect("write");
+        let size = usize::try_from(MAX_FILE).expect("small");
+        // Read, then refused by the parser (too long for a host name), not by the size limit.
+        std::fs::write(dir.path().join(".primary"), vec![b'a'; size]).expect("write");
+        let err = read_snapshot(dir.path(), &[]).expect_err("too long a name");
+        assert!(err.to_string().contains("primary name too long"), "{err}");
+        std::fs::write(dir.path().join(".primary"), vec![b'a'; size + 1]).expect("write");
+        let err = read_snapshot(dir.path(), &[]).expect_err("too large");
+        assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
     }
 
     #[test]

@@ -190,15 +190,15 @@ async fn demand_makes_a_long_poll_fast() {
 
 /// A fake LiteFS API: `/info` answers the current document, `/events` streams what the test
 /// sends, one channel per connection.
-struct FakeApi {
+pub(super) struct FakeApi {
     info: Mutex<String>,
     events: Mutex<Option<mpsc::UnboundedSender<Bytes>>>,
     connections: watch::Sender<usize>,
-    info_requests: AtomicUsize,
+    pub(super) info_requests: AtomicUsize,
 }
 
 impl FakeApi {
-    async fn start(info: &str) -> (Arc<FakeApi>, TestServer) {
+    pub(super) async fn start(info: &str) -> (Arc<FakeApi>, TestServer) {
         let api = Arc::new(FakeApi {
             info: Mutex::new(info.to_owned()),
             events: Mutex::new(None),
@@ -225,11 +225,11 @@ impl FakeApi {
         (api, server)
     }
 
-    fn set_info(&self, info: &str) {
+    pub(super) fn set_info(&self, info: &str) {
         *self.info.lock().expect("lock") = info.to_owned();
     }
 
-    async fn wait_connections(&self, n: usize) {
+    pub(super) async fn wait_connections(&self, n: usize) {
         let mut rx = self.connections.subscribe();
         tokio::time::timeout(DEADLINE, rx.wait_for(|c| *c >= n))
             .await
@@ -237,14 +237,26 @@ impl FakeApi {
             .expect("open");
     }
 
-    fn send(&self, line: &str) {
+    pub(super) fn send(&self, line: &str) {
         let events = self.events.lock().expect("lock");
         let tx = events.as_ref().expect("an events stream is connected");
         tx.send(Bytes::from(format!("{line}\n")))
             .expect("stream open");
     }
 
-    fn close_stream(&self) {
+    /// Sends raw bytes on the current events stream (no newline added).
+    pub(super) fn send_raw(&self, bytes: Vec<u8>) {
+        let events = self.events.lock().expect("lock");
+        let tx = events.as_ref().expect("an events stream is connected");
+        tx.send(Bytes::from(bytes)).expect("stream open");
+    }
+
+    /// How many `/events` connections were made so far.
+    pub(super) fn connections(&self) -> usize {
+        *self.connections.borrow()
+    }
+
+    pub(super) fn close_stream(&self) {
         self.events.lock().expect("lock").take();
     }
 }
