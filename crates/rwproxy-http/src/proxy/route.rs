@@ -24,18 +24,18 @@ use rwproxy_core::{
 };
 use tower::{Layer, Service};
 
-use super::admission::{discard_body, drain_then_reject, ForwardedByNode};
+use super::admission::{discard_body, drain_then_reject};
 use super::answers;
-use super::classify::class_of;
-use super::consistency::{wait_for_position, BoxResponse, TokenWait};
+use super::consistency::{wait_for_position, BoxResponse};
 use super::forward::{self, Forwarded};
+use super::meta::{client_of, set_routed, RequestMeta};
 use super::outcome::{rejected, route_header, Routed};
 use super::shared::Shared;
 use super::tokens::{self, TokenAction};
 use super::{Proxy, RequestId};
 use crate::body::{Body, BoxError};
 use crate::session::SessionMode;
-use crate::upstream::headers::{ClientInfo, FORWARDED_BY, FORWARD_SECRET};
+use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
 
 /// Builds [`Route`] services around the node's inner service.
 ///
@@ -100,9 +100,10 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let shared = &self.shared;
-        let class = class_of(&request);
-        let forwarded = request.extensions().get::<ForwardedByNode>().is_some();
-        let token_wait = request.extensions().get::<TokenWait>();
+        let meta = RequestMeta::of(request.extensions());
+        let class = meta.map_or(RequestClass::Passthrough, |m| m.class);
+        let forwarded = meta.is_some_and(|m| m.forwarded);
+        let token_wait = meta.and_then(|m| m.token_wait.as_ref());
         let decision = {
             let state = shared.state.borrow();
             let input = RouteInput {
@@ -177,15 +178,17 @@ where
     R::Error: Into<BoxError>,
 {
     let (mut parts, body) = response.into_parts();
-    if parts.extensions.get::<Routed>().is_none() {
+    // The app leaf carried the request's metadata back: the outcome goes into it.
+    if RequestMeta::of(&parts.extensions).is_none_or(|m| m.routed.is_none()) {
         if route_header_on {
             route_header(&mut parts.headers, "local", reason);
         }
-        parts.extensions.insert(Routed {
+        let routed = Routed {
             class,
             route: "local",
             reason,
-        });
+        };
+        set_routed(&mut parts.extensions, routed);
     }
     Response::from_parts(parts, Body::from_any(body, None))
 }
@@ -228,7 +231,7 @@ where
 async fn route<S, B, R>(
     shared: &Shared,
     inner: S,
-    request: Request<B>,
+    mut request: Request<B>,
     class: RequestClass,
     forwarded: bool,
 ) -> Response<Body>
@@ -240,7 +243,10 @@ where
     R::Error: Into<BoxError>,
 {
     let params = &shared.params;
-    let token_wait = request.extensions().get::<TokenWait>().cloned();
+    let token_wait = request
+        .extensions_mut()
+        .get_mut::<RequestMeta>()
+        .and_then(|m| m.token_wait.take());
     let (token, mut wait) = match token_wait {
         Some(t) => (Some(t.token), t.wait),
         None => (None, WaitState::Satisfied),
@@ -314,7 +320,7 @@ where
                 }
                 let action =
                     TokenAction::for_local(is_primary, class, token, params.consistency.session);
-                let client = request.extensions().get::<ClientInfo>();
+                let client = client_of(request.extensions());
                 let tls = action.may_issue() && tokens::secure(client, request.headers());
                 let request = local_request(request, params.max_body);
                 return serve_here(shared, inner, request, class, reason, action, tls).await;
@@ -371,14 +377,9 @@ where
     R: HttpBody<Data = Bytes> + Send + 'static,
     R::Error: Into<BoxError>,
 {
-    let client = request.extensions().get::<ClientInfo>().cloned();
-    let client = client.unwrap_or_else(ClientInfo::unspecified);
     // Boxed: the forwarder's future (retries, the body kept for them) is larger than the rest
     // of the route's; inline it would size every routed request's future.
-    let forwarded = Box::pin(forward::to_primary(
-        shared, request, &client, class, reason, primary,
-    ))
-    .await;
+    let forwarded = Box::pin(forward::to_primary(shared, request, class, reason, primary)).await;
     match forwarded {
         Forwarded::Done(response) => response,
         Forwarded::Promoted(request) => {
@@ -389,16 +390,8 @@ where
                 "this node became primary while a write waited; serving it locally"
             );
             let action = TokenAction::IssueAfterWrite;
-            serve_here(
-                shared,
-                inner,
-                request,
-                class,
-                Reason::Write,
-                action,
-                client.tls,
-            )
-            .await
+            let tls = client_of(request.extensions()).is_some_and(|c| c.tls);
+            serve_here(shared, inner, request, class, Reason::Write, action, tls).await
         }
     }
 }

@@ -22,6 +22,7 @@ use conn::{serve_plain, Builders, ConnService, ConnSettings};
 use drain::DrainSignal;
 
 use crate::body::Body;
+use crate::proxy::RequestMeta;
 use crate::tls::ServerTls;
 use crate::upstream::headers::ClientInfo;
 
@@ -86,7 +87,8 @@ pub async fn serve_with_tls<H, F>(
 
 /// Serves a tower service (rwproxy's middleware stack, see `proxy::stack`) on `listener`,
 /// TLS on every connection when `tls` is set. Each request carries its connection's
-/// [`ClientInfo`] in its extensions.
+/// [`ClientInfo`] in its extensions, inside the stack's per-request metadata (one insert:
+/// the layers below fill the same value in).
 pub async fn serve_service<S>(
     listener: TcpListener,
     service: S,
@@ -110,7 +112,8 @@ pub async fn serve_service<S>(
 }
 
 /// A tower service as hyper's connection service: each request gets the connection's
-/// [`ClientInfo`] and a clone of the service (tower services are called through `&mut`).
+/// [`ClientInfo`] (in its [`RequestMeta`]) and a clone of the service (tower services are
+/// called through `&mut`).
 #[derive(Clone)]
 struct WithClient<S> {
     service: S,
@@ -127,7 +130,8 @@ where
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         use tower::ServiceExt as _;
-        request.extensions_mut().insert(self.client.clone());
+        let meta = RequestMeta::new(Some(self.client.clone()));
+        request.extensions_mut().insert(meta);
         self.service.clone().oneshot(request)
     }
 }
