@@ -59,7 +59,7 @@ async fn send_to_app(shared: &Shared, request: Request<Body>) -> Response<Body> 
     let meta = RequestMeta::of(&extensions);
     let class = meta.map_or(RequestClass::Passthrough, |m| m.class);
     if !meta.is_some_and(|m| m.prepared) {
-        let prepared = match client_of(&extensions) {
+        let prepared = match client_of(meta, &extensions) {
             Some(client) => prepare_request(&mut parts, client, &shared.hop),
             None => prepare_request(&mut parts, &ClientInfo::unspecified(), &shared.hop),
         };

@@ -100,7 +100,7 @@ where
         // Not sent upstream: kept aside (so the head copied for each attempt of a kept body
         // copies none), back on the response or on a request handed back when promoted.
         let extensions = std::mem::take(&mut parts.extensions);
-        let prepared = match client_of(&extensions) {
+        let prepared = match client_of(RequestMeta::of(&extensions), &extensions) {
             Some(client) => prepare_request(&mut parts, client, &inner.hop),
             None => prepare_request(&mut parts, &ClientInfo::unspecified(), &inner.hop),
         };

@@ -50,14 +50,10 @@ impl RequestMeta {
         extensions.get::<RequestMeta>()
     }
 
-    /// The request's metadata, attached now if nothing did yet (an embedding app's request:
-    /// its `ClientInfo`, if it set one, is copied in).
+    /// The request's metadata, attached now if nothing did yet (an embedding app's request,
+    /// whose `ClientInfo`, if it set one, stays where it is: see [`client_of`]). One lookup.
     pub(crate) fn attach(extensions: &mut Extensions) -> &mut RequestMeta {
-        let client = match extensions.get::<RequestMeta>() {
-            Some(_) => None,
-            None => extensions.get::<ClientInfo>().cloned(),
-        };
-        extensions.get_or_insert_with(|| RequestMeta::new(client))
+        extensions.get_or_insert_with(|| RequestMeta::new(None))
     }
 }
 
@@ -66,11 +62,14 @@ pub(crate) fn class_of<B>(request: &Request<B>) -> RequestClass {
     RequestMeta::of(request.extensions()).map_or(RequestClass::Passthrough, |m| m.class)
 }
 
-/// The client connection of a request: the listener's, or the one an embedding app put in
-/// the extensions as a [`ClientInfo`].
-pub(crate) fn client_of(extensions: &Extensions) -> Option<&ClientInfo> {
-    match RequestMeta::of(extensions) {
-        Some(meta) => meta.client.as_ref(),
+/// The client connection of a request: the listener's (in `meta`, the request's metadata),
+/// or the one an embedding app put in the extensions as a [`ClientInfo`].
+pub(crate) fn client_of<'a>(
+    meta: Option<&'a RequestMeta>,
+    extensions: &'a Extensions,
+) -> Option<&'a ClientInfo> {
+    match meta.and_then(|m| m.client.as_ref()) {
+        Some(client) => Some(client),
         None => extensions.get::<ClientInfo>(),
     }
 }

@@ -178,17 +178,25 @@ where
     R::Error: Into<BoxError>,
 {
     let (mut parts, body) = response.into_parts();
+    let routed = Routed {
+        class,
+        route: "local",
+        reason,
+    };
     // The app leaf carried the request's metadata back: the outcome goes into it.
-    if RequestMeta::of(&parts.extensions).is_none_or(|m| m.routed.is_none()) {
-        if route_header_on {
-            route_header(&mut parts.headers, "local", reason);
+    let unrouted = match parts.extensions.get_mut::<RequestMeta>() {
+        Some(meta) if meta.routed.is_some() => false,
+        Some(meta) => {
+            meta.routed = Some(routed);
+            true
         }
-        let routed = Routed {
-            class,
-            route: "local",
-            reason,
-        };
-        set_routed(&mut parts.extensions, routed);
+        None => {
+            set_routed(&mut parts.extensions, routed);
+            true
+        }
+    };
+    if unrouted && route_header_on {
+        route_header(&mut parts.headers, "local", reason);
     }
     Response::from_parts(parts, Body::from_any(body, None))
 }
@@ -320,7 +328,7 @@ where
                 }
                 let action =
                     TokenAction::for_local(is_primary, class, token, params.consistency.session);
-                let client = client_of(request.extensions());
+                let client = client_of(RequestMeta::of(request.extensions()), request.extensions());
                 let tls = action.may_issue() && tokens::secure(client, request.headers());
                 let request = local_request(request, params.max_body);
                 return serve_here(shared, inner, request, class, reason, action, tls).await;
@@ -390,7 +398,8 @@ where
                 "this node became primary while a write waited; serving it locally"
             );
             let action = TokenAction::IssueAfterWrite;
-            let tls = client_of(request.extensions()).is_some_and(|c| c.tls);
+            let meta = RequestMeta::of(request.extensions());
+            let tls = client_of(meta, request.extensions()).is_some_and(|c| c.tls);
             serve_here(shared, inner, request, class, Reason::Write, action, tls).await
         }
     }
