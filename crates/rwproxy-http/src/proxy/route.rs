@@ -236,6 +236,10 @@ where
 }
 
 /// The full routing loop: decide, wait where the decision says so, and carry it out.
+///
+/// Every await but serving here is boxed: this future is moved into a box for every write
+/// on the primary, and inline waits, forwards and drains (each with its timer) would make it
+/// several times larger, and that copy dearer, for requests that need none of them.
 async fn route<S, B, R>(
     shared: &Shared,
     inner: S,
@@ -284,15 +288,15 @@ where
             // have changed since (a stale replica caught up), so the wait can start here too.
             Decision::AwaitPosition => {
                 wait = match &token {
-                    Some(token) => wait_for_position(shared, token).await,
+                    Some(token) => Box::pin(wait_for_position(shared, token)).await,
                     None => WaitState::Satisfied,
                 };
             }
             Decision::AwaitPrimary => {
-                let found = tokio::time::timeout(
+                let found = Box::pin(tokio::time::timeout(
                     params.primary_wait,
                     state_rx.wait_for(|s| s.is_primary() || s.remote_primary().is_some()),
-                )
+                ))
                 .await;
                 waited_for_primary = true;
                 if !matches!(found, Ok(Ok(_))) {
@@ -319,10 +323,10 @@ where
                     tracing::info!(
                         "the source no longer says this node is primary; re-routing the write"
                     );
-                    let _ = tokio::time::timeout(
+                    let _ = Box::pin(tokio::time::timeout(
                         params.primary_wait,
                         state_rx.wait_for(|s| !s.is_primary()),
-                    )
+                    ))
                     .await;
                     continue;
                 }
@@ -346,7 +350,7 @@ where
                 if let Some(answer) = answers::replay(&request, class, &primary) {
                     // Read the body (at most Fly's 1 MB) before answering: a client that writes
                     // its whole body first would otherwise see a broken pipe, not the 421.
-                    discard_body(request).await;
+                    Box::pin(discard_body(request)).await;
                     return answer;
                 }
                 return to_primary(shared, inner, request, class, Reason::Write, primary).await;
@@ -358,12 +362,14 @@ where
                 if let Some(answer) = answers::redirect(shared, &request, class, &primary) {
                     // As for fly-replay: the client sees the 307, not a broken pipe (bounded: a
                     // larger body is cut off and the connection closed after the answer).
-                    discard_body(request).await;
+                    Box::pin(discard_body(request)).await;
                     return answer;
                 }
                 return to_primary(shared, inner, request, class, Reason::Write, primary).await;
             }
-            Decision::Reject(code) => return drain_then_reject(request, class, code).await,
+            Decision::Reject(code) => {
+                return Box::pin(drain_then_reject(request, class, code)).await
+            }
         }
     }
 }
@@ -400,7 +406,17 @@ where
             let action = TokenAction::IssueAfterWrite;
             let meta = RequestMeta::of(request.extensions());
             let tls = client_of(meta, request.extensions()).is_some_and(|c| c.tls);
-            serve_here(shared, inner, request, class, Reason::Write, action, tls).await
+            // Boxed: rare, and inline it would double the size of the forwarder's future.
+            Box::pin(serve_here(
+                shared,
+                inner,
+                request,
+                class,
+                Reason::Write,
+                action,
+                tls,
+            ))
+            .await
         }
     }
 }
