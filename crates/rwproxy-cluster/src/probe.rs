@@ -94,11 +94,14 @@ impl PositionReader {
                 let (mount, databases) = (mount.clone(), databases.clone());
                 blocking_read(reads, move || litefs::read_positions(&mount, &databases)).await
             }
-            Kind::Http { client, spec, node } => http_source::fetch(client, spec, node)
+            // Boxed: the HTTP client's and the PostgreSQL query's futures are kilobytes, and
+            // inline they would size this future for every source, copied into the caller's
+            // box at every token issued (~270 instructions per write on the primary).
+            Kind::Http { client, spec, node } => Box::pin(http_source::fetch(client, spec, node))
                 .await
                 .ok()
                 .map(|s| s.positions),
-            Kind::Postgres { conn, key } => postgres::token_position(conn, key).await,
+            Kind::Postgres { conn, key } => Box::pin(postgres::token_position(conn, key)).await,
         }
     }
 }

@@ -128,7 +128,12 @@ fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Re
 /// A byte of `host[:port]` (RFC 3986: reg-name, IP literal, port); `@` is left out, so
 /// user information is refused too. An empty `Host` is allowed (RFC 9112 §3.2).
 fn is_authority_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
+    // A `matches!` compiles to a table test: a search of the punctuation list cost ~30
+    // instructions per byte of every `Host` (`.` and `:` are in most).
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')'
+        | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'[' | b']' | b'%')
 }
 
 fn check_transfer_coding(headers: &HeaderMap) -> Result<(), Refusal> {

@@ -16,11 +16,11 @@ use http::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use super::meta::{client_of, RequestMeta};
 use super::outcome::Routed;
 use super::request_id::X_REQUEST_ID;
 use crate::body::Body;
 use crate::respond::RWPROXY_ERROR;
-use crate::upstream::headers::ClientInfo;
 
 /// Builds [`AccessLog`] services.
 #[derive(Clone, Copy, Debug, Default)]
@@ -59,7 +59,8 @@ where
             method: request.method().clone(),
             path: request.uri().path().to_owned(),
             request_id: request.headers().get(&X_REQUEST_ID).cloned(),
-            client: request.extensions().get::<ClientInfo>().map(|c| c.ip),
+            client: client_of(RequestMeta::of(request.extensions()), request.extensions())
+                .map(|c| c.ip),
         });
         AccessLogFuture {
             inner: self.inner.call(request),

@@ -2,8 +2,8 @@
 //!
 //! * a declared body over `proxy.max_body` is refused `413 too-large` (a body that grows past
 //!   it while streaming is cut by [`Body::limited`]);
-//! * the forwarded-by marker, with `cluster.secret` when set, is recognised and recorded as
-//!   [`ForwardedByNode`] in the request's extensions: the route refuses such a request with
+//! * the forwarded-by marker, with `cluster.secret` when set, is recognised and recorded in
+//!   the request's metadata: the route refuses such a request with
 //!   `loop` when this node cannot serve it, so a write never bounces between nodes.
 //!
 //! * request hygiene ([`crate::hygiene`]) comes first: a refused head (two `Host`s, `CONNECT`,
@@ -26,18 +26,14 @@ use http_body::Body as HttpBody;
 use rwproxy_core::{ErrorCode, RequestClass};
 use tower::{Layer, Service};
 
-use super::classify::class_of;
 use super::consistency::BoxResponse;
+use super::meta::{class_of, RequestMeta};
 use super::outcome::rejected;
 use super::shared::Shared;
 use super::{Proxy, RequestId};
 use crate::body::Body;
 use crate::hygiene::{self, Refusal};
 use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
-
-/// Marks a request another rwproxy forwarded (marker and secret checked): in its extensions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ForwardedByNode;
 
 /// Builds [`Admission`] services.
 ///
@@ -111,7 +107,7 @@ where
             }
         }
         if forwarded_by_a_node(request.headers(), params.forward_secret.as_ref()) {
-            request.extensions_mut().insert(ForwardedByNode);
+            RequestMeta::attach(request.extensions_mut()).forwarded = true;
         }
         Either::Right(self.inner.call(request))
     }

@@ -6,22 +6,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use rwproxy_core::ErrorCode;
+use rwproxy_core::{ErrorCode, RequestClass};
 use tower::Service;
 
-use super::classify::class_of;
 use super::consistency::BoxResponse;
+use super::meta::{carry_back, client_of, RequestMeta};
 use super::outcome::rejected;
 use super::shared::Shared;
 use super::{Proxy, RequestId};
 use crate::body::Body;
 use crate::upstream::headers::{prepare_request, prepare_response, ClientInfo};
 use crate::upstream::SendError;
-
-/// Marks a request whose head was already rewritten for the upstream hop (a write that was on
-/// its way to the primary when this node was promoted): the app leaf sends it as it is.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Prepared;
 
 /// Sends requests to the local app; the service the binary's stack wraps.
 #[derive(Clone, Debug)]
@@ -55,14 +50,20 @@ impl Service<Request<Body>> for AppService {
     }
 }
 
-/// Rewrites the head for the hop (unless [`Prepared`]) and sends the request to the app.
+/// Rewrites the head for the hop (unless already prepared, see [`RequestMeta`]) and sends the
+/// request to the app.
 async fn send_to_app(shared: &Shared, request: Request<Body>) -> Response<Body> {
-    let class = class_of(&request);
     let (mut parts, body) = request.into_parts();
-    if parts.extensions.get::<Prepared>().is_none() {
-        let client = parts.extensions.get::<ClientInfo>().cloned();
-        let client = client.unwrap_or_else(ClientInfo::unspecified);
-        if prepare_request(&mut parts, &client, &shared.hop).is_err() {
+    // Not sent upstream: kept to travel back on the response (see `meta::carry_back`).
+    let extensions = std::mem::take(&mut parts.extensions);
+    let meta = RequestMeta::of(&extensions);
+    let class = meta.map_or(RequestClass::Passthrough, |m| m.class);
+    if !meta.is_some_and(|m| m.prepared) {
+        let prepared = match client_of(meta, &extensions) {
+            Some(client) => prepare_request(&mut parts, client, &shared.hop),
+            None => prepare_request(&mut parts, &ClientInfo::unspecified(), &shared.hop),
+        };
+        if prepared.is_err() {
             return rejected(class, ErrorCode::BadRequest);
         }
     }
@@ -83,6 +84,7 @@ async fn send_to_app(shared: &Shared, request: Request<Body>) -> Response<Body> 
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             prepare_response(&mut parts);
+            carry_back(extensions, &mut parts.extensions);
             Response::from_parts(parts, body)
         }
         Err(SendError::Connect { error, .. }) => {

@@ -1,13 +1,13 @@
-//! The classify layer: puts the request's [`RequestClass`] (read, write, passthrough; an
-//! `always_forward` path is a write) into its extensions for the layers below.
+//! The classify layer: records the request's [`RequestClass`] (read, write, passthrough; an
+//! `always_forward` path is a write) in its metadata for the layers below.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use rwproxy_core::RequestClass;
 use tower::{Layer, Service};
 
+use super::meta::RequestMeta;
 use super::shared::Shared;
 use super::Proxy;
 
@@ -70,16 +70,8 @@ where
             .params
             .classifier
             .classify(request.method(), request.uri().path());
-        request.extensions_mut().insert(class);
+        // The listener attached the metadata; an embedding app's request gets it here.
+        RequestMeta::attach(request.extensions_mut()).class = class;
         self.inner.call(request)
     }
-}
-
-/// The class the classify layer gave `request` (passthrough when it did not run).
-pub(crate) fn class_of<B>(request: &Request<B>) -> RequestClass {
-    request
-        .extensions()
-        .get::<RequestClass>()
-        .copied()
-        .unwrap_or(RequestClass::Passthrough)
 }

@@ -1,6 +1,6 @@
 //! The consistency layer: a read that carries a client's position token (`__txid` cookie or
 //! the token header) waits here, up to `consistency.wait`, until this replica has reached it;
-//! then it goes on with what the wait found ([`TokenWait`] in its extensions) for the route to
+//! then it goes on with what the wait found ([`TokenWait`] in its metadata) for the route to
 //! decide on (served locally, or sent to the primary / refused after a timeout).
 
 use std::convert::Infallible;
@@ -15,13 +15,12 @@ use http::{Request, Response};
 use rwproxy_core::{decide, RequestClass, Route, RouteInput, Token, WaitState};
 use tower::{Layer, Service};
 
-use super::admission::ForwardedByNode;
-use super::classify::class_of;
+use super::meta::{class_of, RequestMeta};
 use super::shared::Shared;
 use super::Proxy;
 use crate::body::Body;
 
-/// A read's token and what waiting for it found; in the request's extensions when the read
+/// A read's token and what waiting for it found; in the request's metadata when the read
 /// carried a token.
 #[derive(Clone, Debug)]
 pub struct TokenWait {
@@ -113,7 +112,7 @@ where
                     class,
                     state: &state,
                     fresh: shared.freshness.observe(&state),
-                    forwarded: request.extensions().get::<ForwardedByNode>().is_some(),
+                    forwarded: RequestMeta::of(request.extensions()).is_some_and(|m| m.forwarded),
                     wait: WaitState::Behind,
                     waited_for_primary: false,
                 };
@@ -128,7 +127,8 @@ where
                 true => WaitState::Behind,
                 false => WaitState::Satisfied,
             };
-            request.extensions_mut().insert(TokenWait { token, wait });
+            RequestMeta::attach(request.extensions_mut()).token_wait =
+                Some(TokenWait { token, wait });
             return Either::Left(self.inner.call(request));
         }
         // The service polled ready is the one called after the wait; a clone stays here.
@@ -137,7 +137,8 @@ where
         let shared = self.shared.clone();
         Either::Right(Box::pin(async move {
             let wait = wait_for_position(&shared, &token).await;
-            request.extensions_mut().insert(TokenWait { token, wait });
+            RequestMeta::attach(request.extensions_mut()).token_wait =
+                Some(TokenWait { token, wait });
             inner.call(request).await
         }))
     }

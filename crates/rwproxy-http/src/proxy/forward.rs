@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{request, Request, Response, StatusCode};
+use http::{request, Extensions, Request, Response, StatusCode};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt as _;
 use rwproxy_core::{ErrorCode, Reason, RequestClass};
 
-use super::app::Prepared;
+use super::meta::{carry_back, client_of, RequestMeta};
 use super::outcome::{rejected, route_header, routed};
 use super::shared::Shared;
 use super::RequestId;
@@ -76,7 +76,7 @@ pub(super) enum Forwarded {
     /// With this response (the primary's, or rwproxy's refusal).
     Done(Response<Body>),
     /// This node became primary while the write waited: the route serves it locally (its head
-    /// is already rewritten for the hop and marked [`Prepared`]).
+    /// is already rewritten for the hop and marked prepared in its [`RequestMeta`]).
     Promoted(Request<Body>),
 }
 
@@ -86,7 +86,6 @@ pub(super) enum Forwarded {
 pub(super) async fn to_primary<B>(
     shared: &Shared,
     request: Request<B>,
-    client: &ClientInfo,
     class: RequestClass,
     reason: Reason,
     primary: Arc<str>,
@@ -98,7 +97,14 @@ where
     {
         let inner = shared;
         let (mut parts, body) = request.into_parts();
-        if prepare_request(&mut parts, client, &inner.hop).is_err() {
+        // Not sent upstream: kept aside (so the head copied for each attempt of a kept body
+        // copies none), back on the response or on a request handed back when promoted.
+        let extensions = std::mem::take(&mut parts.extensions);
+        let prepared = match client_of(RequestMeta::of(&extensions), &extensions) {
+            Some(client) => prepare_request(&mut parts, client, &inner.hop),
+            None => prepare_request(&mut parts, &ClientInfo::unspecified(), &inner.hop),
+        };
+        if prepared.is_err() {
             return Forwarded::Done(rejected(class, ErrorCode::BadRequest));
         }
         parts
@@ -115,7 +121,7 @@ where
         } else {
             Payload::Streamed(Some(Body::from_any(body, inner.params.max_body)))
         };
-        forward(shared, parts, payload, class, reason, primary).await
+        forward(shared, parts, extensions, payload, class, reason, primary).await
     }
 }
 
@@ -130,6 +136,7 @@ impl Forwarded {
 async fn forward(
     shared: &Shared,
     mut parts: request::Parts,
+    extensions: Extensions,
     mut payload: Payload,
     class: RequestClass,
     reason: Reason,
@@ -172,7 +179,7 @@ async fn forward(
                 match attempt(shared, &target, request, &primary, request_id).await {
                     Attempt::Done(response) => match refused_as_loop(&response, &payload, class) {
                         true => Retry::Unsent(ErrorCode::Loop),
-                        false => return forwarded(shared, response, class, reason),
+                        false => return forwarded(shared, response, extensions, class, reason),
                     },
                     Attempt::Unsent(back) => {
                         let (head, body) = back.into_parts();
@@ -231,7 +238,8 @@ async fn forward(
             let mut request = Request::from_parts(parts, body);
             request.headers_mut().remove(&FORWARDED_BY);
             request.headers_mut().remove(&FORWARD_SECRET);
-            request.extensions_mut().insert(Prepared);
+            *request.extensions_mut() = extensions;
+            RequestMeta::attach(request.extensions_mut()).prepared = true;
             return Forwarded::Promoted(request);
         }
         if let Some(next) = next {
@@ -321,11 +329,13 @@ fn refused_as_loop(response: &Response<Body>, payload: &Payload, class: RequestC
 fn forwarded(
     shared: &Shared,
     response: Response<Body>,
+    extensions: Extensions,
     class: RequestClass,
     reason: Reason,
 ) -> Forwarded {
     let (mut parts, body) = response.into_parts();
     prepare_response(&mut parts);
+    carry_back(extensions, &mut parts.extensions);
     if shared.params.route_header {
         route_header(&mut parts.headers, "primary", reason);
     }

@@ -10,6 +10,7 @@ mod classify;
 mod consistency;
 mod forward;
 mod health;
+mod meta;
 mod metrics;
 mod outcome;
 mod panic;
@@ -38,8 +39,10 @@ use crate::upstream::pool::PoolConfig;
 use crate::upstream::{Pool, Target};
 use shared::Shared;
 
+pub(crate) use meta::RequestMeta;
+
 pub use access_log::{AccessLog, AccessLogLayer};
-pub use admission::{Admission, AdmissionLayer, ForwardedByNode};
+pub use admission::{Admission, AdmissionLayer};
 pub use app::AppService;
 pub use classify::{Classify, ClassifyLayer};
 pub use consistency::{Consistency, ConsistencyLayer, TokenWait};

@@ -1,10 +1,11 @@
-//! What the stack did with a request, carried in the response's extensions for the layers
-//! above the route (metrics, the access log, upgrades).
+//! What the stack did with a request, carried in the response's metadata (see `meta`) for
+//! the layers above the route (metrics, the access log, upgrades).
 
 use http::header::HeaderValue;
 use http::{HeaderMap, Response};
 use rwproxy_core::{ErrorCode, Reason, RequestClass};
 
+use super::meta::{set_routed, RequestMeta};
 use crate::body::Body;
 use crate::respond::{self, RWPROXY_ROUTE};
 
@@ -33,7 +34,7 @@ pub struct Routed {
 impl Routed {
     /// The outcome recorded on `response`, if any.
     pub fn of<B>(response: &Response<B>) -> Option<Routed> {
-        response.extensions().get::<Routed>().copied()
+        RequestMeta::of(response.extensions()).and_then(|m| m.routed)
     }
 }
 
@@ -49,11 +50,14 @@ pub(crate) fn routed(
     route: &'static str,
     reason: Reason,
 ) -> Response<Body> {
-    response.extensions_mut().insert(Routed {
-        class,
-        route,
-        reason,
-    });
+    set_routed(
+        response.extensions_mut(),
+        Routed {
+            class,
+            route,
+            reason,
+        },
+    );
     response
 }
 

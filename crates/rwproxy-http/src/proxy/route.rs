@@ -24,18 +24,18 @@ use rwproxy_core::{
 };
 use tower::{Layer, Service};
 
-use super::admission::{discard_body, drain_then_reject, ForwardedByNode};
+use super::admission::{discard_body, drain_then_reject};
 use super::answers;
-use super::classify::class_of;
-use super::consistency::{wait_for_position, BoxResponse, TokenWait};
+use super::consistency::{wait_for_position, BoxResponse};
 use super::forward::{self, Forwarded};
+use super::meta::{client_of, set_routed, RequestMeta};
 use super::outcome::{rejected, route_header, Routed};
 use super::shared::Shared;
 use super::tokens::{self, TokenAction};
 use super::{Proxy, RequestId};
 use crate::body::{Body, BoxError};
 use crate::session::SessionMode;
-use crate::upstream::headers::{ClientInfo, FORWARDED_BY, FORWARD_SECRET};
+use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
 
 /// Builds [`Route`] services around the node's inner service.
 ///
@@ -100,9 +100,10 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let shared = &self.shared;
-        let class = class_of(&request);
-        let forwarded = request.extensions().get::<ForwardedByNode>().is_some();
-        let token_wait = request.extensions().get::<TokenWait>();
+        let meta = RequestMeta::of(request.extensions());
+        let class = meta.map_or(RequestClass::Passthrough, |m| m.class);
+        let forwarded = meta.is_some_and(|m| m.forwarded);
+        let token_wait = meta.and_then(|m| m.token_wait.as_ref());
         let decision = {
             let state = shared.state.borrow();
             let input = RouteInput {
@@ -177,15 +178,25 @@ where
     R::Error: Into<BoxError>,
 {
     let (mut parts, body) = response.into_parts();
-    if parts.extensions.get::<Routed>().is_none() {
-        if route_header_on {
-            route_header(&mut parts.headers, "local", reason);
+    let routed = Routed {
+        class,
+        route: "local",
+        reason,
+    };
+    // The app leaf carried the request's metadata back: the outcome goes into it.
+    let unrouted = match parts.extensions.get_mut::<RequestMeta>() {
+        Some(meta) if meta.routed.is_some() => false,
+        Some(meta) => {
+            meta.routed = Some(routed);
+            true
         }
-        parts.extensions.insert(Routed {
-            class,
-            route: "local",
-            reason,
-        });
+        None => {
+            set_routed(&mut parts.extensions, routed);
+            true
+        }
+    };
+    if unrouted && route_header_on {
+        route_header(&mut parts.headers, "local", reason);
     }
     Response::from_parts(parts, Body::from_any(body, None))
 }
@@ -225,10 +236,14 @@ where
 }
 
 /// The full routing loop: decide, wait where the decision says so, and carry it out.
+///
+/// Every await but serving here is boxed: this future is moved into a box for every write
+/// on the primary, and inline waits, forwards and drains (each with its timer) would make it
+/// several times larger, and that copy dearer, for requests that need none of them.
 async fn route<S, B, R>(
     shared: &Shared,
     inner: S,
-    request: Request<B>,
+    mut request: Request<B>,
     class: RequestClass,
     forwarded: bool,
 ) -> Response<Body>
@@ -240,7 +255,10 @@ where
     R::Error: Into<BoxError>,
 {
     let params = &shared.params;
-    let token_wait = request.extensions().get::<TokenWait>().cloned();
+    let token_wait = request
+        .extensions_mut()
+        .get_mut::<RequestMeta>()
+        .and_then(|m| m.token_wait.take());
     let (token, mut wait) = match token_wait {
         Some(t) => (Some(t.token), t.wait),
         None => (None, WaitState::Satisfied),
@@ -270,15 +288,15 @@ where
             // have changed since (a stale replica caught up), so the wait can start here too.
             Decision::AwaitPosition => {
                 wait = match &token {
-                    Some(token) => wait_for_position(shared, token).await,
+                    Some(token) => Box::pin(wait_for_position(shared, token)).await,
                     None => WaitState::Satisfied,
                 };
             }
             Decision::AwaitPrimary => {
-                let found = tokio::time::timeout(
+                let found = Box::pin(tokio::time::timeout(
                     params.primary_wait,
                     state_rx.wait_for(|s| s.is_primary() || s.remote_primary().is_some()),
-                )
+                ))
                 .await;
                 waited_for_primary = true;
                 if !matches!(found, Ok(Ok(_))) {
@@ -305,16 +323,16 @@ where
                     tracing::info!(
                         "the source no longer says this node is primary; re-routing the write"
                     );
-                    let _ = tokio::time::timeout(
+                    let _ = Box::pin(tokio::time::timeout(
                         params.primary_wait,
                         state_rx.wait_for(|s| !s.is_primary()),
-                    )
+                    ))
                     .await;
                     continue;
                 }
                 let action =
                     TokenAction::for_local(is_primary, class, token, params.consistency.session);
-                let client = request.extensions().get::<ClientInfo>();
+                let client = client_of(RequestMeta::of(request.extensions()), request.extensions());
                 let tls = action.may_issue() && tokens::secure(client, request.headers());
                 let request = local_request(request, params.max_body);
                 return serve_here(shared, inner, request, class, reason, action, tls).await;
@@ -332,7 +350,7 @@ where
                 if let Some(answer) = answers::replay(&request, class, &primary) {
                     // Read the body (at most Fly's 1 MB) before answering: a client that writes
                     // its whole body first would otherwise see a broken pipe, not the 421.
-                    discard_body(request).await;
+                    Box::pin(discard_body(request)).await;
                     return answer;
                 }
                 return to_primary(shared, inner, request, class, Reason::Write, primary).await;
@@ -344,12 +362,14 @@ where
                 if let Some(answer) = answers::redirect(shared, &request, class, &primary) {
                     // As for fly-replay: the client sees the 307, not a broken pipe (bounded: a
                     // larger body is cut off and the connection closed after the answer).
-                    discard_body(request).await;
+                    Box::pin(discard_body(request)).await;
                     return answer;
                 }
                 return to_primary(shared, inner, request, class, Reason::Write, primary).await;
             }
-            Decision::Reject(code) => return drain_then_reject(request, class, code).await,
+            Decision::Reject(code) => {
+                return Box::pin(drain_then_reject(request, class, code)).await
+            }
         }
     }
 }
@@ -371,14 +391,9 @@ where
     R: HttpBody<Data = Bytes> + Send + 'static,
     R::Error: Into<BoxError>,
 {
-    let client = request.extensions().get::<ClientInfo>().cloned();
-    let client = client.unwrap_or_else(ClientInfo::unspecified);
     // Boxed: the forwarder's future (retries, the body kept for them) is larger than the rest
     // of the route's; inline it would size every routed request's future.
-    let forwarded = Box::pin(forward::to_primary(
-        shared, request, &client, class, reason, primary,
-    ))
-    .await;
+    let forwarded = Box::pin(forward::to_primary(shared, request, class, reason, primary)).await;
     match forwarded {
         Forwarded::Done(response) => response,
         Forwarded::Promoted(request) => {
@@ -389,15 +404,18 @@ where
                 "this node became primary while a write waited; serving it locally"
             );
             let action = TokenAction::IssueAfterWrite;
-            serve_here(
+            let meta = RequestMeta::of(request.extensions());
+            let tls = client_of(meta, request.extensions()).is_some_and(|c| c.tls);
+            // Boxed: rare, and inline it would double the size of the forwarder's future.
+            Box::pin(serve_here(
                 shared,
                 inner,
                 request,
                 class,
                 Reason::Write,
                 action,
-                client.tls,
-            )
+                tls,
+            ))
             .await
         }
     }

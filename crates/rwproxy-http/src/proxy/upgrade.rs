@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
+use super::meta::set_routed;
 use super::outcome::Routed;
 use crate::body::Body;
 use crate::respond;
@@ -124,7 +125,7 @@ fn finish(client: Option<OnUpgrade>, response: &mut Response<Body>, idle_timeout
         };
         let mut refusal = respond::error(code);
         if let Some(routed) = routed {
-            refusal.extensions_mut().insert(routed);
+            set_routed(refusal.extensions_mut(), routed);
         }
         *response = refusal;
         return;
