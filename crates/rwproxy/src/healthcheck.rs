@@ -85,15 +85,8 @@ async fn fetch(url: &str) -> Result<(StatusCode, Bytes), HealthcheckError> {
 
 /// The `rwproxy health` command.
 pub fn run(url: &str, timeout: Duration) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::command_runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(probe(url, timeout)) {
         Ok((status, body)) => {

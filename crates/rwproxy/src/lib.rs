@@ -14,3 +14,18 @@ pub mod status;
 mod tls;
 
 pub use node::Node;
+
+/// The single-threaded runtime of a short client command (`status`, `health`); `None` after
+/// saying on stderr why it could not start.
+pub(crate) fn command_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("cannot start the runtime: {error}");
+            None
+        }
+    }
+}

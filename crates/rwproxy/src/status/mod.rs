@@ -135,15 +135,8 @@ pub fn json(report: &Report) -> String {
 
 /// The `rwproxy status` command.
 pub fn run(options: StatusOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = crate::command_runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(run_async(options))
 }
