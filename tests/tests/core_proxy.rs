@@ -395,23 +395,24 @@ async fn drain_delay_reports_draining_while_still_serving() {
     );
 }
 
+/// LiteFS polls so rare that only a check made while serving a request can see a hand-off.
+fn rare_polls(config: &mut rwproxy::config::Config) {
+    config.cluster.source = match &config.cluster.source {
+        rwproxy::config::SourceConfig::Litefs { mount, api, .. } => {
+            rwproxy::config::SourceConfig::Litefs {
+                mount: mount.clone(),
+                api: api.clone(),
+                poll: Duration::from_secs(30),
+            }
+        }
+        other => other.clone(),
+    };
+    config.writes.primary_wait = Duration::from_millis(300);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_demoted_between_polls_never_passes_a_write_to_its_app() {
-    // Polls so rare that only the check made right before a local write can see the hand-off.
-    let c = Cluster::start(2, |config| {
-        config.cluster.source = match &config.cluster.source {
-            rwproxy::config::SourceConfig::Litefs { mount, api, .. } => {
-                rwproxy::config::SourceConfig::Litefs {
-                    mount: mount.clone(),
-                    api: api.clone(),
-                    poll: Duration::from_secs(30),
-                }
-            }
-            other => other.clone(),
-        };
-        config.writes.primary_wait = Duration::from_millis(300);
-    })
-    .await;
+    let c = Cluster::start(2, rare_polls).await;
     // LiteFS hands the lease to node 1; node 0's rwproxy has not polled since.
     c.nodes[0].app.set_accepts_writes(false);
     c.nodes[0].mount.make_replica(&c.nodes[1].name, 0);
@@ -421,8 +422,42 @@ async fn a_primary_demoted_between_polls_never_passes_a_write_to_its_app() {
         503,
         "the demoted node's app must not see the write"
     );
-    assert_eq!(r.headers()["rwproxy-error"], "no-primary");
+    // Node 0 polled again at once and sent the write to node 1, whose rwproxy has not polled
+    // since the hand-off either: it still takes node 0 for the primary and refuses the
+    // forwarded write rather than bounce it back.
+    assert_eq!(r.headers()["rwproxy-error"], "loop");
     assert_eq!(c.nodes[0].app.writes_seen(), 0);
+    assert_eq!(c.nodes[1].app.writes_seen(), 0);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_demoted_between_polls_serves_no_read_older_than_the_clients_write() {
+    let c = Cluster::start(2, rare_polls).await;
+    // LiteFS hands the lease to node 1 and the client writes there (position 9); node 0 has
+    // not replicated that write, and its rwproxy has not polled since it held the lease.
+    c.nodes[0].mount.make_replica(&c.nodes[1].name, 0);
+    c.nodes[1].mount.make_primary();
+    c.nodes[1].mount.set_pos("app.db", 9);
+    let token = "app.db=0000000000000009";
+    // Node 0 replicates the write a moment later.
+    let mount = c.nodes[0].mount.clone();
+    let catch_up = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        mount.set_pos("app.db", 9);
+    });
+    let r = c.nodes[0]
+        .get("/r")
+        .header("rwproxy-position", token)
+        .answer()
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["rwproxy-route"],
+        "local; reason=waited",
+        "served only once node 0 had the client's write, not from the demoted primary at once"
+    );
+    catch_up.await.unwrap();
     c.stop().await;
 }
 

@@ -20,7 +20,7 @@ use http::{Request, Response};
 use http_body::Body as HttpBody;
 use pin_project_lite::pin_project;
 use rwproxy_core::{
-    decide, ErrorCode, Reason, RequestClass, Route as Decision, RouteInput, WaitState,
+    decide, ErrorCode, Reason, RequestClass, Route as Decision, RouteInput, Token, WaitState,
 };
 use tower::{Layer, Service};
 
@@ -267,7 +267,7 @@ where
     let mut waited_for_primary = false;
     let mut demotion_seen = false;
     loop {
-        let (decision, primary, is_primary) = {
+        let (decision, primary, is_primary, token_ahead) = {
             let state = state_rx.borrow_and_update();
             let input = RouteInput {
                 class,
@@ -281,6 +281,9 @@ where
                 decide(input, &params.policy),
                 state.remote_primary().cloned(),
                 state.is_primary(),
+                token
+                    .as_ref()
+                    .is_some_and(|t| t.is_ahead_of(&state.positions)),
             )
         };
         match decision {
@@ -310,24 +313,35 @@ where
                 }
             }
             Decision::Local(reason) => {
-                if class == RequestClass::Write
-                    && is_primary
-                    && shared.probe.confirms_primary().await == Some(false)
-                {
-                    // Demoted since the last poll: never let the write reach this app.
-                    // Wait for the source to publish the new state, then route again.
+                let suspect = is_primary
+                    && match class {
+                        RequestClass::Write => true,
+                        RequestClass::Read => token_ahead,
+                        _ => false,
+                    };
+                if suspect && Box::pin(demoted_since_poll(shared, class, token.as_ref())).await {
+                    // Never let a write reach a demoted app, nor serve a read older than the
+                    // client's token from it: have the source publish the new state now, then
+                    // route again (a read as a replica's that has not reached its token).
                     if demotion_seen {
-                        return rejected(class, ErrorCode::NoPrimary);
+                        return rejected(class, demoted_refusal(class));
                     }
                     demotion_seen = true;
                     tracing::info!(
-                        "the source no longer says this node is primary; re-routing the write"
+                        request_id = RequestId::of(&request)
+                            .as_ref()
+                            .map_or("-", RequestId::as_str),
+                        "the source no longer says this node is primary; routing again"
                     );
+                    let _poll_now = shared.demand.enter();
                     let _ = Box::pin(tokio::time::timeout(
                         params.primary_wait,
                         state_rx.wait_for(|s| !s.is_primary()),
                     ))
                     .await;
+                    if class == RequestClass::Read {
+                        wait = WaitState::Behind;
+                    }
                     continue;
                 }
                 let action =
@@ -371,6 +385,31 @@ where
                 return Box::pin(drain_then_reject(request, class, code)).await
             }
         }
+    }
+}
+
+/// Whether this node, which its last published state calls primary, has been demoted since:
+/// asked of the source right now. Every write on the primary asks (a demoted app must never
+/// see a write). A read asks only when its token is ahead of the positions read right now: on
+/// a real primary a client's token never is (save a restored database or another cluster's
+/// cookie), while on a primary demoted between polls it is the new primary's write the client
+/// just made.
+async fn demoted_since_poll(shared: &Shared, class: RequestClass, token: Option<&Token>) -> bool {
+    if class == RequestClass::Read {
+        let Some(token) = token else { return false };
+        if !token.is_ahead_of(&shared.current_positions().await) {
+            return false;
+        }
+    }
+    shared.probe.confirms_primary().await == Some(false)
+}
+
+/// The refusal when a demotion is seen twice and the source has not published the new state
+/// within `writes.primary_wait`.
+fn demoted_refusal(class: RequestClass) -> ErrorCode {
+    match class {
+        RequestClass::Read => ErrorCode::ConsistencyTimeout,
+        _ => ErrorCode::NoPrimary,
     }
 }
 
