@@ -65,6 +65,17 @@ impl PositionReader {
         PositionReader { kind }
     }
 
+    /// False when [`PositionReader::read`] always answers `None` (a static source).
+    pub fn reads_positions(&self) -> bool {
+        !matches!(self.kind, Kind::None)
+    }
+
+    /// False when [`PositionReader::confirms_primary`] always answers `None` (every source but
+    /// LiteFS).
+    pub fn confirms_primaries(&self) -> bool {
+        matches!(self.kind, Kind::Litefs { .. })
+    }
+
     /// Whether the source still says this node is the primary, read right now: `Some(false)`
     /// when the LiteFS files no longer make it primary (a `.primary` file appeared, or the lag
     /// is no longer zero: this node was demoted since the last poll),
@@ -213,6 +224,8 @@ mod tests {
         };
         let fixed = PositionReader::new("me".into(), &spec);
         assert_eq!(fixed.confirms_primary().await, None);
+        assert!(!fixed.confirms_primaries() && !fixed.reads_positions());
+        assert!(reader.confirms_primaries() && reader.reads_positions());
     }
 
     #[tokio::test]

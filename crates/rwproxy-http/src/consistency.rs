@@ -43,6 +43,18 @@ pub trait PositionProbe: Send + Sync + 'static {
     fn confirms_primary(&self) -> Pin<Box<dyn Future<Output = Option<bool>> + Send + '_>> {
         Box::pin(std::future::ready(None))
     }
+
+    /// False when [`PositionProbe::current`] always answers `None` (a static source): callers
+    /// then skip it, and its box, on every token issued.
+    fn reads_positions(&self) -> bool {
+        true
+    }
+
+    /// False when [`PositionProbe::confirms_primary`] always answers `None` (every source but
+    /// LiteFS): callers skip it, and its box, on every write on the primary.
+    fn confirms_primaries(&self) -> bool {
+        true
+    }
 }
 
 /// A probe that knows nothing: tokens come from the watched state.
@@ -52,6 +64,14 @@ pub struct NoProbe;
 impl PositionProbe for NoProbe {
     fn current(&self) -> Pin<Box<dyn Future<Output = Option<Positions>> + Send + '_>> {
         Box::pin(std::future::ready(None))
+    }
+
+    fn reads_positions(&self) -> bool {
+        false
+    }
+
+    fn confirms_primaries(&self) -> bool {
+        false
     }
 }
 

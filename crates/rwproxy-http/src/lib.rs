@@ -6,6 +6,7 @@ pub mod admin;
 pub mod body;
 pub mod consistency;
 pub mod freshness;
+pub mod head;
 pub mod health;
 pub mod hygiene;
 pub mod metrics;

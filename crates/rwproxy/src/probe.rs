@@ -20,6 +20,14 @@ impl PositionProbe for SourceProbe {
     fn confirms_primary(&self) -> Pin<Box<dyn Future<Output = Option<bool>> + Send + '_>> {
         Box::pin(self.0.confirms_primary())
     }
+
+    fn reads_positions(&self) -> bool {
+        self.0.reads_positions()
+    }
+
+    fn confirms_primaries(&self) -> bool {
+        self.0.confirms_primaries()
+    }
 }
 
 /// The probe for a node's cluster source.

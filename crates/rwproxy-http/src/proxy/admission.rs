@@ -10,6 +10,10 @@
 //!   an unsupported transfer coding, ...) never reaches an app or a primary, and header names
 //!   with `_` are dropped unless `proxy.allow_underscores_in_headers` is set.
 //!
+//! All of these read the head through one walk over its header fields ([`crate::head`]),
+//! which also tells the layers below whether rwproxy's forwarding headers or a token carrier
+//! (`Cookie`, the token header) are there at all, so most requests skip those lookups.
+//!
 //! tower-http's `RequestBodyLimitLayer` does not fit: its 413 carries no `rwproxy-error` code
 //! and it wraps every body in its own type; [`Body::limited`] enforces the limit while the body
 //! streams to the app or the primary.
@@ -32,6 +36,7 @@ use super::outcome::rejected;
 use super::shared::Shared;
 use super::{Proxy, RequestId};
 use crate::body::Body;
+use crate::head::HeadFacts;
 use crate::hygiene::{self, Refusal};
 use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
 
@@ -93,34 +98,45 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let params = &self.shared.params;
-        if let Err(refusal) = hygiene(&mut request, params.allow_underscores_in_headers) {
+        // One walk over the header fields answers every question below (see `crate::head`).
+        let facts = HeadFacts::scan(request.headers(), Some(&params.consistency.header));
+        if let Err(refusal) = hygiene(&request, &facts) {
             let class = class_of(&request);
             return Either::Left(Box::pin(async move {
                 Ok(refuse(request, class, refusal).await)
             }));
         }
         if let Some(max) = params.max_body {
-            if declared_length(request.headers()).is_some_and(|n| n > max) {
+            if declared_length(facts.content_length).is_some_and(|n| n > max) {
                 let class = class_of(&request);
                 let refused = rejected(class, ErrorCode::TooLarge);
                 return Either::Left(Box::pin(std::future::ready(Ok(refused))));
             }
         }
-        if forwarded_by_a_node(request.headers(), params.forward_secret.as_ref()) {
-            RequestMeta::attach(request.extensions_mut()).forwarded = true;
+        let forwarded = facts.forwarded_by
+            && forwarded_by_a_node(request.headers(), params.forward_secret.as_ref());
+        let internal = facts.internal_headers();
+        let may_carry_token = facts.token_carrier;
+        if facts.underscored_names && !params.allow_underscores_in_headers {
+            let dropped = hygiene::drop_underscored_headers(request.headers_mut());
+            tracing::debug!(dropped, "dropped header names containing '_'");
         }
+        let meta = RequestMeta::attach(request.extensions_mut());
+        meta.forwarded = forwarded;
+        meta.may_have_internal_headers = internal;
+        meta.may_carry_token = may_carry_token;
         Either::Right(self.inner.call(request))
     }
 }
 
-/// Request hygiene (see [`crate::hygiene`]): `Err` when the head must be refused; otherwise
-/// header names with `_` are dropped unless `allow_underscores` is set.
-fn hygiene<B>(request: &mut Request<B>, allow_underscores: bool) -> Result<(), Refusal> {
-    let checked = hygiene::check(
+/// Request hygiene (see [`crate::hygiene`]): `Err` when the head must be refused.
+fn hygiene<B>(request: &Request<B>, facts: &HeadFacts<'_>) -> Result<(), Refusal> {
+    let checked = hygiene::check_scanned(
         request.method(),
         request.uri(),
         request.version(),
         request.headers(),
+        facts,
     );
     if let Err(refusal) = checked {
         // The client's fault, not rwproxy's: informational, and counted as the code's error.
@@ -132,12 +148,6 @@ fn hygiene<B>(request: &mut Request<B>, allow_underscores: bool) -> Result<(), R
             "request refused before routing"
         );
         return Err(refusal);
-    }
-    if !allow_underscores {
-        let dropped = hygiene::drop_underscored_headers(request.headers_mut());
-        if dropped > 0 {
-            tracing::debug!(dropped, "dropped header names containing '_'");
-        }
     }
     Ok(())
 }
@@ -178,14 +188,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The request's declared body length, if any.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+/// The request's declared body length (its `Content-Length`), if any.
+fn declared_length(content_length: Option<&HeaderValue>) -> Option<u64> {
+    content_length?.to_str().ok()?.parse().ok()
 }
 
 /// Request bodies up to this size are read and discarded before rwproxy answers a request it

@@ -15,7 +15,7 @@ use http::{Request, Response};
 use rwproxy_core::{decide, RequestClass, Route, RouteInput, Token, WaitState};
 use tower::{Layer, Service};
 
-use super::meta::{class_of, RequestMeta};
+use super::meta::RequestMeta;
 use super::shared::Shared;
 use super::Proxy;
 use crate::body::Body;
@@ -93,8 +93,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let class = class_of(&request);
-        if class != RequestClass::Read {
+        let meta = RequestMeta::of(request.extensions());
+        let class = meta.map_or(RequestClass::Passthrough, |m| m.class);
+        // Admission's walk over the headers found no `Cookie` and no token header: two hashed
+        // lookups saved on most reads.
+        let may_carry_token = meta.is_none_or(|m| m.may_carry_token);
+        let forwarded = meta.is_some_and(|m| m.forwarded);
+        if class != RequestClass::Read || !may_carry_token {
             return Either::Left(self.inner.call(request));
         }
         let shared = &self.shared;
@@ -112,7 +117,7 @@ where
                     class,
                     state: &state,
                     fresh: shared.freshness.observe(&state),
-                    forwarded: RequestMeta::of(request.extensions()).is_some_and(|m| m.forwarded),
+                    forwarded,
                     wait: WaitState::Behind,
                     waited_for_primary: false,
                 };

@@ -30,6 +30,12 @@ pub(crate) struct RequestMeta {
     pub(crate) prepared: bool,
     /// Where the request went (on the response: set by the route or a refusal).
     pub(crate) routed: Option<Routed>,
+    /// rwproxy's forwarding marker or secret may be among the headers (they are removed
+    /// before the app sees the request). True until the admission layer's walk over the
+    /// headers says otherwise.
+    pub(crate) may_have_internal_headers: bool,
+    /// A `Cookie` or the token header may be present. True until admission says otherwise.
+    pub(crate) may_carry_token: bool,
 }
 
 impl RequestMeta {
@@ -42,6 +48,8 @@ impl RequestMeta {
             token_wait: None,
             prepared: false,
             routed: None,
+            may_have_internal_headers: true,
+            may_carry_token: true,
         }
     }
 

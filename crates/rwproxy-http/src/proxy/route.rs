@@ -92,7 +92,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<LocalFuture<S::Future>, BoxResponse>;
+    type Future = Either<LocalFuture<S::Future>, Either<WriteFuture<S::Future>, BoxResponse>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -104,7 +104,7 @@ where
         let class = meta.map_or(RequestClass::Passthrough, |m| m.class);
         let forwarded = meta.is_some_and(|m| m.forwarded);
         let token_wait = meta.and_then(|m| m.token_wait.as_ref());
-        let decision = {
+        let path = {
             let state = shared.state.borrow();
             let input = RouteInput {
                 class,
@@ -116,41 +116,95 @@ where
             };
             let decision = decide(input, &shared.params.policy);
             match decision {
-                // On the primary a write is re-checked and gets a token, and a read with a token
-                // may get a fresh one; with `consistency.session = "reads-too"` every read may
-                // earn one: the full path.
+                // A write on the primary gets a token; it is re-checked against a demotion
+                // first where the source can tell (LiteFS): the full path then.
+                Decision::Local(reason)
+                    if state.is_primary()
+                        && class == RequestClass::Write
+                        && !shared.probe.confirms_primaries() =>
+                {
+                    Path::WriteHere(reason)
+                }
+                // A read with a token on the primary may get a fresh one; with
+                // `consistency.session = "reads-too"` every read may earn one: the full path.
                 Decision::Local(_)
                     if state.is_primary()
                         && (class == RequestClass::Write || token_wait.is_some()) =>
                 {
-                    None
+                    Path::Full
                 }
                 Decision::Local(_)
                     if class == RequestClass::Read
                         && shared.params.consistency.session == SessionMode::ReadsToo =>
                 {
-                    None
+                    Path::Full
                 }
-                Decision::Local(reason) => Some(reason),
-                _ => None,
+                Decision::Local(reason) => Path::Local(reason),
+                // Straight to the forwarder: nothing to wait for or re-check first.
+                Decision::Primary(reason) => match state.remote_primary() {
+                    Some(primary) => Path::ToPrimary(reason, primary.clone()),
+                    None => Path::Full,
+                },
+                _ => Path::Full,
             }
         };
-        if let Some(reason) = decision {
-            let request = local_request(request, shared.params.max_body);
-            return Either::Left(LocalFuture {
-                inner: self.inner.call(request),
-                class,
-                reason,
-                route_header: shared.params.route_header,
-            });
+        let (reason, token) = match path {
+            Path::Local(reason) => (reason, None),
+            Path::WriteHere(reason) => {
+                let client = client_of(meta, request.extensions());
+                let tls = tokens::secure(client, request.headers());
+                let token = WriteToken {
+                    shared: shared.clone(),
+                    tls,
+                };
+                (reason, Some(token))
+            }
+            Path::ToPrimary(reason, primary) => {
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let shared = self.shared.clone();
+                return Either::Right(Either::Right(Box::pin(async move {
+                    Ok(to_primary(&shared, inner, request, class, reason, primary).await)
+                })));
+            }
+            Path::Full => {
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let shared = self.shared.clone();
+                return Either::Right(Either::Right(Box::pin(async move {
+                    Ok(route(&shared, inner, request, class, forwarded).await)
+                })));
+            }
+        };
+        let request = local_request(request, shared.params.max_body);
+        let served = LocalFuture {
+            inner: self.inner.call(request),
+            class,
+            reason,
+            route_header: shared.params.route_header,
+        };
+        match token {
+            None => Either::Left(served),
+            Some(token) => Either::Right(Either::Left(WriteFuture {
+                served,
+                token: Some(token),
+                issuing: None,
+            })),
         }
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Either::Right(Box::pin(async move {
-            Ok(route(&shared, inner, request, class, forwarded).await)
-        }))
     }
+}
+
+/// Where [`Route::call`] sends a request.
+enum Path {
+    /// The inner service, nothing to do on the way back.
+    Local(Reason),
+    /// The inner service, then a token: a write on the primary whose source cannot report a
+    /// demotion between polls.
+    WriteHere(Reason),
+    /// The primary's rwproxy, at once.
+    ToPrimary(Reason, Arc<str>),
+    /// The routing loop, boxed: waits, replays, redirects, refusals, re-checks.
+    Full,
 }
 
 /// The request as the inner service gets it: internal routing headers are for rwproxy, not
@@ -161,8 +215,11 @@ where
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = request.into_parts();
-    parts.headers.remove(&FORWARDED_BY);
-    parts.headers.remove(&FORWARD_SECRET);
+    // Two hashed lookups saved on almost every request: admission saw neither header.
+    if RequestMeta::of(&parts.extensions).is_none_or(|m| m.may_have_internal_headers) {
+        parts.headers.remove(&FORWARDED_BY);
+        parts.headers.remove(&FORWARD_SECRET);
+    }
     Request::from_parts(parts, Body::from_any(body, max_body))
 }
 
@@ -201,8 +258,15 @@ where
     Response::from_parts(parts, Body::from_any(body, None))
 }
 
+/// The token a write served on the synchronous path gets on its way back.
+pub(crate) struct WriteToken {
+    shared: Arc<Shared>,
+    tls: bool,
+}
+
 pin_project! {
-    /// A request served by the inner service on the synchronous path.
+    /// A request served by the inner service on the synchronous path: a replica's read or a
+    /// passthrough request.
     pub struct LocalFuture<F> {
         #[pin]
         inner: F,
@@ -233,6 +297,83 @@ where
             *this.route_header,
         )))
     }
+}
+
+pin_project! {
+    /// A write on a primary whose source cannot report a demotion between polls, served on
+    /// the synchronous path: its token is issued from the watched state, or from a position
+    /// read when the source has one. (A type of its own, so reads' futures stay as small.)
+    pub struct WriteFuture<F> {
+        #[pin]
+        served: LocalFuture<F>,
+        token: Option<WriteToken>,
+        // The token's position read, once the inner service answered (a source with a probe).
+        issuing: Option<BoxResponse>,
+    }
+}
+
+impl<F, R> Future for WriteFuture<F>
+where
+    F: Future<Output = Result<Response<R>, Infallible>>,
+    R: HttpBody<Data = Bytes> + Send + 'static,
+    R::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(issuing) = this.issuing {
+            return issuing.as_mut().poll(cx);
+        }
+        let response = match ready!(this.served.poll(cx)) {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let Some(token) = this.token.take() else {
+            return Poll::Ready(Ok(response));
+        };
+        match with_token(response, token) {
+            Ok(response) => Poll::Ready(Ok(response)),
+            Err(mut issuing) => {
+                let polled = issuing.as_mut().poll(cx);
+                *this.issuing = Some(issuing);
+                polled
+            }
+        }
+    }
+}
+
+/// Gives a write served on the synchronous path its token: at once from the watched state
+/// (a source without a probe), else `Err` with the future that reads the positions first.
+/// Out of line: reads, the common case, do not carry this code in their future's `poll`.
+#[inline(never)]
+fn with_token(
+    mut response: Response<Body>,
+    token: WriteToken,
+) -> Result<Response<Body>, BoxResponse> {
+    let WriteToken { shared, tls } = token;
+    if Routed::of(&response).is_some_and(|r| r.route == "rejected") {
+        return Ok(response);
+    }
+    if !shared.probe.reads_positions() {
+        let positions = shared.state.borrow().positions.clone();
+        shared
+            .params
+            .consistency
+            .issue(response.headers_mut(), &positions, tls);
+        return Ok(response);
+    }
+    Err(Box::pin(async move {
+        tokens::apply(
+            &shared,
+            TokenAction::IssueAfterWrite,
+            response.headers_mut(),
+            tls,
+            "-",
+        )
+        .await;
+        Ok(response)
+    }))
 }
 
 /// The full routing loop: decide, wait where the decision says so, and carry it out.
@@ -313,13 +454,21 @@ where
                 }
             }
             Decision::Local(reason) => {
+                // Only a source that can tell (LiteFS) is asked.
                 let suspect = is_primary
+                    && shared.probe.confirms_primaries()
                     && match class {
                         RequestClass::Write => true,
                         RequestClass::Read => token_ahead,
                         _ => false,
                     };
-                if suspect && Box::pin(demoted_since_poll(shared, class, token.as_ref())).await {
+                let demoted = suspect
+                    && match class {
+                        RequestClass::Write => shared.probe.confirms_primary().await == Some(false),
+                        // Boxed: rare, and it holds a position read.
+                        _ => Box::pin(demoted_under_read(shared, token.as_ref())).await,
+                    };
+                if demoted {
                     // Never let a write reach a demoted app, nor serve a read older than the
                     // client's token from it: have the source publish the new state now, then
                     // route again (a read as a replica's that has not reached its token).
@@ -388,18 +537,17 @@ where
     }
 }
 
-/// Whether this node, which its last published state calls primary, has been demoted since:
-/// asked of the source right now. Every write on the primary asks (a demoted app must never
-/// see a write). A read asks only when its token is ahead of the positions read right now: on
-/// a real primary a client's token never is (save a restored database or another cluster's
+/// Whether this node, which its last published state calls primary, has been demoted since
+/// the last poll, asked of the source right now on behalf of a read whose token is ahead of
+/// that state. Asked only when the token is also ahead of the positions read right now: on a
+/// real primary a client's token never is (save a restored database or another cluster's
 /// cookie), while on a primary demoted between polls it is the new primary's write the client
-/// just made.
-async fn demoted_since_poll(shared: &Shared, class: RequestClass, token: Option<&Token>) -> bool {
-    if class == RequestClass::Read {
-        let Some(token) = token else { return false };
-        if !token.is_ahead_of(&shared.current_positions().await) {
-            return false;
-        }
+/// just made. (Every write on the primary asks the source directly: a demoted app must never
+/// see a write.)
+async fn demoted_under_read(shared: &Shared, token: Option<&Token>) -> bool {
+    let Some(token) = token else { return false };
+    if !token.is_ahead_of(&shared.current_positions().await) {
+        return false;
     }
     shared.probe.confirms_primary().await == Some(false)
 }

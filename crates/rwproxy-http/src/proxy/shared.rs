@@ -45,6 +45,9 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// The positions right now: from the probe, else the last published state.
     pub(crate) async fn current_positions(&self) -> Positions {
+        if !self.probe.reads_positions() {
+            return self.state.borrow().positions.clone();
+        }
         match self.probe.current().await {
             Some(positions) => positions,
             None => self.state.borrow().positions.clone(),
