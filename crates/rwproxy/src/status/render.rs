@@ -2,12 +2,13 @@
 //! cut to the terminal's width; colours (and the in-place refresh of `--watch`) only on a
 //! terminal.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
 
-use super::model::{NodeReport, Rates, Report};
+use super::model::{NodeDoc, NodeReport, Rates, Report};
 
 /// How the table is written.
 #[derive(Clone, Copy, Debug, Default)]
@@ -130,19 +131,7 @@ fn cells(node: &NodeReport) -> Vec<String> {
         cells.extend(["-", "-", "-", "unreachable", "-", "-", "-", "-"].map(str::to_owned));
         return cells;
     };
-    let positions = if doc.positions.is_empty() {
-        "-".to_owned()
-    } else {
-        doc.positions
-            .iter()
-            .map(|(db, position)| match node.behind.get(db) {
-                // The primary is the reference: "behind" only on the others.
-                Some(behind) if doc.role != "primary" => format!("{db}={position} (-{behind})"),
-                _ => format!("{db}={position}"),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let positions = positions_cell(doc, &node.behind);
     let health = match &doc.problem {
         Some(problem) if !doc.healthy() => format!("{}: {problem}", doc.status),
         _ => doc.status.clone(),
@@ -175,6 +164,25 @@ pub fn frame(title: &str, lines: &[String]) -> String {
     }
     out.push_str("\x1b[J");
     out
+}
+
+/// The POSITIONS cell: each database's position, and on a replica that trails the primary,
+/// by how much (`app.db=40 (-2)`). The primary is the reference, and a replica level with it
+/// shows no "(-0)".
+fn positions_cell(doc: &NodeDoc, behind: &BTreeMap<String, u64>) -> String {
+    if doc.positions.is_empty() {
+        return "-".to_owned();
+    }
+    doc.positions
+        .iter()
+        .map(|(db, position)| match behind.get(db) {
+            Some(&behind) if behind > 0 && doc.role != "primary" => {
+                format!("{db}={position} (-{behind})")
+            }
+            _ => format!("{db}={position}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -239,6 +247,23 @@ mod tests {
             lines[3],
             "PROBLEM: http://127.0.0.1:2 is unreachable: connection refused"
         );
+    }
+
+    #[test]
+    fn a_replica_shows_how_far_behind_only_when_it_is() {
+        let replica = NodeDoc {
+            role: "replica".to_owned(),
+            positions: [("app.db".to_owned(), 4), ("b.db".to_owned(), 9)].into(),
+            ..NodeDoc::default()
+        };
+        let behind = [("app.db".to_owned(), 3), ("b.db".to_owned(), 0)].into();
+        assert_eq!(positions_cell(&replica, &behind), "app.db=4 (-3) b.db=9");
+        let primary = NodeDoc {
+            role: "primary".to_owned(),
+            ..replica.clone()
+        };
+        assert_eq!(positions_cell(&primary, &behind), "app.db=4 b.db=9");
+        assert_eq!(positions_cell(&NodeDoc::default(), &behind), "-");
     }
 
     #[test]
