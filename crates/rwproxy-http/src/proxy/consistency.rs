@@ -17,7 +17,7 @@ use tower::{Layer, Service};
 
 use super::meta::RequestMeta;
 use super::shared::Shared;
-use super::Proxy;
+use super::{take_ready, Proxy};
 use crate::body::Body;
 
 /// A read's token and what waiting for it found; in the request's metadata when the read
@@ -136,9 +136,7 @@ where
                 Some(TokenWait { token, wait });
             return Either::Left(self.inner.call(request));
         }
-        // The service polled ready is the one called after the wait; a clone stays here.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let shared = self.shared.clone();
         Either::Right(Box::pin(async move {
             let wait = wait_for_position(&shared, &token).await;

@@ -167,3 +167,10 @@ impl Proxy {
         self.shared.params.write_timeout
     }
 }
+
+/// The inner service a layer polled ready, taken for a future that calls it later (tower's
+/// contract: the service polled ready is the one called); a clone stays for the next request.
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}

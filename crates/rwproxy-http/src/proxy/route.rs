@@ -32,7 +32,7 @@ use super::meta::{client_of, set_routed, RequestMeta};
 use super::outcome::{rejected, route_header, Routed};
 use super::shared::Shared;
 use super::tokens::{self, TokenAction};
-use super::{Proxy, RequestId};
+use super::{take_ready, Proxy, RequestId};
 use crate::body::{Body, BoxError};
 use crate::session::SessionMode;
 use crate::upstream::headers::{FORWARDED_BY, FORWARD_SECRET};
@@ -160,17 +160,13 @@ where
                 (reason, Some(token))
             }
             Path::ToPrimary(reason, primary) => {
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                let shared = self.shared.clone();
+                let (shared, inner) = (self.shared.clone(), take_ready(&mut self.inner));
                 return Either::Right(Either::Right(Box::pin(async move {
                     Ok(to_primary(&shared, inner, request, class, reason, primary).await)
                 })));
             }
             Path::Full => {
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                let shared = self.shared.clone();
+                let (shared, inner) = (self.shared.clone(), take_ready(&mut self.inner));
                 return Either::Right(Either::Right(Box::pin(async move {
                     Ok(route(&shared, inner, request, class, forwarded).await)
                 })));
@@ -343,6 +339,11 @@ where
     }
 }
 
+/// Whether the leaf refused the request itself (a refusal gets no token).
+fn refused<B>(response: &Response<B>) -> bool {
+    Routed::of(response).is_some_and(|r| r.route == "rejected")
+}
+
 /// Gives a write served on the synchronous path its token: at once from the watched state
 /// (a source without a probe), else `Err` with the future that reads the positions first.
 /// Out of line: reads, the common case, do not carry this code in their future's `poll`.
@@ -352,11 +353,10 @@ fn with_token(
     token: WriteToken,
 ) -> Result<Response<Body>, BoxResponse> {
     let WriteToken { shared, tls } = token;
-    if Routed::of(&response).is_some_and(|r| r.route == "rejected") {
+    if refused(&response) {
         return Ok(response);
     }
-    if !shared.probe.reads_positions() {
-        let positions = shared.state.borrow().positions.clone();
+    if let Some(positions) = shared.positions_without_probe() {
         shared
             .params
             .consistency
@@ -630,8 +630,7 @@ where
         Err(never) => match never {},
     };
     let mut response = served_here(response, class, reason, shared.params.route_header);
-    let refused = Routed::of(&response).is_some_and(|r| r.route == "rejected");
-    if !refused {
+    if !refused(&response) {
         let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
         tokens::apply(shared, action, response.headers_mut(), tls, request_id).await;
     }

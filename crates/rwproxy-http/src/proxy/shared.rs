@@ -45,12 +45,18 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// The positions right now: from the probe, else the last published state.
     pub(crate) async fn current_positions(&self) -> Positions {
-        if !self.probe.reads_positions() {
-            return self.state.borrow().positions.clone();
+        if let Some(positions) = self.positions_without_probe() {
+            return positions;
         }
         match self.probe.current().await {
             Some(positions) => positions,
             None => self.state.borrow().positions.clone(),
         }
+    }
+
+    /// The last published positions when the probe never reads any (a static source): then
+    /// they are the current ones, known without awaiting (or boxing) a probe call.
+    pub(crate) fn positions_without_probe(&self) -> Option<Positions> {
+        (!self.probe.reads_positions()).then(|| self.state.borrow().positions.clone())
     }
 }
