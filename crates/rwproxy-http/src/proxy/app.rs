@@ -10,12 +10,12 @@ use rwproxy_core::{ErrorCode, RequestClass};
 use tower::Service;
 
 use super::consistency::BoxResponse;
-use super::meta::{carry_back, client_of, RequestMeta};
+use super::meta::{carry_back, prepare_head, RequestMeta};
 use super::outcome::rejected;
 use super::shared::Shared;
 use super::{Proxy, RequestId};
 use crate::body::Body;
-use crate::upstream::headers::{prepare_request, prepare_response, ClientInfo};
+use crate::upstream::headers::prepare_response;
 use crate::upstream::SendError;
 
 /// Sends requests to the local app; the service the binary's stack wraps.
@@ -58,19 +58,16 @@ async fn send_to_app(shared: &Shared, request: Request<Body>) -> Response<Body> 
     let extensions = std::mem::take(&mut parts.extensions);
     let meta = RequestMeta::of(&extensions);
     let class = meta.map_or(RequestClass::Passthrough, |m| m.class);
-    if !meta.is_some_and(|m| m.prepared) {
-        let prepared = match client_of(meta, &extensions) {
-            Some(client) => prepare_request(&mut parts, client, &shared.hop),
-            None => prepare_request(&mut parts, &ClientInfo::unspecified(), &shared.hop),
-        };
-        if prepared.is_err() {
-            return rejected(class, ErrorCode::BadRequest);
-        }
+    if !meta.is_some_and(|m| m.prepared)
+        && prepare_head(&mut parts, &extensions, &shared.hop).is_err()
+    {
+        return rejected(class, ErrorCode::BadRequest);
     }
     let params = &shared.params;
     let request = Request::from_parts(parts, body);
-    let request_id = RequestId::of(&request);
-    let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
+    let request_id = meta
+        .and_then(|m| m.request_id.as_ref())
+        .map_or("-", RequestId::as_str);
     match shared
         .app_pool
         .send(

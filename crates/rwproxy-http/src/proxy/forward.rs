@@ -22,7 +22,7 @@ use http_body::Body as HttpBody;
 use http_body_util::BodyExt as _;
 use rwproxy_core::{ErrorCode, Reason, RequestClass};
 
-use super::meta::{carry_back, client_of, RequestMeta};
+use super::meta::{carry_back, prepare_head, RequestMeta};
 use super::outcome::{rejected, route_header, routed};
 use super::shared::Shared;
 use super::RequestId;
@@ -30,9 +30,7 @@ use crate::body::{Body, BoxError};
 use crate::respond::RWPROXY_ERROR;
 use crate::tls::client::refused_our_certificate;
 use crate::upstream::breaker::{Admission, ProbeGuard};
-use crate::upstream::headers::{
-    prepare_request, prepare_response, ClientInfo, FORWARDED_BY, FORWARD_SECRET,
-};
+use crate::upstream::headers::{prepare_response, FORWARDED_BY, FORWARD_SECRET};
 use crate::upstream::{SendError, Target};
 
 /// Pause between attempts while the primary cannot be reached and no new one is known.
@@ -100,11 +98,7 @@ where
         // Not sent upstream: kept aside (so the head copied for each attempt of a kept body
         // copies none), back on the response or on a request handed back when promoted.
         let extensions = std::mem::take(&mut parts.extensions);
-        let prepared = match client_of(RequestMeta::of(&extensions), &extensions) {
-            Some(client) => prepare_request(&mut parts, client, &inner.hop),
-            None => prepare_request(&mut parts, &ClientInfo::unspecified(), &inner.hop),
-        };
-        if prepared.is_err() {
+        if prepare_head(&mut parts, &extensions, &inner.hop).is_err() {
             return Forwarded::Done(rejected(class, ErrorCode::BadRequest));
         }
         parts
@@ -145,9 +139,11 @@ async fn forward(
     let inner = shared;
     let params = &inner.params;
     let deadline = Instant::now() + params.primary_wait;
-    let request_id = RequestId::in_headers(&parts.headers);
+    let request_id = match RequestMeta::of(&extensions).and_then(|m| m.request_id.as_ref()) {
+        Some(id) => Some(id.clone()),
+        None => RequestId::in_headers(&parts.headers),
+    };
     let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
-    let idempotent = parts.headers.contains_key(&IDEMPOTENCY_KEY);
     let mut idempotent_retries = 0;
     loop {
         let Some(authority) = params.primary_url.authority(&primary) else {
@@ -193,11 +189,12 @@ async fn forward(
                     // be (the next turn finds the payload empty and answers
                     // `primary-unreachable`).
                     Attempt::Refused => Retry::Unsent(ErrorCode::PrimaryUnreachable),
+                    // The key is looked up only here: a kept body's head is still at hand.
                     Attempt::Failed(code)
                         if code == ErrorCode::PrimaryFailed
-                            && idempotent
                             && payload.is_kept()
-                            && idempotent_retries == 0 =>
+                            && idempotent_retries == 0
+                            && parts.headers.contains_key(&IDEMPOTENCY_KEY) =>
                     {
                         idempotent_retries += 1;
                         Retry::Idempotent

@@ -7,12 +7,13 @@
 //! requests), the layers update it in place, and the leaves move the request's extensions onto
 //! the response, where the route writes its outcome ([`Routed`]) into the same value.
 
-use http::{Extensions, Request};
+use http::{request, Extensions, Request};
 use rwproxy_core::RequestClass;
 
 use super::consistency::TokenWait;
 use super::outcome::Routed;
-use crate::upstream::headers::ClientInfo;
+use super::RequestId;
+use crate::upstream::headers::{prepare_request, ClientInfo, HopIdentity, MissingHost};
 
 /// Everything rwproxy attaches to a request (and, once routed, to its response).
 #[derive(Clone, Debug)]
@@ -36,6 +37,8 @@ pub(crate) struct RequestMeta {
     pub(crate) may_have_internal_headers: bool,
     /// A `Cookie` or the token header may be present. True until admission says otherwise.
     pub(crate) may_carry_token: bool,
+    /// The request's id (set by the request-id layer): for logs, without a header lookup.
+    pub(crate) request_id: Option<RequestId>,
 }
 
 impl RequestMeta {
@@ -50,6 +53,7 @@ impl RequestMeta {
             routed: None,
             may_have_internal_headers: true,
             may_carry_token: true,
+            request_id: None,
         }
     }
 
@@ -107,5 +111,18 @@ pub(crate) fn carry_back(mut request: Extensions, response: &mut Extensions) {
         if let Some(meta) = request.remove::<RequestMeta>() {
             response.insert(meta);
         }
+    }
+}
+
+/// Rewrites a request's head for the upstream hop (the app's or the primary's), for the
+/// client connection its metadata (or an embedding app) names.
+pub(crate) fn prepare_head(
+    parts: &mut request::Parts,
+    extensions: &Extensions,
+    hop: &HopIdentity,
+) -> Result<(), MissingHost> {
+    match client_of(RequestMeta::of(extensions), extensions) {
+        Some(client) => prepare_request(parts, client, hop),
+        None => prepare_request(parts, &ClientInfo::unspecified(), hop),
     }
 }

@@ -63,15 +63,25 @@ pub(crate) fn routed(
 
 /// Adds `rwproxy-route` (when `proxy.route_header` is on) to a proxied response.
 pub(crate) fn route_header(headers: &mut HeaderMap, route: &'static str, reason: Reason) {
+    // The values are built once: `HeaderValue::from_static` checks every byte each time it
+    // runs, and this runs for every proxied response.
+    static LOCAL: HeaderValue = HeaderValue::from_static("local");
+    static LOCAL_WAITED: HeaderValue = HeaderValue::from_static("local; reason=waited");
+    static LOCAL_STALE: HeaderValue = HeaderValue::from_static("local; reason=stale");
+    static PRIMARY: HeaderValue = HeaderValue::from_static("primary");
+    static PRIMARY_WRITE: HeaderValue = HeaderValue::from_static("primary; reason=write");
+    static PRIMARY_STALE: HeaderValue = HeaderValue::from_static("primary; reason=stale");
+    static PRIMARY_TIMEOUT: HeaderValue =
+        HeaderValue::from_static("primary; reason=consistency-timeout");
     let value = match (route, reason) {
-        ("local", Reason::Normal) => "local",
-        ("local", Reason::Waited) => "local; reason=waited",
-        ("local", Reason::Stale) => "local; reason=stale",
-        ("primary", Reason::Write) => "primary; reason=write",
-        ("primary", Reason::Stale) => "primary; reason=stale",
-        ("primary", Reason::ConsistencyTimeout) => "primary; reason=consistency-timeout",
-        ("primary", _) => "primary",
-        _ => route,
+        ("local", Reason::Normal) => LOCAL.clone(),
+        ("local", Reason::Waited) => LOCAL_WAITED.clone(),
+        ("local", Reason::Stale) => LOCAL_STALE.clone(),
+        ("primary", Reason::Write) => PRIMARY_WRITE.clone(),
+        ("primary", Reason::Stale) => PRIMARY_STALE.clone(),
+        ("primary", Reason::ConsistencyTimeout) => PRIMARY_TIMEOUT.clone(),
+        ("primary", _) => PRIMARY.clone(),
+        _ => HeaderValue::from_static(route),
     };
-    headers.insert(RWPROXY_ROUTE.clone(), HeaderValue::from_static(value));
+    headers.insert(RWPROXY_ROUTE.clone(), value);
 }

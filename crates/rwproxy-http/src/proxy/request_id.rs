@@ -23,6 +23,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use super::meta::RequestMeta;
+
 /// The request id header, taken from clients and set on requests and responses.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -47,7 +49,10 @@ impl RequestId {
     /// The id a request carries: the pipeline sets `x-request-id` on every request it handles
     /// (so no request extension, and no allocation, is needed to find it again).
     pub fn of<B>(request: &Request<B>) -> Option<RequestId> {
-        Self::in_headers(request.headers())
+        match RequestMeta::of(request.extensions()).and_then(|m| m.request_id.as_ref()) {
+            Some(id) => Some(id.clone()),
+            None => Self::in_headers(request.headers()),
+        }
     }
 
     /// [`RequestId::of`], from a request's headers alone.
@@ -167,6 +172,9 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let id = self.ids.assign(request.headers_mut());
+        // Also in the metadata, where the layers and leaves that log find it without hashing
+        // the header name again (a reference count, not a copy).
+        RequestMeta::attach(request.extensions_mut()).request_id = Some(id.clone());
         RequestIdFuture {
             inner: self.inner.call(request),
             id: Some(id.0),

@@ -190,18 +190,17 @@ pub fn prepare_request(
     // HTTP/2 clients send :authority instead of Host; HTTP/1.1 upstreams need Host. An
     // absolute-form target's host wins over the Host header (RFC 9112 §3.2.2: a proxy sends
     // Host from it); over HTTP/2 the hygiene checks refused a host that disagrees.
-    match parts.uri.authority() {
-        Some(authority)
-            if headers
-                .get(header::HOST)
-                .is_some_and(|h| h == authority.as_str()) => {}
-        Some(authority) => {
+    // One lookup of `Host`: its value also goes into X-Forwarded-Host below.
+    let host = match (parts.uri.authority(), headers.get(header::HOST)) {
+        (Some(authority), Some(host)) if host == authority.as_str() => host.clone(),
+        (Some(authority), _) => {
             let value = HeaderValue::from_str(authority.as_str()).map_err(|_| MissingHost)?;
-            headers.insert(header::HOST, value);
+            headers.insert(header::HOST, value.clone());
+            value
         }
-        None if !headers.contains_key(header::HOST) => return Err(MissingHost),
-        None => {}
-    }
+        (None, Some(host)) => host.clone(),
+        (None, None) => return Err(MissingHost),
+    };
     canonical_content_length(headers);
     append_forwarded_for(headers, &client.forwarded_for);
     // `entry` looks each name up once (`contains_key` then `insert` would hash it twice).
@@ -209,10 +208,8 @@ pub fn prepare_request(
         let proto = if client.tls { "https" } else { "http" };
         slot.insert(HeaderValue::from_static(proto));
     }
-    if let Some(host) = headers.get(header::HOST).cloned() {
-        if let header::Entry::Vacant(slot) = headers.entry(&X_FORWARDED_HOST) {
-            slot.insert(host);
-        }
+    if let header::Entry::Vacant(slot) = headers.entry(&X_FORWARDED_HOST) {
+        slot.insert(host);
     }
     headers.append(header::VIA, hop.via(parts.version).clone());
 
