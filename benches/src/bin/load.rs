@@ -18,6 +18,9 @@
 //! time, so a stall delays every request behind it as it would real clients), then
 //! `--idle` idle keep-alive client connections and the proxy's `VmRSS`.
 //! Targets rotate between rounds; the table shows the median of the rounds.
+//!
+//! A/B: `--baseline <other rwproxy>` pairs each rwproxy target with the same target run by the
+//! other binary, back to back in alternating order, and prints the per-round ratios.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
@@ -60,7 +63,13 @@ struct Opts {
     proxy_core: String,
     targets: Vec<String>,
     rwproxy: PathBuf,
+    /// A second rwproxy binary (`--baseline`): every rwproxy target also runs with it, right
+    /// before or after the same target with `rwproxy`, in alternating order.
+    baseline: Option<PathBuf>,
 }
+
+/// The suffix of a target run with the `--baseline` binary.
+const BASELINE: &str = "@baseline";
 
 const ALL_TARGETS: [&str; 7] = [
     "direct",
@@ -84,7 +93,10 @@ fn usage() -> ! {
     eprintln!(
         "usage: load [--rounds N] [--duration SECS] [--connections N] [--rate REQ_PER_S] \
          [--rate-secs SECS] [--idle N] [--soak SECS] [--load-core C] [--proxy-core C] \
-         [--targets a,b,..] [--rwproxy PATH]\n  targets: {}",
+         [--targets a,b,..] [--rwproxy PATH] [--baseline PATH]\n  targets: {}\n  \
+         --baseline: A/B mode; each rwproxy target also runs with this binary, adjacent to the \
+         same target with --rwproxy and in alternating order, and a table of per-round ratios \
+         follows",
         ALL_TARGETS.join(", ")
     );
     std::process::exit(2)
@@ -104,6 +116,7 @@ fn parse_opts(args: &[String]) -> Opts {
         proxy_core: "1".into(),
         targets: DEFAULT_TARGETS.iter().map(|s| (*s).to_owned()).collect(),
         rwproxy: exe.with_file_name("rwproxy"),
+        baseline: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -119,6 +132,7 @@ fn parse_opts(args: &[String]) -> Opts {
             "--load-core" => o.load_core = value(),
             "--proxy-core" => o.proxy_core = value(),
             "--rwproxy" => o.rwproxy = PathBuf::from(value()),
+            "--baseline" => o.baseline = Some(PathBuf::from(value())),
             "--targets" => {
                 o.targets = value().split(',').map(str::to_owned).collect();
                 if o.targets.iter().any(|t| !ALL_TARGETS.contains(&t.as_str())) {
@@ -151,12 +165,14 @@ fn main() -> ExitCode {
             _ => ExitCode::FAILURE,
         };
     }
-    if !opts.rwproxy.is_file() {
-        eprintln!(
-            "no rwproxy binary at {} (build it: cargo build --release -p rwproxy)",
-            opts.rwproxy.display()
-        );
-        return ExitCode::FAILURE;
+    for binary in std::iter::once(&opts.rwproxy).chain(&opts.baseline) {
+        if !binary.is_file() {
+            eprintln!(
+                "no rwproxy binary at {} (build it: cargo build --release -p rwproxy)",
+                binary.display()
+            );
+            return ExitCode::FAILURE;
+        }
     }
     if !have("wrk") {
         eprintln!("wrk is not installed (run: bash benches/setup.sh)");
@@ -393,8 +409,10 @@ level = "{level}"
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start_rwproxy(
     opts: &Opts,
+    binary: &Path,
     dir: &Path,
     node: &str,
     app: u16,
@@ -409,7 +427,7 @@ fn start_rwproxy(
     )
     .expect("write config");
     let log = std::fs::File::create(dir.join(format!("{node}.log"))).expect("log file");
-    let mut cmd = pinned(&opts.proxy_core, &opts.rwproxy);
+    let mut cmd = pinned(&opts.proxy_core, binary);
     cmd.arg("run")
         .arg("-c")
         .arg(&config)
@@ -511,6 +529,10 @@ fn available(target: &str) -> bool {
 }
 
 fn start_target(target: &str, opts: &Opts, app: &Proc, app_port: u16, dir: &Path) -> Running {
+    let (target, binary) = match (target.strip_suffix(BASELINE), &opts.baseline) {
+        (Some(t), Some(baseline)) => (t, baseline.as_path()),
+        _ => (target, opts.rwproxy.as_path()),
+    };
     match target {
         "direct" => Running {
             _procs: vec![],
@@ -520,13 +542,14 @@ fn start_target(target: &str, opts: &Opts, app: &Proc, app_port: u16, dir: &Path
         },
         "rwproxy" | "rwproxy-access-log" | "rwproxy-write-local" => {
             let log = target == "rwproxy-access-log";
-            let (p, port) = start_rwproxy(opts, dir, "primary", app_port, 9, log);
+            let (p, port) = start_rwproxy(opts, binary, dir, "primary", app_port, 9, log);
             Running::one(p, port, target == "rwproxy-write-local")
         }
         "rwproxy-write-fwd" => {
-            let (primary, primary_port) = start_rwproxy(opts, dir, "primary", app_port, 9, false);
+            let (primary, primary_port) =
+                start_rwproxy(opts, binary, dir, "primary", app_port, 9, false);
             let (replica, port) =
-                start_rwproxy(opts, dir, "replica", app_port, primary_port, false);
+                start_rwproxy(opts, binary, dir, "replica", app_port, primary_port, false);
             wait_ready(port, "POST", "the forwarded write path");
             let measured = vec![replica.pid(), primary.pid()];
             Running {
@@ -836,6 +859,9 @@ struct Sample {
     sat_cpu: f64,
     /// The user-space part of `sat_cpu`.
     sat_user: f64,
+    /// The app's CPU per request over the same saturation run: the same work in every run, so
+    /// `sat_cpu / app_cpu` leaves out much of how fast the machine happened to be then.
+    app_cpu: f64,
     fix_p50: f64,
     fix_p99: f64,
     fix_cpu: f64,
@@ -861,8 +887,10 @@ fn measure(
     wrk(opts, port, 1, post, dir);
 
     let before = cpu_of(&running.measured);
+    let app_before = tree_cpu(app.pid());
     let w = wrk(opts, port, opts.duration, post, dir);
     let sat_cpu = cpu_of(&running.measured).since(before);
+    let app_cpu = tree_cpu(app.pid()).since(app_before);
 
     let before = cpu_of(&running.measured);
     let fixed = rt.block_on(open_loop(port, opts.rate, opts.rate_secs, post));
@@ -903,6 +931,7 @@ fn measure(
         sat_p99: us(w.p99),
         sat_cpu: per(sat_cpu.total(), w.requests),
         sat_user: per(sat_cpu.user, w.requests),
+        app_cpu: per(app_cpu.total(), w.requests),
         fix_p50: us(quantile(&fixed.latencies, 0.5)),
         fix_p99: us(quantile(&fixed.latencies, 0.99)),
         fix_cpu: per(fix_cpu, fixed.latencies.len() as u64),
@@ -939,7 +968,7 @@ fn bench(rt: &tokio::runtime::Runtime, opts: &Opts) {
         opts.proxy_core
     );
     println!(
-        "{:<20} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5}",
+        "{:<29} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5}",
         "target",
         "round",
         "req/s",
@@ -947,38 +976,57 @@ fn bench(rt: &tokio::runtime::Runtime, opts: &Opts) {
         "p99",
         "cpu/req",
         "user",
+        "app/req",
         "p50@R",
         "p99@R",
         "cpu@R",
         "RSS",
         "bad"
     );
-    let mut samples: Vec<(String, Vec<Sample>)> = targets
+    // A/B mode pairs each rwproxy target with its baseline run: the two run back to back,
+    // and which goes first alternates between rounds, so slow drift of the machine (other
+    // work, thermal state) weighs on both alike.
+    let units: Vec<Vec<String>> = targets
         .iter()
-        .map(|t| ((*t).to_owned(), Vec::new()))
+        .map(|t| match &opts.baseline {
+            Some(_) if t.starts_with("rwproxy") => vec![(*t).to_owned(), format!("{t}{BASELINE}")],
+            _ => vec![(*t).to_owned()],
+        })
+        .collect();
+    let mut samples: Vec<(String, Vec<Sample>)> = units
+        .iter()
+        .flatten()
+        .map(|t| (t.clone(), Vec::new()))
         .collect();
     for round in 0..opts.rounds {
         // Rotate the order so no target always runs first (or right after a heavy one).
-        for i in 0..targets.len() {
-            let k = (i + round) % targets.len();
-            let target = targets[k];
-            let s = measure(rt, opts, target, &app, app_port, dir.path());
-            println!(
-                "{:<20} {:>5} {:>9.0} {:>8.0} {:>8.0} {:>8.1} {:>8.1} {:>8.0} {:>8.0} {:>8.1} {:>6.1} {:>5}",
-                target,
-                round + 1,
-                s.rps,
-                s.sat_p50,
-                s.sat_p99,
-                s.sat_cpu,
-                s.sat_user,
-                s.fix_p50,
-                s.fix_p99,
-                s.fix_cpu,
-                s.rss,
-                s.bad
-            );
-            samples[k].1.push(s);
+        for i in 0..units.len() {
+            let mut unit: Vec<&String> = units[(i + round) % units.len()].iter().collect();
+            if round % 2 == 1 {
+                unit.reverse();
+            }
+            for target in unit {
+                let s = measure(rt, opts, target, &app, app_port, dir.path());
+                println!(
+                    "{:<29} {:>5} {:>9.0} {:>8.0} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>8.0} {:>8.0} {:>8.1} {:>6.1} {:>5}",
+                    target,
+                    round + 1,
+                    s.rps,
+                    s.sat_p50,
+                    s.sat_p99,
+                    s.sat_cpu,
+                    s.sat_user,
+                    s.app_cpu,
+                    s.fix_p50,
+                    s.fix_p99,
+                    s.fix_cpu,
+                    s.rss,
+                    s.bad
+                );
+                if let Some((_, v)) = samples.iter_mut().find(|(t, _)| t == target) {
+                    v.push(s);
+                }
+            }
         }
     }
     drop(app);
@@ -998,6 +1046,7 @@ fn print_tables(opts: &Opts, samples: &[(String, Vec<Sample>)]) {
                     sat_p99: med(v, |s| s.sat_p99),
                     sat_cpu: med(v, |s| s.sat_cpu),
                     sat_user: med(v, |s| s.sat_user),
+                    app_cpu: med(v, |s| s.app_cpu),
                     fix_p50: med(v, |s| s.fix_p50),
                     fix_p99: med(v, |s| s.fix_p99),
                     fix_cpu: med(v, |s| s.fix_cpu),
@@ -1068,7 +1117,75 @@ fn print_tables(opts: &Opts, samples: &[(String, Vec<Sample>)]) {
             );
         }
     }
+    ab_table(samples);
     goals(&find);
+}
+
+/// The `q` quantile of sorted values, interpolated between neighbours.
+fn quantile_f64(sorted: &[f64], q: f64) -> f64 {
+    let at = q * (sorted.len() - 1) as f64;
+    let (low, high) = (at.floor() as usize, at.ceil() as usize);
+    sorted[low] + (sorted[high] - sorted[low]) * (at - low as f64)
+}
+
+/// With `--baseline`: for each rwproxy target, the ratio new / baseline of each round's pair
+/// (measured back to back), and the median of those ratios. Pairing cancels the drift between
+/// rounds that the medians of each side keep.
+fn ab_table(samples: &[(String, Vec<Sample>)]) {
+    let pairs: Vec<(&str, &[Sample], &[Sample])> = samples
+        .iter()
+        .filter_map(|(t, new)| {
+            let (_, old) = samples
+                .iter()
+                .find(|(b, _)| *b == format!("{t}{BASELINE}"))?;
+            Some((t.as_str(), new.as_slice(), old.as_slice()))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "A/B, --rwproxy over --baseline: median (interquartile range) of the per-round ratios; \
+         below 1.00 is cheaper or faster. CPU ÷ app: the proxy's CPU per request over the app's \
+         in the same run (the app does the same work in every run, so the ratio leaves out much \
+         of the machine's own drift)."
+    );
+    println!();
+    println!(
+        "| target | rounds | CPU µs/req | CPU ÷ app | user CPU µs/req | CPU µs/req @R | req/s | RSS |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (target, new, old) in pairs {
+        let cell = |f: fn(&Sample) -> f64| {
+            let mut ratios: Vec<f64> = new
+                .iter()
+                .zip(old)
+                .map(|(n, o)| f(n) / f(o))
+                .filter(|r| r.is_finite())
+                .collect();
+            if ratios.is_empty() {
+                return "-".to_owned();
+            }
+            ratios.sort_by(f64::total_cmp);
+            format!(
+                "{:.3} ({:.2}–{:.2})",
+                median(&ratios),
+                quantile_f64(&ratios, 0.25),
+                quantile_f64(&ratios, 0.75)
+            )
+        };
+        println!(
+            "| {target} | {} | {} | {} | {} | {} | {} | {} |",
+            new.len().min(old.len()),
+            cell(|s| s.sat_cpu),
+            cell(|s| s.sat_cpu / s.app_cpu),
+            cell(|s| s.sat_user),
+            cell(|s| s.fix_cpu),
+            cell(|s| s.rps),
+            cell(|s| s.rss),
+        );
+    }
 }
 
 fn goals(find: &dyn Fn(&str) -> Option<Sample>) {
@@ -1133,7 +1250,15 @@ fn goals(find: &dyn Fn(&str) -> Option<Sample>) {
 fn soak(rt: &tokio::runtime::Runtime, opts: &Opts, secs: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (app, app_port) = start_app(opts);
-    let (proxy, port) = start_rwproxy(opts, dir.path(), "primary", app_port, 9, false);
+    let (proxy, port) = start_rwproxy(
+        opts,
+        &opts.rwproxy,
+        dir.path(),
+        "primary",
+        app_port,
+        9,
+        false,
+    );
     let pid = [proxy.pid()];
     let started = Instant::now();
     println!("soak: rwproxy with {} idle connections, saturated by wrk -t1 -c{} for {secs} s; RSS every 10 s", opts.idle, opts.connections);

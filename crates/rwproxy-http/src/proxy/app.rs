@@ -59,7 +59,7 @@ async fn send_to_app(shared: &Shared, request: Request<Body>) -> Response<Body> 
     let meta = RequestMeta::of(&extensions);
     let class = meta.map_or(RequestClass::Passthrough, |m| m.class);
     if !meta.is_some_and(|m| m.prepared)
-        && prepare_head(&mut parts, &extensions, &shared.hop).is_err()
+        && prepare_head(&mut parts, meta, &extensions, &shared.hop).is_err()
     {
         return rejected(class, ErrorCode::BadRequest);
     }

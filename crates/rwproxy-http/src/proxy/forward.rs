@@ -98,9 +98,14 @@ where
         // Not sent upstream: kept aside (so the head copied for each attempt of a kept body
         // copies none), back on the response or on a request handed back when promoted.
         let extensions = std::mem::take(&mut parts.extensions);
-        if prepare_head(&mut parts, &extensions, &inner.hop).is_err() {
+        let meta = RequestMeta::of(&extensions);
+        if prepare_head(&mut parts, meta, &extensions, &inner.hop).is_err() {
             return Forwarded::Done(rejected(class, ErrorCode::BadRequest));
         }
+        let request_id = match meta.and_then(|m| m.request_id.as_ref()) {
+            Some(id) => Some(id.clone()),
+            None => RequestId::in_headers(&parts.headers),
+        };
         parts
             .headers
             .insert(FORWARDED_BY.clone(), inner.hop.node().clone());
@@ -115,8 +120,21 @@ where
         } else {
             Payload::Streamed(Some(Body::from_any(body, inner.params.max_body)))
         };
-        forward(shared, parts, extensions, payload, class, reason, primary).await
+        let head = Head {
+            parts,
+            extensions,
+            request_id,
+        };
+        forward(shared, head, payload, class, reason, primary).await
     }
+}
+
+/// A forwarded request's head, rewritten for the hop, with what stays on this node: its
+/// extensions (back on the response) and its id (for log lines).
+struct Head {
+    parts: request::Parts,
+    extensions: Extensions,
+    request_id: Option<RequestId>,
 }
 
 impl Forwarded {
@@ -129,8 +147,7 @@ impl Forwarded {
 /// that may be retried (see the module docs).
 async fn forward(
     shared: &Shared,
-    mut parts: request::Parts,
-    extensions: Extensions,
+    head: Head,
     mut payload: Payload,
     class: RequestClass,
     reason: Reason,
@@ -139,10 +156,11 @@ async fn forward(
     let inner = shared;
     let params = &inner.params;
     let deadline = Instant::now() + params.primary_wait;
-    let request_id = match RequestMeta::of(&extensions).and_then(|m| m.request_id.as_ref()) {
-        Some(id) => Some(id.clone()),
-        None => RequestId::in_headers(&parts.headers),
-    };
+    let Head {
+        mut parts,
+        extensions,
+        request_id,
+    } = head;
     let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
     let mut idempotent_retries = 0;
     loop {

@@ -115,13 +115,15 @@ pub(crate) fn carry_back(mut request: Extensions, response: &mut Extensions) {
 }
 
 /// Rewrites a request's head for the upstream hop (the app's or the primary's), for the
-/// client connection its metadata (or an embedding app) names.
+/// client connection its metadata `meta` (looked up by the caller, which needs it too) or an
+/// embedding app names.
 pub(crate) fn prepare_head(
     parts: &mut request::Parts,
+    meta: Option<&RequestMeta>,
     extensions: &Extensions,
     hop: &HopIdentity,
 ) -> Result<(), MissingHost> {
-    match client_of(RequestMeta::of(extensions), extensions) {
+    match client_of(meta, extensions) {
         Some(client) => prepare_request(parts, client, hop),
         None => prepare_request(parts, &ClientInfo::unspecified(), hop),
     }

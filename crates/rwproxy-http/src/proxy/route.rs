@@ -103,6 +103,7 @@ where
         let meta = RequestMeta::of(request.extensions());
         let class = meta.map_or(RequestClass::Passthrough, |m| m.class);
         let forwarded = meta.is_some_and(|m| m.forwarded);
+        let internal_headers = meta.is_none_or(|m| m.may_have_internal_headers);
         let token_wait = meta.and_then(|m| m.token_wait.as_ref());
         let path = {
             let state = shared.state.borrow();
@@ -172,7 +173,7 @@ where
                 })));
             }
         };
-        let request = local_request(request, shared.params.max_body);
+        let request = local_request(request, shared.params.max_body, internal_headers);
         let served = LocalFuture {
             inner: self.inner.call(request),
             class,
@@ -204,15 +205,20 @@ enum Path {
 }
 
 /// The request as the inner service gets it: internal routing headers are for rwproxy, not
-/// for the app; the body is limited to `proxy.max_body`.
-fn local_request<B>(request: Request<B>, max_body: Option<u64>) -> Request<Body>
+/// for the app; the body is limited to `proxy.max_body`. `internal_headers` is false when
+/// admission's walk over the head saw neither (the request's metadata says so): two hashed
+/// removals saved on almost every request.
+fn local_request<B>(
+    request: Request<B>,
+    max_body: Option<u64>,
+    internal_headers: bool,
+) -> Request<Body>
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = request.into_parts();
-    // Two hashed lookups saved on almost every request: admission saw neither header.
-    if RequestMeta::of(&parts.extensions).is_none_or(|m| m.may_have_internal_headers) {
+    if internal_headers {
         parts.headers.remove(&FORWARDED_BY);
         parts.headers.remove(&FORWARD_SECRET);
     }
@@ -495,40 +501,44 @@ where
                 }
                 let action =
                     TokenAction::for_local(is_primary, class, token, params.consistency.session);
-                let client = client_of(RequestMeta::of(request.extensions()), request.extensions());
+                let meta = RequestMeta::of(request.extensions());
+                let internal_headers = meta.is_none_or(|m| m.may_have_internal_headers);
+                let client = client_of(meta, request.extensions());
                 let tls = action.may_issue() && tokens::secure(client, request.headers());
-                let request = local_request(request, params.max_body);
+                let request = local_request(request, params.max_body, internal_headers);
                 return serve_here(shared, inner, request, class, reason, action, tls).await;
             }
             Decision::Primary(reason) => {
                 let Some(primary) = primary else {
                     return rejected(class, ErrorCode::NoPrimary);
                 };
-                return to_primary(shared, inner, request, class, reason, primary).await;
+                return Box::pin(to_primary(shared, inner, request, class, reason, primary)).await;
             }
-            Decision::Replay => {
+            Decision::Replay | Decision::Redirect => {
                 let Some(primary) = primary else {
                     return rejected(class, ErrorCode::NoPrimary);
                 };
-                if let Some(answer) = answers::replay(&request, class, &primary) {
-                    // Read the body (at most Fly's 1 MB) before answering: a client that writes
-                    // its whole body first would otherwise see a broken pipe, not the 421.
-                    Box::pin(discard_body(request)).await;
-                    return answer;
-                }
-                return to_primary(shared, inner, request, class, Reason::Write, primary).await;
-            }
-            Decision::Redirect => {
-                let Some(primary) = primary else {
-                    return rejected(class, ErrorCode::NoPrimary);
+                let answer = match decision {
+                    Decision::Replay => answers::replay(&request, class, &primary),
+                    _ => answers::redirect(shared, &request, class, &primary),
                 };
-                if let Some(answer) = answers::redirect(shared, &request, class, &primary) {
-                    // As for fly-replay: the client sees the 307, not a broken pipe (bounded: a
-                    // larger body is cut off and the connection closed after the answer).
+                if let Some(answer) = answer {
+                    // Read the body (at most Fly's 1 MB; a larger one is cut off and the
+                    // connection closed after the answer) before answering: a client that
+                    // writes its whole body first would otherwise see a broken pipe, not the
+                    // 421 or the 307.
                     Box::pin(discard_body(request)).await;
                     return answer;
                 }
-                return to_primary(shared, inner, request, class, Reason::Write, primary).await;
+                return Box::pin(to_primary(
+                    shared,
+                    inner,
+                    request,
+                    class,
+                    Reason::Write,
+                    primary,
+                ))
+                .await;
             }
             Decision::Reject(code) => {
                 return Box::pin(drain_then_reject(request, class, code)).await
@@ -578,9 +588,9 @@ where
     R: HttpBody<Data = Bytes> + Send + 'static,
     R::Error: Into<BoxError>,
 {
-    // Boxed: the forwarder's future (retries, the body kept for them) is larger than the rest
-    // of the route's; inline it would size every routed request's future.
-    let forwarded = Box::pin(forward::to_primary(shared, request, class, reason, primary)).await;
+    // Not boxed here: the callers box this whole future (the forwarder's, with its retries and
+    // the body kept for them, is larger than the rest of the route's), once.
+    let forwarded = forward::to_primary(shared, request, class, reason, primary).await;
     match forwarded {
         Forwarded::Done(response) => response,
         Forwarded::Promoted(request) => {

@@ -3,6 +3,7 @@
 
 mod conn;
 mod drain;
+mod spare;
 mod tls_conn;
 
 use std::cell::RefCell;
@@ -24,9 +25,9 @@ use tower::util::Oneshot;
 
 use conn::{serve_plain, Builders, ConnService, ConnSettings};
 use drain::DrainSignal;
+use spare::{Recycle, SpareExtensions};
 
 use crate::body::Body;
-use crate::proxy::RequestMeta;
 use crate::tls::ServerTls;
 use crate::upstream::headers::ClientInfo;
 
@@ -111,12 +112,14 @@ pub async fn serve_service<S>(
     let make = move |client: ClientInfo| WithClient {
         service: RefCell::new(service.clone()),
         client,
+        spare: SpareExtensions::default(),
     };
     serve_connections(listener, make, limits, tls, shutdown, drain_timeout).await
 }
 
 /// A tower service as hyper's connection service: each request gets the connection's
-/// [`ClientInfo`] (in its [`RequestMeta`]).
+/// [`ClientInfo`] (in its `RequestMeta`, in the extension map the connection's last response
+/// gave back: see [`spare`]).
 ///
 /// Tower services are called through `&mut` after `poll_ready`, hyper's through `&`: the
 /// connection's own copy sits in a `RefCell` (a connection is served by one task, and no
@@ -127,27 +130,28 @@ pub async fn serve_service<S>(
 struct WithClient<S> {
     service: RefCell<S>,
     client: ClientInfo,
+    spare: SpareExtensions,
 }
 
-impl<S> hyper::service::Service<Request<Incoming>> for WithClient<S>
+impl<S, B> hyper::service::Service<Request<Incoming>> for WithClient<S>
 where
-    S: tower::Service<Request<Incoming>> + Clone,
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<S::Future, Oneshot<S, Request<Incoming>>>;
+    type Future = Recycle<Either<S::Future, Oneshot<S, Request<Incoming>>>>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         use tower::ServiceExt as _;
-        let meta = RequestMeta::new(Some(self.client.clone()));
-        request.extensions_mut().insert(meta);
+        self.spare.attach(&mut request, &self.client);
         let mut service = self.service.borrow_mut();
         let mut cx = Context::from_waker(Waker::noop());
-        match service.poll_ready(&mut cx) {
+        let future = match service.poll_ready(&mut cx) {
             Poll::Ready(Ok(())) => Either::Left(service.call(request)),
             // Not ready (or failing): a clone polls it with the connection's waker.
             _ => Either::Right(service.clone().oneshot(request)),
-        }
+        };
+        self.spare.recycle(future)
     }
 }
 
