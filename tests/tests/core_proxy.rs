@@ -432,6 +432,43 @@ async fn a_primary_demoted_between_polls_never_passes_a_write_to_its_app() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_promoted_between_polls_takes_the_write_forwarded_to_it() {
+    let c = Cluster::start(2, rare_polls).await;
+    // LiteFS hands the lease to node 1, and both nodes' files say so; neither rwproxy has
+    // polled since.
+    c.nodes[0].app.set_accepts_writes(false);
+    c.nodes[0].mount.make_replica(&c.nodes[1].name, 0);
+    c.nodes[1].mount.make_primary();
+    c.nodes[1].app.set_accepts_writes(true);
+    let r = c.nodes[0].post("/w").body("x").answer().await;
+    // Node 0 sees its demotion and forwards; node 1 still takes node 0 for the primary, but
+    // its files say node 1 is: it polls at once and serves the write as the primary.
+    assert_eq!(r.status(), 200, "{:?}", r.headers());
+    assert_eq!(r.headers()["rwproxy-route"], "primary; reason=write");
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("__txid="),
+        "the new primary issued a token"
+    );
+    assert_eq!(c.nodes[0].app.writes_seen(), 0);
+    assert_eq!(c.nodes[1].app.writes_seen(), 1);
+    // A forwarded request to a node whose files do not make it primary is still refused.
+    c.nodes[1].mount.make_replica(&c.nodes[0].name, 0);
+    let r = c.nodes[1]
+        .post("/w")
+        .header("rwproxy-forwarded-by", "node-0")
+        .body("x")
+        .answer()
+        .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["rwproxy-error"], "loop");
+    assert_eq!(c.nodes[1].app.writes_seen(), 1);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_demoted_between_polls_serves_no_read_older_than_the_clients_write() {
     let c = Cluster::start(2, rare_polls).await;
     // LiteFS hands the lease to node 1 and the client writes there (position 9); node 0 has

@@ -98,6 +98,14 @@ async fn malformed_and_oversized_requests_are_refused_by_the_http_layer() {
         1,
         "the malformed and oversized requests reached no app"
     );
+    // hyper answered those two itself, before any layer saw them: they are counted all the same.
+    let admin = c.nodes[0].admin_url();
+    eventually(Duration::from_secs(5), "both refusals counted", || {
+        metrics_line(&admin, |l| {
+            l == "rwproxy_errors_total{reason=\"bad-request\"} 2"
+        })
+    })
+    .await;
     c.stop().await;
 }
 

@@ -413,6 +413,7 @@ where
     let mut state_rx = shared.state.clone();
     let mut waited_for_primary = false;
     let mut demotion_seen = false;
+    let mut promotion_seen = false;
     loop {
         let (decision, primary, is_primary, token_ahead) = {
             let state = state_rx.borrow_and_update();
@@ -540,11 +541,42 @@ where
                 ))
                 .await;
             }
+            Decision::Reject(ErrorCode::Loop)
+                if !promotion_seen && Box::pin(promoted_since_poll(shared)).await =>
+            {
+                // The sender took this node for the primary and the source, read now, agrees:
+                // promoted since the last poll. Have the source publish that now and route
+                // again, rather than refuse a write that only this node can take. Once: if the
+                // state still says replica, the refusal stands (the app never sees the write
+                // before the state says primary).
+                promotion_seen = true;
+                tracing::info!(
+                    request_id = RequestId::of(&request)
+                        .as_ref()
+                        .map_or("-", RequestId::as_str),
+                    "forwarded here as to the primary, and the source now says so; routing again"
+                );
+                let _poll_now = shared.demand.enter();
+                let _ = Box::pin(tokio::time::timeout(
+                    params.primary_wait,
+                    state_rx.wait_for(|s| s.is_primary()),
+                ))
+                .await;
+                continue;
+            }
             Decision::Reject(code) => {
                 return Box::pin(drain_then_reject(request, class, code)).await
             }
         }
     }
+}
+
+/// Whether the source, read right now, says this node is the primary although its last
+/// published state does not (LiteFS handed it the lease since the last poll). Asked only for a
+/// request another rwproxy forwarded here as to the primary, which would otherwise be refused
+/// with `loop`.
+async fn promoted_since_poll(shared: &Shared) -> bool {
+    shared.probe.confirms_primaries() && shared.probe.confirms_primary().await == Some(true)
 }
 
 /// Whether this node, which its last published state calls primary, has been demoted since

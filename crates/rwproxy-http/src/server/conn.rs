@@ -18,7 +18,10 @@ use tokio::net::TcpStream;
 
 use super::drain::DrainSignal;
 use super::ListenerLimits;
+use rwproxy_core::ErrorCode;
+
 use crate::body::Body;
+use crate::metrics::Metrics;
 
 /// The HTTP/1 and HTTP/2 connection settings, shared by every connection of a listener.
 #[derive(Clone)]
@@ -54,6 +57,8 @@ pub(crate) struct ConnSettings {
     /// Bounds the TLS handshake, and the wait for a plaintext connection's first bytes.
     pub(crate) first_bytes_timeout: Duration,
     pub(crate) draining: DrainSignal,
+    /// Where hyper's own refusals are counted (the proxy listener's; none for the admin one).
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 /// The service a connection runs: rwproxy's handler behind `service_fn`.
@@ -134,8 +139,17 @@ pub(crate) async fn serve_http<I>(
             until_closed(connection.as_mut(), draining).await
         }
     };
-    if let Err(error) = result {
-        tracing::debug!(%error, %peer, "client connection ended with an error");
+    match result {
+        // hyper answered the request itself (400; 431 for a head over the limit; 414 for a
+        // target too long) and closed the connection: no layer saw it, so it is counted here.
+        Err(error) if error.is_parse() => {
+            if let Some(metrics) = &settings.metrics {
+                metrics.error(ErrorCode::BadRequest);
+            }
+            tracing::info!(%error, %peer, "malformed request refused by the HTTP layer");
+        }
+        Err(error) => tracing::debug!(%error, %peer, "client connection ended with an error"),
+        Ok(()) => {}
     }
 }
 

@@ -28,6 +28,7 @@ use drain::DrainSignal;
 use spare::{Recycle, SpareExtensions};
 
 use crate::body::Body;
+use crate::metrics::Metrics;
 use crate::tls::ServerTls;
 use crate::upstream::headers::ClientInfo;
 
@@ -87,18 +88,23 @@ pub async fn serve_with_tls<H, F>(
             async move { Ok::<_, Infallible>(response.await) }
         })
     };
-    serve_connections(listener, make, limits, tls, shutdown, drain_timeout).await
+    serve_connections(listener, make, limits, tls, None, shutdown, drain_timeout).await
 }
 
 /// Serves a tower service (rwproxy's middleware stack, see `proxy::stack`) on `listener`,
 /// TLS on every connection when `tls` is set. Each request carries its connection's
 /// [`ClientInfo`] in its extensions, inside the stack's per-request metadata (one insert:
 /// the layers below fill the same value in).
+///
+/// `metrics`, when given, counts the requests hyper refuses itself before they reach `service`
+/// (a malformed head: 400; a head over the size limit: 431; a target too long: 414) under
+/// `rwproxy_errors_total{reason="bad-request"}`.
 pub async fn serve_service<S>(
     listener: TcpListener,
     service: S,
     limits: ListenerLimits,
     tls: Option<ServerTls>,
+    metrics: Option<Arc<Metrics>>,
     shutdown: impl Future<Output = ()>,
     drain_timeout: Duration,
 ) where
@@ -114,7 +120,16 @@ pub async fn serve_service<S>(
         client,
         spare: SpareExtensions::default(),
     };
-    serve_connections(listener, make, limits, tls, shutdown, drain_timeout).await
+    serve_connections(
+        listener,
+        make,
+        limits,
+        tls,
+        metrics,
+        shutdown,
+        drain_timeout,
+    )
+    .await
 }
 
 /// A tower service as hyper's connection service: each request gets the connection's
@@ -161,6 +176,7 @@ async fn serve_connections<M, C>(
     make: M,
     limits: ListenerLimits,
     tls: Option<ServerTls>,
+    metrics: Option<Arc<Metrics>>,
     shutdown: impl Future<Output = ()>,
     drain_timeout: Duration,
 ) where
@@ -171,6 +187,7 @@ async fn serve_connections<M, C>(
         builders: Builders::new(&limits),
         first_bytes_timeout: limits.header_read_timeout,
         draining: DrainSignal::new(),
+        metrics,
     };
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);

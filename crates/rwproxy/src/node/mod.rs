@@ -98,6 +98,7 @@ impl Node {
             service,
             limits,
             tls,
+            Some(proxy.metrics().clone()),
             stop.clone().cancelled_owned(),
             drain,
         )));
