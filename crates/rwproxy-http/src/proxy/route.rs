@@ -20,8 +20,10 @@ use http::{Request, Response};
 use http_body::Body as HttpBody;
 use pin_project_lite::pin_project;
 use rwproxy_core::{
-    decide, ErrorCode, Reason, RequestClass, Route as Decision, RouteInput, Token, WaitState,
+    decide, ErrorCode, NodeState, Reason, RequestClass, Route as Decision, RouteInput, Token,
+    WaitState,
 };
+use tokio::sync::watch;
 use tower::{Layer, Service};
 
 use super::admission::{discard_body, drain_then_reject};
@@ -483,18 +485,12 @@ where
                         return rejected(class, demoted_refusal(class));
                     }
                     demotion_seen = true;
-                    tracing::info!(
-                        request_id = RequestId::of(&request)
-                            .as_ref()
-                            .map_or("-", RequestId::as_str),
-                        "the source no longer says this node is primary; routing again"
-                    );
-                    let _poll_now = shared.demand.enter();
-                    let _ = Box::pin(tokio::time::timeout(
-                        params.primary_wait,
-                        state_rx.wait_for(|s| !s.is_primary()),
-                    ))
-                    .await;
+                    let handoff = Handoff {
+                        request_id: RequestId::of(&request),
+                        now_primary: false,
+                        why: "the source no longer says this node is primary; routing again",
+                    };
+                    Box::pin(handoff.publish(shared, &mut state_rx)).await;
                     if class == RequestClass::Read {
                         wait = WaitState::Behind;
                     }
@@ -550,24 +546,42 @@ where
                 // state still says replica, the refusal stands (the app never sees the write
                 // before the state says primary).
                 promotion_seen = true;
-                tracing::info!(
-                    request_id = RequestId::of(&request)
-                        .as_ref()
-                        .map_or("-", RequestId::as_str),
-                    "forwarded here as to the primary, and the source now says so; routing again"
-                );
-                let _poll_now = shared.demand.enter();
-                let _ = Box::pin(tokio::time::timeout(
-                    params.primary_wait,
-                    state_rx.wait_for(|s| s.is_primary()),
-                ))
-                .await;
+                let handoff = Handoff {
+                    request_id: RequestId::of(&request),
+                    now_primary: true,
+                    why: "forwarded here as to the primary, and the source now says so; routing again",
+                };
+                Box::pin(handoff.publish(shared, &mut state_rx)).await;
                 continue;
             }
             Decision::Reject(code) => {
                 return Box::pin(drain_then_reject(request, class, code)).await
             }
         }
+    }
+}
+
+/// A hand-off that the source shows but the last poll has not published (this node demoted, or
+/// promoted, since).
+struct Handoff {
+    request_id: Option<RequestId>,
+    /// What the source says now: this node is the primary.
+    now_primary: bool,
+    why: &'static str,
+}
+
+impl Handoff {
+    /// Logs it, has the source poll at once, and waits up to `writes.primary_wait` for the
+    /// published state to agree; the caller then routes again on whatever state there is.
+    async fn publish(self, shared: &Shared, state: &mut watch::Receiver<NodeState>) {
+        let request_id = self.request_id.as_ref().map_or("-", RequestId::as_str);
+        tracing::info!(request_id, "{}", self.why);
+        let _poll_now = shared.demand.enter();
+        let _ = tokio::time::timeout(
+            shared.params.primary_wait,
+            state.wait_for(|s| s.is_primary() == self.now_primary),
+        )
+        .await;
     }
 }
 
