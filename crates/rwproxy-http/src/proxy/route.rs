@@ -290,10 +290,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = match ready!(this.inner.poll(cx)) {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
+        let Ok(response) = ready!(this.inner.poll(cx));
         Poll::Ready(Ok(served_here(
             response,
             *this.class,
@@ -329,10 +326,7 @@ where
         if let Some(issuing) = this.issuing {
             return issuing.as_mut().poll(cx);
         }
-        let response = match ready!(this.served.poll(cx)) {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
+        let Ok(response) = ready!(this.served.poll(cx));
         let Some(token) = this.token.take() else {
             return Poll::Ready(Ok(response));
         };
@@ -681,10 +675,7 @@ where
 {
     let request_id = RequestId::of(&request);
     // `inner` is the service the route polled ready before it took this request.
-    let response = match inner.call(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
+    let Ok(response) = inner.call(request).await;
     let mut response = served_here(response, class, reason, shared.params.route_header);
     if !refused(&response) {
         let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
