@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub mod wan_link;
+
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat`.
 pub fn process_cpu() -> Duration {
     stat_of(std::process::id()).map_or(Duration::ZERO, |(_, user, system)| ticks(user + system))

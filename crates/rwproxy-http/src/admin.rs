@@ -35,6 +35,17 @@ impl Admin {
                 let (app, primary) = self.proxy.idle_connections();
                 metrics.upstream_idle(app, primary);
                 metrics.app_queued(self.proxy.queued_for_app());
+                let (open, warm, counts) = self.proxy.primary_connections();
+                metrics.primary_connections(
+                    open,
+                    warm,
+                    counts
+                        .created_warm
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    counts
+                        .created_demand
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                );
                 respond::plain(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",

@@ -50,6 +50,15 @@ pub struct Metrics {
     health_max_lag: Gauge,
     started: Instant,
     version: &'static str,
+    primary_path: PrimaryPathMetrics,
+}
+
+/// The path to the primary (#28): its connections, set at scrape time.
+struct PrimaryPathMetrics {
+    open: Gauge,
+    warm: Gauge,
+    created_warm: Counter,
+    created_demand: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -176,6 +185,24 @@ impl Metrics {
             health_max_lag: gauge("rwproxy_health_max_lag_seconds", vec![]),
             started: Instant::now(),
             version,
+            primary_path: PrimaryPathMetrics {
+                open: gauge(
+                    "rwproxy_primary_connections",
+                    vec![Label::from_static_parts("state", "open")],
+                ),
+                warm: gauge(
+                    "rwproxy_primary_connections",
+                    vec![Label::from_static_parts("state", "warm")],
+                ),
+                created_warm: counter(
+                    "rwproxy_primary_connections_created_total",
+                    vec![Label::from_static_parts("reason", "warm")],
+                ),
+                created_demand: counter(
+                    "rwproxy_primary_connections_created_total",
+                    vec![Label::from_static_parts("reason", "demand")],
+                ),
+            },
         };
         // No failure seen yet: the primary counts as reachable until a connect to it fails.
         metrics.primary_reachable.set(1.0);
@@ -267,6 +294,22 @@ impl Metrics {
         self.idle_primary.set(primary as f64);
     }
 
+    /// Sets the connections to primaries (at scrape time): open, ready for a write, and how
+    /// many were opened ahead of writes and by a write that found none.
+    pub fn primary_connections(
+        &self,
+        open: usize,
+        warm: usize,
+        created_warm: u64,
+        created_demand: u64,
+    ) {
+        let m = &self.primary_path;
+        m.open.set(open as f64);
+        m.warm.set(warm as f64);
+        m.created_warm.absolute(created_warm);
+        m.created_demand.absolute(created_demand);
+    }
+
     /// Sets the requests waiting for a connection to the local app (at scrape time).
     pub fn app_queued(&self, waiting: usize) {
         self.app_queued.set(waiting as f64);
@@ -333,6 +376,11 @@ fn describe(recorder: &PrometheusRecorder) {
             None,
             "Reads whose consistency wait ended without reaching the token.",
         ),
+        d(
+            "rwproxy_primary_connections_created_total",
+            None,
+            "Connections opened to the primary's rwproxy: ahead of writes (warm) or by a write that found none (demand).",
+        ),
     ] {
         recorder.describe_counter(name, unit, help);
     }
@@ -395,6 +443,11 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_primary_reachable",
             None,
             "1 when the last connect to the primary's rwproxy succeeded (or none failed yet), 0 after a connect failure.",
+        ),
+        d(
+            "rwproxy_primary_connections",
+            None,
+            "Connections to the primary's rwproxy: open (both protocols), warm (ready for a write now).",
         ),
         d(
             "rwproxy_upstream_idle_connections",

@@ -58,6 +58,8 @@ pub struct ProxyParams {
     /// `proxy.allow_underscores_in_headers`: pass on header names containing `_` (dropped by
     /// default, see [`crate::hygiene::drop_underscored_headers`]).
     pub allow_underscores_in_headers: bool,
+    /// `writes.warm_connections` and `writes.http2`: the path to the primary.
+    pub warm_path: crate::upstream::warm::WarmPathParams,
 }
 
 /// Health endpoint settings.

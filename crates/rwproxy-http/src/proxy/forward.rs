@@ -276,9 +276,7 @@ async fn attempt(
     let started = Instant::now();
     let sent = tokio::time::timeout(
         params.write_timeout,
-        inner
-            .primary_pool
-            .send(target, request, params.connect_timeout, Duration::ZERO),
+        super::primary_path::send(shared, target, request),
     )
     .await;
     match sent {

@@ -14,6 +14,7 @@ mod meta;
 mod metrics;
 mod outcome;
 mod panic;
+mod primary_path;
 mod request_id;
 mod route;
 mod shared;
@@ -35,7 +36,9 @@ use crate::metrics::Metrics;
 use crate::params::ProxyParams;
 use crate::upstream::breaker::{BreakerConfig, Breakers};
 use crate::upstream::headers::HopIdentity;
+use crate::upstream::multiplex::{ConnectionCounts, Multiplexed};
 use crate::upstream::pool::PoolConfig;
+use crate::upstream::warm::Warmer;
 use crate::upstream::{Pool, Target};
 use shared::Shared;
 
@@ -99,6 +102,7 @@ impl Proxy {
             draining,
             health,
         );
+        let primary_connections = Arc::new(ConnectionCounts::default());
         let shared = Shared {
             health,
             app: Target::http(params.app.clone()),
@@ -109,7 +113,11 @@ impl Proxy {
                 queue_timeout: params.app_queue_timeout,
                 ..PoolConfig::default()
             }),
-            primary_pool: Pool::with_tls(PoolConfig::default(), params.upstream_tls.clone()),
+            primary_pool: Pool::with_tls(PoolConfig::default(), params.upstream_tls.clone())
+                .counting(primary_connections.clone()),
+            multiplexed: Multiplexed::new(params.upstream_tls.clone(), primary_connections.clone()),
+            primary_connections,
+            alive: Arc::new(()),
             breakers: Breakers::new(BreakerConfig::default()),
             params,
             state,
@@ -117,8 +125,10 @@ impl Proxy {
             probe,
             metrics,
         };
+        let shared = Arc::new(shared);
+        start_warmer(&shared);
         Proxy {
-            shared: Arc::new(shared),
+            shared,
             request_ids: RequestIdLayer::default(),
         }
     }
@@ -157,6 +167,24 @@ impl Proxy {
         )
     }
 
+    /// Connections to primaries: `(open, ready for a write now)`, and the counts of those
+    /// opened ahead of writes and on demand.
+    pub fn primary_connections(&self) -> (usize, usize, &ConnectionCounts) {
+        let shared = &self.shared;
+        let counts = &*shared.primary_connections;
+        let open = counts.open.load(std::sync::atomic::Ordering::Relaxed);
+        let target = {
+            let primary = shared.state.borrow().remote_primary().cloned();
+            primary
+                .and_then(|p| shared.params.primary_url.authority(&p))
+                .map(|a| shared.params.primary_url.target(a))
+        };
+        let warm = target.map_or(0, |t| {
+            shared.multiplexed.live(&t) + shared.primary_pool.idle_count(&t)
+        });
+        (open, warm, counts)
+    }
+
     /// Requests waiting for a connection to the local app (`proxy.app_max_connections` open).
     pub fn queued_for_app(&self) -> usize {
         self.shared.app_pool.queued_total()
@@ -166,6 +194,28 @@ impl Proxy {
     pub fn write_timeout(&self) -> Duration {
         self.shared.params.write_timeout
     }
+}
+
+/// Starts the task that keeps connections to the primary warm (none when
+/// `writes.warm_connections` is 0, or outside a Tokio runtime).
+fn start_warmer(shared: &Arc<Shared>) {
+    let params = shared.params.warm_path;
+    if params.warm_connections == 0 {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let warmer = Warmer {
+        params,
+        primary_url: shared.params.primary_url.clone(),
+        connect_timeout: shared.params.connect_timeout,
+        state: shared.state.clone(),
+        pool: Arc::downgrade(&shared.alive),
+        http1: shared.primary_pool.clone(),
+        http2: shared.multiplexed.clone(),
+    };
+    runtime.spawn(warmer.run());
 }
 
 /// The inner service a layer polled ready, taken for a future that calls it later (tower's

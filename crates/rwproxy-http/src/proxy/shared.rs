@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::params::ProxyParams;
 use crate::upstream::breaker::Breakers;
 use crate::upstream::headers::HopIdentity;
+use crate::upstream::multiplex::{ConnectionCounts, Multiplexed};
 use crate::upstream::{Pool, Target};
 
 /// One node's pipeline state.
@@ -24,6 +25,12 @@ pub(crate) struct Shared {
     pub(crate) app_pool: Pool,
     /// Connections to primaries' rwproxies.
     pub(crate) primary_pool: Pool,
+    /// HTTP/2 connections to primaries' rwproxies (`writes.http2`).
+    pub(crate) multiplexed: Multiplexed,
+    /// Connections to primaries opened and open, both protocols (for metrics).
+    pub(crate) primary_connections: Arc<ConnectionCounts>,
+    /// Held while the pipeline lives: the warmer stops once it is gone.
+    pub(crate) alive: Arc<()>,
     pub(crate) breakers: Breakers,
     pub(crate) app: Target,
     pub(crate) hop: HopIdentity,

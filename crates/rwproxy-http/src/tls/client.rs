@@ -21,10 +21,14 @@ pub struct ClientTlsFiles {
     pub client_identity: Option<(PathBuf, PathBuf)>,
 }
 
-/// Connects TLS to upstreams (HTTP/1.1 by ALPN, the pool's protocol).
+/// Connects TLS to upstreams: HTTP/1.1 by ALPN for the pool, `h2` for the multiplexed
+/// connections. Both share one session store, so a reconnect resumes the last session (TLS 1.3
+/// tickets; no 0-RTT early data: `enable_early_data` stays off, so no request is ever sent in a
+/// form a network attacker could replay).
 #[derive(Clone)]
 pub struct UpstreamTls {
     connector: TlsConnector,
+    connector_h2: TlsConnector,
 }
 
 impl std::fmt::Debug for UpstreamTls {
@@ -57,9 +61,15 @@ impl UpstreamTls {
             }
             None => builder.with_no_client_auth(),
         };
+        // rustls' default: an in-memory store of 256 sessions, shared by both configs below.
+        config.enable_early_data = false;
+        let mut h2 = config.clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/1.1 too, so a server without HTTP/2 still completes the handshake and is told apart.
+        h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(UpstreamTls {
             connector: TlsConnector::from(Arc::new(config)),
+            connector_h2: TlsConnector::from(Arc::new(h2)),
         })
     }
 
@@ -72,6 +82,17 @@ impl UpstreamTls {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         self.connector.connect(name, stream).await
+    }
+
+    /// As [`UpstreamTls::connect`], offering `h2` first by ALPN.
+    pub(crate) async fn connect_h2(
+        &self,
+        host: &str,
+        stream: TcpStream,
+    ) -> io::Result<TlsStream<TcpStream>> {
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.connector_h2.connect(name, stream).await
     }
 }
 

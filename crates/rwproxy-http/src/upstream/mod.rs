@@ -3,6 +3,8 @@
 
 pub mod breaker;
 pub mod headers;
+pub mod multiplex;
 pub mod pool;
+pub mod warm;
 
 pub use pool::{Pool, SendError, Target};

@@ -24,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::multiplex::{ConnectionCounts, OpenReason};
 use crate::body::{Body, Checkin, ConnectionHome};
 use crate::tls::UpstreamTls;
 
@@ -62,11 +63,11 @@ impl Target {
         }
     }
 
-    fn is_https(&self) -> bool {
+    pub(crate) fn is_https(&self) -> bool {
         self.scheme == Scheme::HTTPS
     }
 
-    fn host_port(&self) -> (&str, u16) {
+    pub(crate) fn host_port(&self) -> (&str, u16) {
         let host = self.authority.host();
         // IPv6 literals keep their brackets in `host()`.
         let host = host
@@ -140,6 +141,8 @@ struct PoolInner {
     connects: tokio::sync::Semaphore,
     // How `https` targets are reached; without it they cannot be.
     tls: Option<UpstreamTls>,
+    // Connections opened and open, for the metrics of the path to the primary.
+    counts: Option<Arc<ConnectionCounts>>,
 }
 
 type Upstreams = HashMap<Box<str>, Upstream, BuildHasherDefault<KeyHasher>>;
@@ -312,6 +315,7 @@ impl Pool {
                 upstreams: Mutex::new(HashMap::default()),
                 connects: Semaphore::new(MAX_CONCURRENT_CONNECTS),
                 tls: None,
+                counts: None,
             }),
         }
     }
@@ -323,6 +327,45 @@ impl Pool {
             inner.tls = tls;
         }
         pool
+    }
+
+    /// The same pool, counting the connections it opens in `counts`.
+    pub fn counting(mut self, counts: Arc<ConnectionCounts>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.counts = Some(counts);
+        }
+        self
+    }
+
+    /// Keeps `want` idle connections to `target` younger than `refresh_after`: older ones are
+    /// dropped, missing ones opened (counted as warm). The first connect error ends the round.
+    pub async fn warm(
+        &self,
+        target: &Target,
+        want: usize,
+        connect_timeout: Duration,
+        refresh_after: Duration,
+    ) -> io::Result<()> {
+        let fresh = {
+            let mut upstreams = self.inner.upstreams();
+            let upstream = upstreams
+                .entry(target.authority.as_str().into())
+                .or_insert_with(|| Upstream::new(&self.inner.config));
+            upstream
+                .idle
+                .retain(|c| c.sender.is_ready() && c.since.elapsed() < refresh_after);
+            upstream.idle.len()
+        };
+        for _ in fresh..want {
+            let counts = self.inner.counts.clone();
+            let tls = self.inner.tls.as_ref();
+            let sender = connect(target, tls, &mut None, counts, connect_timeout).await?;
+            if let Some(counts) = &self.inner.counts {
+                counts.created(OpenReason::Warm);
+            }
+            self.inner.put(target.authority.clone(), sender);
+        }
+        Ok(())
     }
 
     /// Idle connections currently pooled for `target` (for metrics and tests).
@@ -453,10 +496,16 @@ impl Pool {
             target,
             tls,
             open,
+            self.inner.counts.clone(),
             connect_timeout,
             connect_retry,
         ))
         .await
+        .inspect(|_| {
+            if let Some(counts) = &self.inner.counts {
+                counts.created(OpenReason::Demand);
+            }
+        })
         .map_err(CheckoutError::Connect)
     }
 
@@ -491,12 +540,13 @@ async fn connect_with_retry(
     target: &Target,
     tls: Option<&UpstreamTls>,
     mut open: Option<OwnedSemaphorePermit>,
+    counts: Option<Arc<ConnectionCounts>>,
     connect_timeout: Duration,
     retry_for: Duration,
 ) -> io::Result<http1::SendRequest<Body>> {
     let deadline = Instant::now() + retry_for;
     loop {
-        match connect(target, tls, &mut open, connect_timeout).await {
+        match connect(target, tls, &mut open, counts.clone(), connect_timeout).await {
             Ok(sender) => return Ok(sender),
             Err(e)
                 if e.kind() == io::ErrorKind::ConnectionRefused
@@ -515,6 +565,7 @@ async fn connect(
     target: &Target,
     tls: Option<&UpstreamTls>,
     open: &mut Option<OwnedSemaphorePermit>,
+    counts: Option<Arc<ConnectionCounts>>,
     timeout: Duration,
 ) -> io::Result<http1::SendRequest<Body>> {
     let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
@@ -525,7 +576,7 @@ async fn connect(
     // Proxied requests are small writes that must not wait for Nagle.
     stream.set_nodelay(true)?;
     if !target.is_https() {
-        return handshake(stream, open).await;
+        return handshake(stream, open, counts).await;
     }
     let Some(tls) = tls else {
         return Err(io::Error::other("https upstream without a TLS client"));
@@ -536,12 +587,13 @@ async fn connect(
         tokio::time::timeout_at(started + timeout, tls.connect(target.host_port().0, stream))
             .await
             .map_err(|_| timed_out())??;
-    handshake(stream, open).await
+    handshake(stream, open, counts).await
 }
 
 async fn handshake<S>(
     stream: S,
     open: &mut Option<OwnedSemaphorePermit>,
+    counts: Option<Arc<ConnectionCounts>>,
 ) -> io::Result<http1::SendRequest<Body>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -552,9 +604,19 @@ where
         .await
         .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e))?;
     let open = open.take();
+    if let Some(counts) = &counts {
+        counts
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     tokio::spawn(async move {
         if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+        if let Some(counts) = counts {
+            counts
+                .open
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
         // The slot frees when the connection closes (or is handed to an upgraded protocol).
         drop(open);

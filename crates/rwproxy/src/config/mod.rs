@@ -263,6 +263,8 @@ pub struct WritesConfig {
     pub connect_timeout: Duration,
     /// `writes.ca`, `writes.client_cert`, `writes.client_key`: TLS toward an `https` primary.
     pub tls: ClientTlsFiles,
+    /// `writes.warm_connections` and `writes.http2`: the path to the primary.
+    pub warm_path: rwproxy_http::upstream::warm::WarmPathParams,
 }
 
 impl WritesConfig {

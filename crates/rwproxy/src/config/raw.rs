@@ -99,6 +99,8 @@ pub(crate) struct RawWrites {
     pub ca: Option<String>,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
+    pub warm_connections: Option<usize>,
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

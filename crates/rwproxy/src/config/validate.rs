@@ -370,6 +370,25 @@ fn writes(c: &mut Checker<'_>, raw: RawWrites) -> WritesConfig {
             secs(2),
         ),
         tls: tls::writes_tls(c, raw.ca, raw.client_cert, raw.client_key),
+        warm_path: warm_path(c, raw.warm_connections, raw.http2),
+    }
+}
+
+/// `writes.warm_connections` (at most 64: each is a connection the primary keeps open for
+/// every replica) and `writes.http2`.
+fn warm_path(
+    c: &mut Checker<'_>,
+    warm_connections: Option<usize>,
+    http2: Option<bool>,
+) -> rwproxy_http::upstream::warm::WarmPathParams {
+    let defaults = rwproxy_http::upstream::warm::WarmPathParams::default();
+    let warm_connections = warm_connections.unwrap_or(defaults.warm_connections);
+    if warm_connections > 64 {
+        c.report("writes.warm_connections", "must be at most 64");
+    }
+    rwproxy_http::upstream::warm::WarmPathParams {
+        warm_connections,
+        http2: http2.unwrap_or(defaults.http2),
     }
 }
 

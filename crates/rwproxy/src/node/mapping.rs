@@ -112,6 +112,7 @@ pub(super) fn proxy_params(
         upstream_tls: crate::tls::upstream_tls(config)?,
         upgrade_idle_timeout: config.proxy.upgrade_idle_timeout,
         allow_underscores_in_headers: config.proxy.allow_underscores_in_headers,
+        warm_path: config.writes.warm_path,
     })
 }
 
