@@ -64,6 +64,10 @@ primary = "{primary}"
 [writes]
 primary_url = "http://{{primary}}"
 primary_wait = "2s"
+# The fake primary speaks HTTP/1.1 only and counts connections as requests: no HTTP/2, and no
+# connections opened ahead of the write.
+http2 = false
+warm_connections = 0
 [log]
 access = false
 "#,

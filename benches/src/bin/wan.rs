@@ -326,8 +326,9 @@ async fn write(sender: &mut SendRequest<Full<Bytes>>) -> Duration {
     started.elapsed()
 }
 
-/// `clients` clients, each writing every `every` for `secs` seconds.
-async fn steady(port: u16, clients: usize, every: Duration, secs: u64) -> Vec<Duration> {
+/// `clients` clients, each writing `count` times, one write every `every` (or right after the
+/// last one answered, when that took longer).
+async fn steady(port: u16, clients: usize, every: Duration, count: usize) -> Vec<Duration> {
     let mut tasks = Vec::new();
     for c in 0..clients {
         tasks.push(tokio::spawn(async move {
@@ -338,8 +339,7 @@ async fn steady(port: u16, clients: usize, every: Duration, secs: u64) -> Vec<Du
             let mut ticks = tokio::time::interval_at(start, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut out = Vec::new();
-            let end = Instant::now() + Duration::from_secs(secs);
-            while Instant::now() < end {
+            for _ in 0..count {
                 ticks.tick().await;
                 out.push(write(&mut sender).await);
             }
@@ -433,7 +433,7 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|");
     // What R does on its own before the first write (a warm path connects ahead).
     tokio::time::sleep(rtt * 3).await;
-    let mut run = |case: String, samples: Vec<Duration>, before: u64| {
+    let run = |case: String, samples: Vec<Duration>, before: u64| {
         let mut row = Row {
             case,
             samples,
@@ -442,11 +442,13 @@ async fn main() {
         print_row(&mut row, rtt);
     };
     let before = nodes.connections();
-    let samples = steady(port, 1, Duration::from_millis(50), opts.steady_secs).await;
+    let count = 20 * opts.steady_secs as usize;
+    let samples = steady(port, 1, Duration::from_millis(50), count).await;
     run("steady, 1 client, 20/s".into(), samples, before);
 
     let before = nodes.connections();
-    let samples = steady(port, 50, Duration::from_millis(500), opts.steady_secs).await;
+    let count = 2 * opts.steady_secs as usize;
+    let samples = steady(port, 50, Duration::from_millis(500), count).await;
     run("steady, 50 clients, 100/s".into(), samples, before);
 
     let before = nodes.connections();
@@ -470,6 +472,6 @@ async fn main() {
     let before = nodes.connections();
     *nodes.cluster.0.lock().unwrap() = nodes.names[1].clone();
     nodes.wait_primary(&nodes.names[1]).await;
-    let samples = steady(port, 1, Duration::from_millis(50), 1).await;
+    let samples = steady(port, 1, Duration::from_millis(50), 20).await;
     run("first 20 writes after a hand-off".into(), samples, before);
 }

@@ -96,13 +96,24 @@ impl UpstreamTls {
     }
 }
 
+/// The alerts a server sends when it refuses the client's certificate.
+const REFUSALS: [rustls::AlertDescription; 8] = [
+    rustls::AlertDescription::CertificateRequired,
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnsupportedCertificate,
+    rustls::AlertDescription::CertificateRevoked,
+    rustls::AlertDescription::CertificateExpired,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::AccessDenied,
+];
+
 /// True when `error` (or what caused it) is the upstream refusing this node's client
 /// certificate. TLS 1.3 lets the client finish its handshake before the server has checked the
 /// client's certificate, so the refusal arrives as an alert on the first read, after the request
 /// was written; but a server that refuses the certificate never reads that request, so it
 /// reached no app.
 pub fn refused_our_certificate(error: &(dyn std::error::Error + 'static)) -> bool {
-    use rustls::AlertDescription as Alert;
     let mut cause = Some(error);
     while let Some(current) = cause {
         // tokio-rustls wraps rustls' error in an `io::Error`, whose `source` skips it.
@@ -112,17 +123,17 @@ pub fn refused_our_certificate(error: &(dyn std::error::Error + 'static)) -> boo
             .map(|inner| inner as &(dyn std::error::Error + 'static));
         let tls_error = wrapped.unwrap_or(current).downcast_ref::<rustls::Error>();
         if let Some(rustls::Error::AlertReceived(alert)) = tls_error {
-            return matches!(
-                alert,
-                Alert::CertificateRequired
-                    | Alert::BadCertificate
-                    | Alert::UnsupportedCertificate
-                    | Alert::CertificateRevoked
-                    | Alert::CertificateExpired
-                    | Alert::CertificateUnknown
-                    | Alert::UnknownCA
-                    | Alert::AccessDenied
-            );
+            return REFUSALS.contains(alert);
+        }
+        // Over HTTP/2 the h2 crate keeps only an IO error's kind and text, so rustls' error
+        // arrives as its message ("received fatal alert: CertificateRequired").
+        if let Some(io_error) = current.downcast_ref::<io::Error>() {
+            if io_error.kind() == io::ErrorKind::InvalidData && io_error.get_ref().is_some() {
+                let text = io_error.to_string();
+                if let Some(name) = text.strip_prefix("received fatal alert: ") {
+                    return REFUSALS.iter().any(|alert| format!("{alert:?}") == name);
+                }
+            }
         }
         cause = current.source();
     }
@@ -167,6 +178,14 @@ mod tests {
             assert!(refused_our_certificate(&alert(refused)), "{refused:?}");
         }
         assert!(!refused_our_certificate(&alert(Alert::InternalError)));
+        // As the h2 crate passes it on: the kind and the text only.
+        let text = |t: &str| Outer(io::Error::new(io::ErrorKind::InvalidData, t.to_owned()));
+        assert!(refused_our_certificate(&text(
+            "received fatal alert: CertificateRequired"
+        )));
+        assert!(!refused_our_certificate(&text(
+            "received fatal alert: InternalError"
+        )));
         let reset = Outer(io::Error::from(io::ErrorKind::ConnectionReset));
         assert!(!refused_our_certificate(&reset));
     }
