@@ -45,6 +45,8 @@ const WRITE_BODY: &str = r#"{"note":"hello"}"#;
 struct Opts {
     shape: LinkShape,
     tls: bool,
+    /// `--light`: skip the 50-client and burst cases (the CPU-heavy ones).
+    light: bool,
     /// `--old-path`: the path to the primary as before #28 (no warm connections, HTTP/1.1).
     old_path: bool,
     idle: Vec<Duration>,
@@ -64,6 +66,7 @@ fn parse_opts() -> Opts {
             loss: 0.0,
         },
         tls: false,
+        light: false,
         old_path: false,
         idle: Vec::new(),
         quiet: Duration::from_secs(5),
@@ -95,6 +98,11 @@ fn parse_opts() -> Opts {
                 i += 1;
                 continue;
             }
+            "--light" => {
+                o.light = true;
+                i += 1;
+                continue;
+            }
             "--old-path" => {
                 o.old_path = true;
                 i += 1;
@@ -102,7 +110,7 @@ fn parse_opts() -> Opts {
             }
             other => panic!(
                 "unknown option {other}; options: --rtt D --jitter D --loss P --quiet D \
-                 --steady-secs N --idle S,S --tls --old-path"
+                 --steady-secs N --idle S,S --tls --old-path --light"
             ),
         }
         i += 2;
@@ -446,6 +454,9 @@ async fn main() {
     let samples = steady(port, 1, Duration::from_millis(50), count).await;
     run("steady, 1 client, 20/s".into(), samples, before);
 
+    if opts.light {
+        return idle_and_hand_off(&opts, &nodes, rtt).await;
+    }
     let before = nodes.connections();
     let count = 2 * opts.steady_secs as usize;
     let samples = steady(port, 50, Duration::from_millis(500), count).await;
@@ -455,10 +466,25 @@ async fn main() {
     let samples = burst(port, 200, opts.quiet).await;
     let case = format!("burst of 200 after {} s quiet", opts.quiet.as_secs());
     run(case, samples, before);
+    idle_and_hand_off(&opts, &nodes, rtt).await;
+}
+
+/// The idle cases, then the hand-off (last: it moves the primary).
+async fn idle_and_hand_off(opts: &Opts, nodes: &Nodes, rtt: Duration) {
+    let port = nodes.replica_port;
+    let run = |case: String, samples: Vec<Duration>, before: u64| {
+        let mut row = Row {
+            case,
+            samples,
+            connections: nodes.connections() - before,
+        };
+        print_row(&mut row, rtt);
+    };
 
     for idle in &opts.idle {
-        let mut sender = client(port).await;
         tokio::time::sleep(*idle).await;
+        // A new client connection: the replica closes idle ones after `proxy.header_timeout`.
+        let mut sender = client(port).await;
         let before = nodes.connections();
         let samples = vec![write(&mut sender).await];
         run(
