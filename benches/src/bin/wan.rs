@@ -260,7 +260,7 @@ async fn start_nodes(opts: &Opts) -> Nodes {
     let mut primaries = Vec::new();
     for (name, listener) in names.iter().zip(listeners) {
         let identity = pki.as_ref().map(|p| p.server());
-        let config = node_config(name, app, status, opts, None, identity.as_ref());
+        let config = node_config(name, app, status, opts, pki.as_ref(), identity.as_ref());
         primaries.push(Node::start_on(&config, listener, None).await.expect("node"));
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -269,13 +269,19 @@ async fn start_nodes(opts: &Opts) -> Nodes {
     let replica = Node::start_on(&config, listener, None)
         .await
         .expect("replica");
+    let Ok(links) = <[WanLink; 2]>::try_from(links) else {
+        panic!("two links")
+    };
+    let Ok(primaries) = <[Node; 2]>::try_from(primaries) else {
+        panic!("two primaries")
+    };
     let nodes = Nodes {
         replica,
         replica_port,
-        links: links.try_into().ok().expect("two links"),
+        links,
         names: names.clone().try_into().expect("two names"),
         cluster,
-        _primaries: primaries.try_into().ok().expect("two primaries"),
+        _primaries: primaries,
         _pki: pki,
     };
     nodes.wait_primary(&names[0]).await;
@@ -416,6 +422,16 @@ fn print_row(row: &mut Row, rtt: Duration) {
     );
 }
 
+/// Prints one case's row; `before` is the links' connection count when the case started.
+fn report(nodes: &Nodes, rtt: Duration, case: String, samples: Vec<Duration>, before: u64) {
+    let mut row = Row {
+        case,
+        samples,
+        connections: nodes.connections() - before,
+    };
+    print_row(&mut row, rtt);
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let opts = parse_opts();
@@ -442,12 +458,7 @@ async fn main() {
     // What R does on its own before the first write (a warm path connects ahead).
     tokio::time::sleep(rtt * 3).await;
     let run = |case: String, samples: Vec<Duration>, before: u64| {
-        let mut row = Row {
-            case,
-            samples,
-            connections: nodes.connections() - before,
-        };
-        print_row(&mut row, rtt);
+        report(&nodes, rtt, case, samples, before)
     };
     let before = nodes.connections();
     let count = 20 * opts.steady_secs as usize;
@@ -473,12 +484,7 @@ async fn main() {
 async fn idle_and_hand_off(opts: &Opts, nodes: &Nodes, rtt: Duration) {
     let port = nodes.replica_port;
     let run = |case: String, samples: Vec<Duration>, before: u64| {
-        let mut row = Row {
-            case,
-            samples,
-            connections: nodes.connections() - before,
-        };
-        print_row(&mut row, rtt);
+        report(nodes, rtt, case, samples, before)
     };
 
     for idle in &opts.idle {

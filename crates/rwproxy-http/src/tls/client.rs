@@ -79,9 +79,7 @@ impl UpstreamTls {
         host: &str,
         stream: TcpStream,
     ) -> io::Result<TlsStream<TcpStream>> {
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        self.connector.connect(name, stream).await
+        connect_with(&self.connector, host, stream).await
     }
 
     /// As [`UpstreamTls::connect`], offering `h2` first by ALPN.
@@ -90,10 +88,19 @@ impl UpstreamTls {
         host: &str,
         stream: TcpStream,
     ) -> io::Result<TlsStream<TcpStream>> {
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        self.connector_h2.connect(name, stream).await
+        connect_with(&self.connector_h2, host, stream).await
     }
+}
+
+/// The TLS handshake with `connector` over `stream`, checking the server's name `host`.
+async fn connect_with(
+    connector: &TlsConnector,
+    host: &str,
+    stream: TcpStream,
+) -> io::Result<TlsStream<TcpStream>> {
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    connector.connect(name, stream).await
 }
 
 /// The alerts a server sends when it refuses the client's certificate.

@@ -26,7 +26,7 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::pool::{SendError, Target};
+use super::pool::{retry_unsent, SendError, Target};
 use crate::body::Body;
 use crate::tls::UpstreamTls;
 
@@ -35,8 +35,6 @@ use crate::tls::UpstreamTls;
 pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// A PING unanswered this long closes the connection.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
-/// Times a request handed back unsent is tried on another connection.
-const UNSENT_RETRIES: usize = 3;
 
 /// Why a connection was opened (the `reason` label of
 /// `rwproxy_primary_connections_created_total`).
@@ -204,22 +202,7 @@ impl Multiplexed {
                     parts.version = Version::HTTP_11;
                     return Ok(Response::from_parts(parts, Body::stream(incoming)));
                 }
-                Err(mut err) => match err.take_message() {
-                    // Never written (the connection closed under us): another connection.
-                    Some(back) if unsent_retries < UNSENT_RETRIES => {
-                        unsent_retries += 1;
-                        request = back;
-                    }
-                    Some(back) => {
-                        let error =
-                            io::Error::new(io::ErrorKind::ConnectionAborted, err.into_error());
-                        return Err(SendError::Connect {
-                            error,
-                            request: Box::new(back),
-                        });
-                    }
-                    None => return Err(SendError::Sent(err.into_error())),
-                },
+                Err(err) => request = retry_unsent(err, &mut unsent_retries)?,
             }
         }
     }

@@ -437,22 +437,7 @@ impl Pool {
                         Body::upstream(incoming, checkin),
                     ));
                 }
-                Err(mut err) => match err.take_message() {
-                    // Never written: safe to try another connection.
-                    Some(back) if unsent_retries < UNSENT_RETRIES => {
-                        unsent_retries += 1;
-                        request = back;
-                    }
-                    Some(back) => {
-                        let error =
-                            io::Error::new(io::ErrorKind::ConnectionAborted, err.into_error());
-                        return Err(SendError::Connect {
-                            error,
-                            request: Box::new(back),
-                        });
-                    }
-                    None => return Err(SendError::Sent(err.into_error())),
-                },
+                Err(err) => request = retry_unsent(err, &mut unsent_retries)?,
             }
         }
     }
@@ -527,6 +512,29 @@ impl Pool {
             .await
             .ok()
             .flatten()
+    }
+}
+
+/// A request that failed on a connection: back for another try when it was never written (at
+/// most [`UNSENT_RETRIES`] times, then handed back unsent), else the error that it may have
+/// reached the upstream.
+pub(crate) fn retry_unsent(
+    mut err: hyper::client::conn::TrySendError<Request<Body>>,
+    retries: &mut usize,
+) -> Result<Request<Body>, SendError> {
+    match err.take_message() {
+        Some(back) if *retries < UNSENT_RETRIES => {
+            *retries += 1;
+            Ok(back)
+        }
+        Some(back) => {
+            let error = io::Error::new(io::ErrorKind::ConnectionAborted, err.into_error());
+            Err(SendError::Connect {
+                error,
+                request: Box::new(back),
+            })
+        }
+        None => Err(SendError::Sent(err.into_error())),
     }
 }
 
