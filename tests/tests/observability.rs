@@ -134,7 +134,8 @@ async fn metrics_after_traffic_match_the_contract_and_pass_promtool() {
     at_least(r#"rwproxy_position{db="app.db"}"#, 1.0);
     at_least(r#"rwproxy_upstream_idle_connections{upstream="app"}"#, 1.0);
     at_least(
-        r#"rwproxy_upstream_idle_connections{upstream="primary"}"#,
+        // Writes travel over the warm HTTP/2 connections (`writes.http2`), not pooled HTTP/1.1.
+        r#"rwproxy_primary_connections{state="warm"}"#,
         1.0,
     );
     assert_eq!(sample(&m, "rwproxy_app_queued_requests"), Some(0.0));
@@ -160,7 +161,11 @@ async fn metrics_after_traffic_match_the_contract_and_pass_promtool() {
             "class" => ["read", "write", "passthrough"].contains(&value.as_str()),
             "route" => rwproxy_http::metrics::ROUTES.contains(&value.as_str()),
             "code" => ["1xx", "2xx", "3xx", "4xx", "5xx"].contains(&value.as_str()),
-            "reason" => codes.contains(&value.as_str()),
+            // Error codes, and why a connection to the primary was opened.
+            "reason" => {
+                codes.contains(&value.as_str()) || ["warm", "demand"].contains(&value.as_str())
+            }
+            "state" => value == "open" || value == "warm",
             "db" => value == "app.db",
             "upstream" => value == "app" || value == "primary",
             "version" => value == env!("CARGO_PKG_VERSION"),
