@@ -155,6 +155,12 @@ impl Body {
     }
 
     /// A body of these bytes.
+    /// True when the whole body is in memory (it cannot fail while being sent).
+    pub(crate) fn is_in_memory(&self) -> bool {
+        matches!(self.kind, Kind::Full { .. })
+    }
+
+    /// A body of `data`, in memory.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
         Body {

@@ -1,5 +1,7 @@
 //! Which connection a request to the primary's rwproxy takes: HTTP/2 (`writes.http2`) for
-//! everything but upgrades, which need HTTP/1.1; HTTP/1.1 as well for a primary that does not
+//! requests whose body is in memory or empty (kept writes, reads); HTTP/1.1 for upgrades, for
+//! streamed bodies (a client's body that breaks mid-way is reported as the client's fault only
+//! by the HTTP/1.1 client: the h2 crate drops the cause), and for a primary that does not
 //! agree to HTTP/2 over TLS (a server other than rwproxy behind `primary_url`).
 
 use std::io;
@@ -25,7 +27,8 @@ pub(super) async fn send(
             std::time::Duration::ZERO,
         )
     };
-    if !params.warm_path.http2 || request.headers().contains_key(header::UPGRADE) {
+    let settled = request.body().is_in_memory() || http_body::Body::is_end_stream(request.body());
+    if !params.warm_path.http2 || !settled || request.headers().contains_key(header::UPGRADE) {
         return http1(request).await;
     }
     match shared
