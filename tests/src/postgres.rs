@@ -203,6 +203,35 @@ impl PgServer {
         std::fs::write(&conf, text).expect("write postgresql.conf");
     }
 
+    /// Turns TLS on (`ssl = on` with this certificate and key) and makes the monitoring role
+    /// connect over TLS only (`hostssl` accepted, `hostnossl` rejected), then restarts.
+    pub fn enable_tls(&mut self, cert_pem: &str, key_pem: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let cert = self.data.join("server.crt");
+        let key = self.data.join("server.key");
+        std::fs::write(&cert, cert_pem).expect("write server.crt");
+        std::fs::write(&key, key_pem).expect("write server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        self.bin.own(&cert);
+        self.bin.own(&key);
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        let hba = self.data.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!(
+                "hostnossl all {MONITOR_USER} 127.0.0.1/32 reject\n\
+                 hostssl all {MONITOR_USER} 127.0.0.1/32 scram-sha-256\n{rules}"
+            ),
+        )
+        .expect("write pg_hba.conf");
+        self.stop();
+        self.start();
+    }
+
     /// The server's log file.
     pub fn log_path(&self) -> PathBuf {
         self.data.with_file_name("server.log")
