@@ -157,12 +157,18 @@ impl PgServer {
 
     /// A streaming replica of `primary` (`pg_basebackup -R`) on a free port, started.
     pub fn replica_of(primary: &PgServer) -> PgServer {
+        Self::replica_via(primary, "127.0.0.1")
+    }
+
+    /// A streaming replica of `upstream` (a primary, or a replica for cascading replication)
+    /// that reaches it at `host` (its `sender_host`), on a free port, started.
+    pub fn replica_via(primary: &PgServer, host: &str) -> PgServer {
         let bin = primary.bin.clone();
         let dir = tempfile::tempdir().expect("tempdir");
         bin.own(dir.path());
         let data = dir.path().join("data");
         let conninfo = format!(
-            "host=127.0.0.1 port={} user=postgres password={PASSWORD}",
+            "host={host} port={} user=postgres password={PASSWORD}",
             primary.port
         );
         bin.run(
@@ -228,6 +234,16 @@ impl PgServer {
             ),
         )
         .expect("write pg_hba.conf");
+        self.stop();
+        self.start();
+    }
+
+    /// Listens on `address` too (besides 127.0.0.1), then restarts.
+    pub fn listen_also(&mut self, address: &str) {
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(&format!("\nlisten_addresses = '127.0.0.1,{address}'\n"));
+        std::fs::write(&conf, text).expect("write postgresql.conf");
         self.stop();
         self.start();
     }

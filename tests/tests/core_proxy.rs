@@ -598,7 +598,11 @@ async fn an_http10_app_does_not_downgrade_the_client() {
             while !answer.ends_with(b"0\r\n\r\n") {
                 let mut buf = [0u8; 1024];
                 let n = stream.read(&mut buf).await.unwrap();
-                assert!(n > 0, "the connection closed: {:?}", String::from_utf8_lossy(&answer));
+                assert!(
+                    n > 0,
+                    "the connection closed: {:?}",
+                    String::from_utf8_lossy(&answer)
+                );
                 answer.extend_from_slice(&buf[..n]);
             }
         })
@@ -609,7 +613,10 @@ async fn an_http10_app_does_not_downgrade_the_client() {
     for answer in &seen {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains("hello"), "{answer}");
-        assert!(!answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
     }
     app.abort();
 }

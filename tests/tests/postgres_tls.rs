@@ -26,13 +26,25 @@ async fn the_postgres_source_speaks_tls_and_checks_what_sslmode_asks() {
     let cases = [
         // Works: the server's certificate names 127.0.0.1 and localhost, signed by `ca`.
         (base("127.0.0.1", "sslmode=require"), None),
-        (base("localhost", &format!("sslmode=verify-full&sslrootcert={ca}")), None),
-        (base("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")), None),
+        (
+            base(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            None,
+        ),
+        (
+            base("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")),
+            None,
+        ),
         // The default (`prefer`) uses TLS when the server offers it, as libpq does.
         (base("127.0.0.1", ""), None),
         // Refused, with the reason in the health document.
         (
-            base("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={wrong_ca}")),
+            base(
+                "127.0.0.1",
+                &format!("sslmode=verify-ca&sslrootcert={wrong_ca}"),
+            ),
             Some("invalid peer certificate"),
         ),
         (base("127.0.0.1", "sslmode=disable"), Some("no encryption")),
@@ -48,10 +60,7 @@ async fn the_postgres_source_speaks_tls_and_checks_what_sslmode_asks() {
             }
             Some(reason) => {
                 node.health_until(&format!("{reason:?} with {url}"), |code, body| {
-                    code == 503
-                        && body["problem"]
-                            .as_str()
-                            .is_some_and(|p| p.contains(reason))
+                    code == 503 && body["problem"].as_str().is_some_and(|p| p.contains(reason))
                 })
                 .await
             }

@@ -545,7 +545,8 @@ mod tests {
         ] {
             assert!(!text.contains(impossible), "{impossible} in {text}");
         }
-        assert!(!text.contains("rwproxy_request_duration_seconds_count{class=\"read\",route=\"redirect\"}"));
+        assert!(!text
+            .contains("rwproxy_request_duration_seconds_count{class=\"read\",route=\"redirect\"}"));
         // Should one happen after all, it is counted, not lost.
         m.request(
             RequestClass::Passthrough,

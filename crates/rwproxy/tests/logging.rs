@@ -52,5 +52,8 @@ primary = "n1"
     let _ = std::fs::remove_dir_all(&dir);
     let first = first.expect("a log line within 30 s");
     assert!(!first.contains('\u{1b}'), "colour codes in {first:?}");
-    assert!(first.contains("INFO") || first.contains("WARN"), "{first:?}");
+    assert!(
+        first.contains("INFO") || first.contains("WARN"),
+        "{first:?}"
+    );
 }

@@ -278,28 +278,50 @@ mod tests {
 
     #[test]
     fn modes_and_roots_are_taken_out_of_the_url() {
-        let t = split("postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3")
-            .unwrap();
+        let t = split(
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3",
+        )
+        .unwrap();
         assert_eq!(t.url, "postgres://u@h/db?connect_timeout=3");
         assert_eq!(t.mode, TlsMode::VerifyFull);
         assert_eq!(t.root_cert, Some(PathBuf::from("/etc/ca.pem")));
         let t = split("postgres://u@h/db").unwrap();
-        assert_eq!((t.url.as_str(), t.mode), ("postgres://u@h/db", TlsMode::Prefer));
-        assert_eq!(split("postgres://u@h/db?sslmode=allow").unwrap().mode, TlsMode::Prefer);
         assert_eq!(
-            split("postgres://u@h/db?sslmode=require&sslrootcert=/ca.pem").unwrap().mode,
+            (t.url.as_str(), t.mode),
+            ("postgres://u@h/db", TlsMode::Prefer)
+        );
+        assert_eq!(
+            split("postgres://u@h/db?sslmode=allow").unwrap().mode,
+            TlsMode::Prefer
+        );
+        assert_eq!(
+            split("postgres://u@h/db?sslmode=require&sslrootcert=/ca.pem")
+                .unwrap()
+                .mode,
             TlsMode::VerifyCa,
             "libpq: require with a root certificate verifies the chain"
         );
-        assert!(split("postgres://u@h/db?sslrootcert=system").unwrap().system_roots);
+        assert!(
+            split("postgres://u@h/db?sslrootcert=system")
+                .unwrap()
+                .system_roots
+        );
     }
 
     #[test]
     fn what_cannot_work_is_refused_by_name() {
-        assert!(split("postgres://u@h/db?sslmode=verify-ca").unwrap_err().contains("sslrootcert"));
-        assert!(split("postgres://u@h/db?sslmode=verify-full").unwrap_err().contains("verify-full"));
-        assert!(split("postgres://u@h/db?sslmode=on").unwrap_err().contains("invalid value"));
-        assert!(split("postgres://u@h/db?sslcert=c.pem").unwrap_err().contains("sslcert"));
+        assert!(split("postgres://u@h/db?sslmode=verify-ca")
+            .unwrap_err()
+            .contains("sslrootcert"));
+        assert!(split("postgres://u@h/db?sslmode=verify-full")
+            .unwrap_err()
+            .contains("verify-full"));
+        assert!(split("postgres://u@h/db?sslmode=on")
+            .unwrap_err()
+            .contains("invalid value"));
+        assert!(split("postgres://u@h/db?sslcert=c.pem")
+            .unwrap_err()
+            .contains("sslcert"));
     }
 
     #[test]
@@ -308,12 +330,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "nothing here\n").unwrap();
-        let t = split(&format!("postgres://u@h/db?sslmode=verify-ca&sslrootcert={}", empty.display()))
-            .unwrap();
+        let t = split(&format!(
+            "postgres://u@h/db?sslmode=verify-ca&sslrootcert={}",
+            empty.display()
+        ))
+        .unwrap();
         let error = t.connector().err().unwrap_or_default();
         assert!(error.contains("no certificate"), "{error}");
-        let missing = split("postgres://u@h/db?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem")
-            .unwrap();
+        let missing =
+            split("postgres://u@h/db?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem").unwrap();
         let error = missing.connector().err().unwrap_or_default();
         assert!(error.contains("cannot read sslrootcert"), "{error}");
         let _ = std::fs::remove_dir_all(&dir);

@@ -6,6 +6,7 @@ mod access_log;
 mod admission;
 mod answers;
 mod app;
+mod chain;
 mod classify;
 mod consistency;
 mod forward;

@@ -549,7 +549,11 @@ where
                 continue;
             }
             Decision::Reject(code) => {
-                return Box::pin(drain_then_reject(request, class, code)).await
+                let mut answer = Box::pin(drain_then_reject(request, class, code)).await;
+                if code == ErrorCode::Loop {
+                    super::chain::name_upstream(&mut answer, primary.as_deref());
+                }
+                return answer;
             }
         }
     }
