@@ -340,12 +340,12 @@ mod series {
     /// `fly-replay` or a redirect (only writes honour `writes.mode`), and passthrough paths are
     /// never forwarded to the primary.
     pub(super) fn expected_route(class: RequestClass, route: &str) -> bool {
-        match (class, route) {
-            (_, "local" | "rejected") => true,
-            (RequestClass::Read | RequestClass::Write, "primary") => true,
-            (RequestClass::Write, "replay" | "redirect") => true,
-            _ => false,
-        }
+        matches!(
+            (class, route),
+            (_, "local" | "rejected")
+                | (RequestClass::Read | RequestClass::Write, "primary")
+                | (RequestClass::Write, "replay" | "redirect")
+        )
     }
 
     /// Whether a response of status class `code` can end on `route`: rwproxy's own refusals
