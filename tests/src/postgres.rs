@@ -238,6 +238,21 @@ impl PgServer {
         self.start();
     }
 
+    /// Opens a Unix socket in a new directory (besides TCP), restarts, and returns the
+    /// directory. Local connections are trusted (`initdb --auth-local=trust`).
+    pub fn unix_socket(&mut self) -> PathBuf {
+        let dir = self.data.with_file_name("sock");
+        std::fs::create_dir_all(&dir).expect("socket dir");
+        self.bin.own(&dir);
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(&format!("\nunix_socket_directories = '{}'\n", path_str(&dir)));
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        self.stop();
+        self.start();
+        dir
+    }
+
     /// Listens on `address` too (besides 127.0.0.1), then restarts.
     pub fn listen_also(&mut self, address: &str) {
         let conf = self.data.join("postgresql.conf");

@@ -225,7 +225,31 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if config.get_hosts().is_empty() {
         return Err("the URL must name a host (postgres://USER@HOST/DBNAME)".to_owned());
     }
-    Ok(())
+    monitoring_options(&config)
+}
+
+/// Options that cannot be right for a connection that watches this node's own server: they
+/// would make rwproxy watch another server, or none, after a failover.
+fn monitoring_options(config: &Config) -> Result<(), String> {
+    use tokio_postgres::config::TargetSessionAttrs;
+    let hosts = config.get_hosts().len();
+    if hosts > 1 || config.get_hostaddrs().len() > 1 {
+        return Err(format!(
+            "the URL names {} hosts: rwproxy watches this node's own server, name only that one",
+            hosts.max(config.get_hostaddrs().len())
+        ));
+    }
+    match config.get_target_session_attrs() {
+        TargetSessionAttrs::Any => Ok(()),
+        other => Err(format!(
+            "target_session_attrs={}: rwproxy must connect to this node's server whatever its \
+             role (a replica would be refused); remove the option",
+            match other {
+                TargetSessionAttrs::ReadWrite => "read-write",
+                _ => "read-only",
+            }
+        )),
+    }
 }
 
 /// The URL with any password replaced, for messages.
@@ -268,6 +292,17 @@ mod tests {
             .unwrap_err()
             .contains("sslrootcert"));
         assert!(check_url("postgres://u@h:notaport/app").is_err());
+        assert!(check_url("postgres://u@h1,h2/app")
+            .unwrap_err()
+            .contains("2 hosts"));
+        assert!(check_url("postgres://u@h/app?target_session_attrs=read-write")
+            .unwrap_err()
+            .contains("target_session_attrs=read-write"));
+        assert_eq!(
+            check_url("postgres://u@h/app?application_name=mine"),
+            Ok(()),
+            "a chosen application_name is used as given"
+        );
         assert_eq!(
             redact("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"

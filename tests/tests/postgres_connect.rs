@@ -1,5 +1,6 @@
-//! TLS from rwproxy's postgres source to a real PostgreSQL server started with `ssl = on` and a
-//! certificate made on the spot; the monitoring role may connect over TLS only.
+//! How the postgres source reaches a real PostgreSQL server: TLS (a server started with
+//! `ssl = on` and a certificate made on the spot, the monitoring role allowed over TLS only),
+//! and a Unix socket in both URL forms.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -65,6 +66,30 @@ async fn the_postgres_source_speaks_tls_and_checks_what_sslmode_asks() {
                 .await
             }
         }
+        node.node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_source_connects_over_a_unix_socket_in_both_url_forms() {
+    let Some(bin) = PgBin::find() else { return };
+    let mut server = PgServer::primary(&bin).await;
+    let dir = server.unix_socket();
+    let dir = dir.display().to_string();
+    let encoded: String = dir.replace('/', "%2F");
+    for url in [
+        format!(
+            "postgres://{MONITOR_USER}@localhost/postgres?host={dir}&port={}",
+            server.port
+        ),
+        format!("postgres://{MONITOR_USER}@{encoded}:{}/postgres", server.port),
+    ] {
+        assert_eq!(rwproxy_cluster::check_postgres_url(&url), Ok(()), "{url}");
+        let node = PgNode::start(&url, "postgres://u@127.0.0.1:1/x", None, |_| {}).await;
+        node.health_until(&format!("primary over the socket with {url}"), |code, body| {
+            code == 200 && body["role"] == "primary"
+        })
+        .await;
         node.node.shutdown().await;
     }
 }
