@@ -246,7 +246,10 @@ impl PgServer {
         self.bin.own(&dir);
         let conf = self.data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
-        text.push_str(&format!("\nunix_socket_directories = '{}'\n", path_str(&dir)));
+        text.push_str(&format!(
+            "\nunix_socket_directories = '{}'\n",
+            path_str(&dir)
+        ));
         std::fs::write(&conf, text).expect("write postgresql.conf");
         self.stop();
         self.start();

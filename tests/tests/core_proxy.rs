@@ -192,13 +192,36 @@ async fn a_write_waiting_for_a_primary_goes_through_when_one_appears() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_request_is_never_forwarded_twice() {
     let c = Cluster::start(3, |_| {}).await;
-    // Node 1 believes node 2 is primary, but node 2 believes node 0 is.
+    // Node 1 believes node 2 is primary, but node 2 believes node 0 is (a cascading replica).
+    // Node 2 forwards nothing: it refuses with `loop`, naming its own primary, and node 1, the
+    // sender, follows that chain to node 0.
     c.follow(1, 2).await;
     let r = c.nodes[1].post("/w").body("once").answer().await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        c.writes_seen(),
+        [1, 0, 0],
+        "only the primary's app saw the write"
+    );
+    let refused = c.nodes[2]
+        .post("/w")
+        .header("rwproxy-forwarded-by", "someone")
+        .body("direct")
+        .answer()
+        .await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["rwproxy-error"], "loop");
+    assert_eq!(
+        refused.headers()["rwproxy-primary"],
+        c.nodes[0].name.as_str()
+    );
+    // A chain that leads back to the sender is cut: 503 loop, no app sees the write.
+    c.follow(2, 1).await;
+    let r = c.nodes[1].post("/w").body("never").answer().await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["rwproxy-error"], "loop");
     assert!(r.headers().contains_key("retry-after"));
-    assert_eq!(c.writes_seen(), [0, 0, 0], "an app saw the write");
+    assert_eq!(c.writes_seen(), [1, 0, 0], "an app saw a looping write");
     c.stop().await;
 }
 

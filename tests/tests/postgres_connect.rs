@@ -82,13 +82,17 @@ async fn the_postgres_source_connects_over_a_unix_socket_in_both_url_forms() {
             "postgres://{MONITOR_USER}@localhost/postgres?host={dir}&port={}",
             server.port
         ),
-        format!("postgres://{MONITOR_USER}@{encoded}:{}/postgres", server.port),
+        format!(
+            "postgres://{MONITOR_USER}@{encoded}:{}/postgres",
+            server.port
+        ),
     ] {
         assert_eq!(rwproxy_cluster::check_postgres_url(&url), Ok(()), "{url}");
         let node = PgNode::start(&url, "postgres://u@127.0.0.1:1/x", None, |_| {}).await;
-        node.health_until(&format!("primary over the socket with {url}"), |code, body| {
-            code == 200 && body["role"] == "primary"
-        })
+        node.health_until(
+            &format!("primary over the socket with {url}"),
+            |code, body| code == 200 && body["role"] == "primary",
+        )
         .await;
         node.node.shutdown().await;
     }

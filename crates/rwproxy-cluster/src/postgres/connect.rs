@@ -295,9 +295,11 @@ mod tests {
         assert!(check_url("postgres://u@h1,h2/app")
             .unwrap_err()
             .contains("2 hosts"));
-        assert!(check_url("postgres://u@h/app?target_session_attrs=read-write")
-            .unwrap_err()
-            .contains("target_session_attrs=read-write"));
+        assert!(
+            check_url("postgres://u@h/app?target_session_attrs=read-write")
+                .unwrap_err()
+                .contains("target_session_attrs=read-write")
+        );
         assert_eq!(
             check_url("postgres://u@h/app?application_name=mine"),
             Ok(()),

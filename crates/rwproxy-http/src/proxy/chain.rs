@@ -28,6 +28,22 @@ pub(super) fn name_upstream(response: &mut Response<Body>, primary: Option<&str>
     }
 }
 
+/// Takes the chain hint off a response going back to the client (a node's primary is the
+/// cluster's business, not the client's). Still there, it means a refusal this node could not
+/// pass along: a write whose body was streamed (too large to keep, so it cannot be sent again)
+/// or a read; said once per request, because only the operator can fix it.
+pub(super) fn strip_upstream(headers: &mut http::HeaderMap, class: rwproxy_core::RequestClass) {
+    if let Some(upstream) = headers.remove(&RWPROXY_PRIMARY) {
+        tracing::warn!(
+            class = class.as_str(),
+            upstream = upstream.to_str().unwrap_or("-"),
+            "refused with loop by a replica of a replica (cascading replication), and this \
+             request could not be passed along (a streamed body, or a read): set \
+             cluster.primary to a name that reaches the real primary"
+        );
+    }
+}
+
 /// The nodes one forwarded request has tried, so that a chain that loops back is cut.
 #[derive(Debug)]
 pub(super) struct Chain {

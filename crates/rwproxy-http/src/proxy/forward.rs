@@ -360,6 +360,7 @@ fn forwarded(
 ) -> Forwarded {
     let (mut parts, body) = response.into_parts();
     prepare_response(&mut parts);
+    super::chain::strip_upstream(&mut parts.headers, class);
     carry_back(extensions, &mut parts.extensions);
     if shared.params.route_header {
         route_header(&mut parts.headers, "primary", reason);

@@ -13,6 +13,7 @@ mod forward;
 mod health;
 mod meta;
 mod metrics;
+mod no_primary;
 mod outcome;
 mod panic;
 mod request_id;

@@ -447,11 +447,13 @@ where
                 .await;
                 waited_for_primary = true;
                 if !matches!(found, Ok(Ok(_))) {
+                    let problem = state_rx.borrow().problem.clone();
                     tracing::warn!(
                         request_id = RequestId::of(&request)
                             .as_ref()
                             .map_or("-", RequestId::as_str),
                         wait_ms = params.primary_wait.as_millis() as u64,
+                        problem = problem.as_deref().unwrap_or("-"),
                         "no primary known; write refused"
                     );
                 }
@@ -552,6 +554,10 @@ where
                 let mut answer = Box::pin(drain_then_reject(request, class, code)).await;
                 if code == ErrorCode::Loop {
                     super::chain::name_upstream(&mut answer, primary.as_deref());
+                }
+                if code == ErrorCode::NoPrimary {
+                    let problem = state_rx.borrow().problem.clone();
+                    super::no_primary::explain(&mut answer, problem.as_deref());
                 }
                 return answer;
             }
