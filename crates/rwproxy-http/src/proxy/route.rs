@@ -446,7 +446,10 @@ where
                 ))
                 .await;
                 waited_for_primary = true;
-                if !matches!(found, Ok(Ok(_))) {
+                let found_primary = matches!(found, Ok(Ok(_)));
+                // Releases the state borrowed by `wait_for` before reading the problem.
+                drop(found);
+                if !found_primary {
                     let problem = state_rx.borrow().problem.clone();
                     tracing::warn!(
                         request_id = RequestId::of(&request)
