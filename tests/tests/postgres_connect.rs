@@ -79,7 +79,7 @@ async fn the_postgres_source_connects_over_a_unix_socket_in_both_url_forms() {
     let encoded: String = dir.replace('/', "%2F");
     for url in [
         format!(
-            "postgres://{MONITOR_USER}@localhost/postgres?host={dir}&port={}",
+            "postgres://{MONITOR_USER}@/postgres?host={dir}&port={}",
             server.port
         ),
         format!(
