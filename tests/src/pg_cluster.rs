@@ -32,6 +32,18 @@ impl PgNode {
         tweak: impl FnOnce(&mut config::Config),
     ) -> PgNode {
         let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on(proxy, server_url, app_url, primary, tweak).await
+    }
+
+    /// [`PgNode::start`] with the proxy listening on `proxy` (a layout with one loopback
+    /// address per node, where `writes.primary_url` names the same port on each).
+    pub async fn start_on(
+        proxy: TcpListener,
+        server_url: &str,
+        app_url: &str,
+        primary: Option<&str>,
+        tweak: impl FnOnce(&mut config::Config),
+    ) -> PgNode {
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let name = proxy.local_addr().expect("addr").to_string();
         let app = PgApp::start(&format!("app-{name}"), app_url).await;

@@ -2,7 +2,7 @@
 //! sets, so the request path records without formatting or allocating. Each proxy owns its own
 //! recorder (not the process-global one), so several proxies can live in one test process.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
@@ -29,8 +29,10 @@ static METADATA: Metadata<'static> = Metadata::new("rwproxy", metrics::Level::IN
 /// All of rwproxy's metric handles and the renderer for `/metrics`.
 pub struct Metrics {
     handle: PrometheusHandle,
-    requests: Vec<Counter>,
-    durations: Vec<Histogram>,
+    /// Kept to register a request series the first time an unexpected combination occurs.
+    recorder: PrometheusRecorder,
+    requests: Vec<OnceLock<Counter>>,
+    durations: Vec<OnceLock<Histogram>>,
     errors: Vec<Counter>,
     forward_duration: Histogram,
     in_flight: Gauge,
@@ -100,22 +102,23 @@ impl Metrics {
         for class in CLASSES {
             for route in ROUTES {
                 for code in CODES {
-                    requests.push(counter(
-                        "rwproxy_requests_total",
-                        vec![
-                            Label::from_static_parts("class", class.as_str()),
-                            Label::from_static_parts("route", route),
-                            Label::from_static_parts("code", code),
-                        ],
+                    let slot = OnceLock::new();
+                    if series::expected(class, route, code) {
+                        let _ = slot.set(counter(
+                            "rwproxy_requests_total",
+                            series::request_labels(class, route, code),
+                        ));
+                    }
+                    requests.push(slot);
+                }
+                let slot = OnceLock::new();
+                if series::expected_route(class, route) {
+                    let _ = slot.set(histogram(
+                        "rwproxy_request_duration_seconds",
+                        series::duration_labels(class, route),
                     ));
                 }
-                durations.push(histogram(
-                    "rwproxy_request_duration_seconds",
-                    vec![
-                        Label::from_static_parts("class", class.as_str()),
-                        Label::from_static_parts("route", route),
-                    ],
-                ));
+                durations.push(slot);
             }
         }
         let errors = ErrorCode::ALL
@@ -176,11 +179,11 @@ impl Metrics {
             health_max_lag: gauge("rwproxy_health_max_lag_seconds", vec![]),
             started: Instant::now(),
             version,
+            // Last: the registration closures above borrow it.
+            recorder,
         };
         // No failure seen yet: the primary counts as reachable until a connect to it fails.
         metrics.primary_reachable.set(1.0);
-        // Keep the recorder alive through the handle's shared storage.
-        drop(recorder);
         metrics
     }
 
@@ -214,15 +217,32 @@ impl Metrics {
 
     /// Records one finished request.
     pub fn request(&self, class: RequestClass, route: &str, status: StatusCode, elapsed: Duration) {
-        let (c, r) = (class_index(class), route_index(route));
-        if let Some(counter) = self
-            .requests
-            .get((c * ROUTES.len() + r) * CODES.len() + code_index(status))
-        {
-            counter.increment(1);
+        let (c, r, k) = (class_index(class), route_index(route), code_index(status));
+        if let Some(slot) = self.requests.get((c * ROUTES.len() + r) * CODES.len() + k) {
+            // Only series that can occur are exported from the start; one that was not
+            // expected is registered the first time it happens, so it is still counted.
+            slot.get_or_init(|| {
+                self.recorder.register_counter(
+                    &Key::from_parts(
+                        "rwproxy_requests_total",
+                        series::request_labels(CLASSES[c], ROUTES[r], CODES[k]),
+                    ),
+                    &METADATA,
+                )
+            })
+            .increment(1);
         }
-        if let Some(h) = self.durations.get(c * ROUTES.len() + r) {
-            h.record(elapsed.as_secs_f64());
+        if let Some(slot) = self.durations.get(c * ROUTES.len() + r) {
+            slot.get_or_init(|| {
+                self.recorder.register_histogram(
+                    &Key::from_parts(
+                        "rwproxy_request_duration_seconds",
+                        series::duration_labels(CLASSES[c], ROUTES[r]),
+                    ),
+                    &METADATA,
+                )
+            })
+            .record(elapsed.as_secs_f64());
         }
     }
 
@@ -306,6 +326,58 @@ pub async fn upkeep(metrics: Arc<Metrics>, stop: impl std::future::Future<Output
             _ = tick.tick() => metrics.run_upkeep(),
             () = &mut stop => return,
         }
+    }
+}
+
+/// Which `rwproxy_requests_total` / `rwproxy_request_duration_seconds` series exist (at zero)
+/// from start-up: only the combinations that can occur, so dashboards and `/metrics` are not
+/// padded with impossible ones such as `class="passthrough",route="rejected",code="2xx"`.
+mod series {
+    use metrics::Label;
+    use rwproxy_core::RequestClass;
+
+    /// Whether requests of `class` can take `route`: reads and passthrough paths never get a
+    /// `fly-replay` or a redirect (only writes honour `writes.mode`), and passthrough paths are
+    /// never forwarded to the primary.
+    pub(super) fn expected_route(class: RequestClass, route: &str) -> bool {
+        matches!(
+            (class, route),
+            (_, "local" | "rejected")
+                | (RequestClass::Read | RequestClass::Write, "primary")
+                | (RequestClass::Write, "replay" | "redirect")
+        )
+    }
+
+    /// Whether a response of status class `code` can end on `route`: rwproxy's own refusals
+    /// are 4xx/5xx, a fly-replay answer is a 421 and a redirect a 307; the app (local or the
+    /// primary's) may answer anything, 1xx being a `101` upgrade.
+    pub(super) fn expected(class: RequestClass, route: &str, code: &str) -> bool {
+        expected_route(class, route)
+            && match route {
+                "rejected" => matches!(code, "4xx" | "5xx"),
+                "replay" => code == "4xx",
+                "redirect" => code == "3xx",
+                _ => true,
+            }
+    }
+
+    pub(super) fn request_labels(
+        class: RequestClass,
+        route: &'static str,
+        code: &'static str,
+    ) -> Vec<Label> {
+        vec![
+            Label::from_static_parts("class", class.as_str()),
+            Label::from_static_parts("route", route),
+            Label::from_static_parts("code", code),
+        ]
+    }
+
+    pub(super) fn duration_labels(class: RequestClass, route: &'static str) -> Vec<Label> {
+        vec![
+            Label::from_static_parts("class", class.as_str()),
+            Label::from_static_parts("route", route),
+        ]
     }
 }
 
@@ -455,5 +527,41 @@ mod tests {
             ),
             "{text}"
         );
+    }
+    #[test]
+    fn only_possible_request_series_start_at_zero_and_others_still_count() {
+        let m = Metrics::new(&[], "test");
+        let text = m.render();
+        let series = |t: &str| {
+            t.lines()
+                .filter(|l| l.starts_with("rwproxy_requests_total{"))
+                .count()
+        };
+        assert_eq!(series(&text), 33, "{text}");
+        for impossible in [
+            "class=\"passthrough\",route=\"rejected\",code=\"2xx\"",
+            "class=\"read\",route=\"replay\"",
+            "class=\"passthrough\",route=\"primary\"",
+        ] {
+            assert!(!text.contains(impossible), "{impossible} in {text}");
+        }
+        assert!(!text
+            .contains("rwproxy_request_duration_seconds_count{class=\"read\",route=\"redirect\"}"));
+        // Should one happen after all, it is counted, not lost.
+        m.request(
+            RequestClass::Passthrough,
+            "rejected",
+            StatusCode::OK,
+            Duration::from_millis(1),
+        );
+        m.run_upkeep();
+        let text = m.render();
+        assert!(
+            text.contains(
+                "rwproxy_requests_total{class=\"passthrough\",route=\"rejected\",code=\"2xx\"} 1"
+            ),
+            "{text}"
+        );
+        assert_eq!(series(&text), 34);
     }
 }

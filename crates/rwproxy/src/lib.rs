@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line.
 
 pub mod config;
+pub mod connect_check;
 pub mod demo;
 pub mod embed;
 pub mod healthcheck;

@@ -40,6 +40,10 @@ enum Command {
         /// The configuration file (TOML).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
+        /// Also read the cluster state source once (connect, authenticate, query) and say
+        /// what it found; exit 1 with its problem when it fails.
+        #[arg(long)]
+        connect: bool,
     },
     /// Start a local demo cluster (three notes apps, each behind its own rwproxy, one primary
     /// and two replicas, on 127.0.0.1) and print what to try. Ctrl-C stops it.
@@ -92,11 +96,20 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
+        Command::Check { config, connect } => match config::load(&config) {
             Ok(config) => {
                 // Valid but likely wrong: said, without failing the check.
                 for warning in config::warnings(&config) {
                     eprintln!("warning: {warning}");
+                }
+                if connect {
+                    match rwproxy::connect_check::run(&config) {
+                        Ok(found) => println!("{found}"),
+                        Err(problem) => {
+                            eprintln!("cluster source: {problem}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
                 }
                 println!("ok");
                 ExitCode::SUCCESS

@@ -14,6 +14,7 @@
 mod connect;
 mod derive;
 mod query;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -71,10 +71,11 @@ impl HealthView {
             self.draining.is_draining(),
             self.shared.app(),
         );
-        let status = if observed.skips_fall() {
+        let reported = self.shared.reported();
+        let status = if observed.skips_fall() || contradicted(reported, state) {
             observed
         } else {
-            self.shared.reported()
+            reported
         };
         (status, observed)
     }
@@ -154,6 +155,13 @@ impl HealthView {
     }
 }
 
+/// Whether the debounced verdict names a fact the current state denies: a node that is the
+/// primary is never `no-primary`, even while the tracker is still confirming its recovery (a
+/// promotion takes writes at once, so the edge should see it at once too).
+fn contradicted(reported: HealthStatus, state: &NodeState) -> bool {
+    reported == HealthStatus::NoPrimary && state.role == rwproxy_core::Role::Primary
+}
+
 /// `max_lag=<duration>` from a query string, e.g. `?max_lag=2s`.
 fn max_lag_override(query: &str) -> Option<Duration> {
     query
@@ -166,6 +174,42 @@ fn max_lag_override(query: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_promoted_node_is_never_no_primary_while_rise_confirms() {
+        let shared = SharedHealth::default();
+        let mut tracker = super::super::HealthTracker::new(3, 1, shared.clone());
+        tracker.observe(HealthStatus::NoPrimary, super::super::Observation::Tick);
+        let (tx, rx) = watch::channel(NodeState {
+            role: rwproxy_core::Role::Primary,
+            primary: Some("me".into()),
+            positions: rwproxy_core::Positions::new(),
+            lag: None,
+            ready: true,
+            problem: None,
+        });
+        let view = HealthView::new(
+            "me".into(),
+            rx,
+            Duration::from_secs(10),
+            Draining::default(),
+            shared.clone(),
+        );
+        assert_eq!(shared.reported(), HealthStatus::NoPrimary);
+        assert_eq!(view.status(), HealthStatus::Ok);
+        // A replica that lost its primary stays no-primary, and one whose primary is back still
+        // recovers through rise.
+        tx.send_modify(|s| {
+            s.role = rwproxy_core::Role::Replica;
+            s.primary = None;
+        });
+        assert_eq!(view.status(), HealthStatus::NoPrimary);
+        tx.send_modify(|s| {
+            s.primary = Some("p".into());
+            s.lag = Some(Duration::ZERO);
+        });
+        assert_eq!(view.status(), HealthStatus::NoPrimary);
+    }
 
     #[test]
     fn query_overrides_threshold() {

@@ -446,12 +446,17 @@ where
                 ))
                 .await;
                 waited_for_primary = true;
-                if !matches!(found, Ok(Ok(_))) {
+                let found_primary = matches!(found, Ok(Ok(_)));
+                // Releases the state borrowed by `wait_for` before reading the problem.
+                drop(found);
+                if !found_primary {
+                    let problem = state_rx.borrow().problem.clone();
                     tracing::warn!(
                         request_id = RequestId::of(&request)
                             .as_ref()
                             .map_or("-", RequestId::as_str),
                         wait_ms = params.primary_wait.as_millis() as u64,
+                        problem = problem.as_deref().unwrap_or("-"),
                         "no primary known; write refused"
                     );
                 }
@@ -549,7 +554,15 @@ where
                 continue;
             }
             Decision::Reject(code) => {
-                return Box::pin(drain_then_reject(request, class, code)).await
+                let mut answer = Box::pin(drain_then_reject(request, class, code)).await;
+                if code == ErrorCode::Loop {
+                    super::chain::name_upstream(&mut answer, primary.as_deref());
+                }
+                if code == ErrorCode::NoPrimary {
+                    let problem = state_rx.borrow().problem.clone();
+                    super::no_primary::explain(&mut answer, problem.as_deref());
+                }
+                return answer;
             }
         }
     }

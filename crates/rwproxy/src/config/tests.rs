@@ -776,9 +776,10 @@ fn postgres_source_problems_name_the_key() {
         vec!["cluster.url: the URL must name a user (postgres://USER@HOST/DBNAME)"]
     );
     let secret = problems_with(
-        "[cluster]\nsource = \"postgres\"\nurl = \"postgres://u:hunter2@h/app?sslmode=require\"\n",
+        "[cluster]\nsource = \"postgres\"\nurl = \"postgres://u:hunter2@h/app?sslmode=verify-full\"\n",
     );
-    assert!(secret[0].contains("TLS"), "{secret:?}");
+    assert!(secret[0].contains("needs sslrootcert"), "{secret:?}");
+    assert!(!secret[0].contains("hunter2"), "{secret:?}");
     let secret =
         problems_with("[cluster]\nsource = \"postgres\"\nurl = \"postgres://u:hunter2@h:x/app\"\n");
     assert!(

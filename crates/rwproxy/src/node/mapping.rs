@@ -10,7 +10,7 @@ use rwproxy_http::{ConsistencyParams, HealthParams, PrimaryUrl, ProxyParams};
 use std::io;
 use std::sync::Arc;
 
-pub(super) fn source_spec(config: &Config) -> SourceSpec {
+pub(crate) fn source_spec(config: &Config) -> SourceSpec {
     let databases = config.cluster.databases.clone();
     match &config.cluster.source {
         SourceConfig::Static { primary } => SourceSpec::Static {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 mod core;
-mod mapping;
+pub(crate) mod mapping;
 mod state_watch;
 
 pub(crate) use self::core::Core;
