@@ -3,7 +3,7 @@
 
 use crate::config::{Config, SourceConfig};
 use http::uri::Authority;
-use rwproxy_cluster::{HttpSpec, LitefsSpec, PostgresSpec, SourceSpec};
+use rwproxy_cluster::{HttpSpec, LitefsSpec, PatroniSpec, PostgresSpec, SourceSpec};
 use rwproxy_core::{Classifier, RoutePolicy};
 use rwproxy_http::health::AppCheck;
 use rwproxy_http::{ConsistencyParams, HealthParams, PrimaryUrl, ProxyParams};
@@ -47,6 +47,30 @@ pub(super) fn source_spec(config: &Config) -> SourceSpec {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| "wal".to_owned()),
+        }),
+        SourceConfig::Patroni {
+            api,
+            member,
+            naming,
+            url,
+            password_file,
+            poll,
+            timeout,
+        } => SourceSpec::Patroni(PatroniSpec {
+            api: api.to_string().trim_end_matches('/').to_owned(),
+            postgres: PostgresSpec {
+                url: url.clone(),
+                password_file: password_file.clone(),
+                primary: None,
+                poll: *poll,
+                timeout: *timeout,
+                position_key: databases
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "wal".to_owned()),
+            },
+            member: member.clone().unwrap_or_else(|| config.node.clone()),
+            naming: naming.clone(),
         }),
     }
 }
