@@ -6,7 +6,7 @@
 //! the tests run as root, and everything is stopped when the cluster is dropped, panics included.
 //!
 //! Timings are short for tests: `ttl` 10 s, `loop_wait` 1 s, `retry_timeout` 4 s (Patroni
-//! demands `loop_wait + 2 × retry_timeout ≤ ttl`), `master_start_timeout` 0 (a crashed
+//! demands `loop_wait + 2 × retry_timeout ≤ ttl`), `primary_start_timeout` 0 (a crashed
 //! leader's PostgreSQL fails over at once instead of being restarted in place).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -122,6 +122,8 @@ pub struct PatroniNode {
     pub api_port: u16,
     /// Its link to etcd.
     pub etcd_link: Relay,
+    /// The other members' link to its Patroni API (its `restapi.connect_address`).
+    pub api_link: Relay,
     /// The app in front of its PostgreSQL.
     pub app: PgApp,
     /// Its rwproxy (`None` until started).
@@ -180,10 +182,13 @@ impl PatroniNode {
         assert!(status.success(), "kill -9 {pid}");
     }
 
-    /// Cuts (`true`) or heals this node's link to etcd.
+    /// Cuts (`true`) or heals this node's links to etcd and to the other members' Patroni
+    /// (which would otherwise see its WAL position and refuse to take over as "not the
+    /// healthiest node"). Its local rwproxy still reaches its own API.
     pub fn partition(&self, cut: bool) {
-        self.etcd_link
-            .set_mode(if cut { Mode::Refuse } else { Mode::Pass });
+        let mode = if cut { Mode::Refuse } else { Mode::Pass };
+        self.etcd_link.set_mode(mode);
+        self.api_link.set_mode(mode);
     }
 }
 
@@ -236,6 +241,7 @@ impl PatroniCluster {
         for (i, ip) in ips.iter().enumerate() {
             let name = format!("pg{}", i + 1);
             let etcd_link = Relay::start(etcd_addr).await;
+            let api_link = Relay::start(SocketAddr::new(IpAddr::V4(*ip), api_port)).await;
             let node_dir = dir.path().join(&name);
             std::fs::create_dir_all(&node_dir).expect("node dir");
             let config = node_dir.join("patroni.yml");
@@ -247,13 +253,14 @@ impl PatroniCluster {
                 pg_port,
                 api_port,
                 etcd: etcd_link.addr(),
+                api_link: api_link.addr(),
                 dir: &node_dir,
                 pg_bin: &programs.pg_bin,
                 synchronous,
             });
             std::fs::write(&config, yaml).expect("patroni.yml");
             programs.own(&node_dir);
-            let app = PgApp::start(
+            let app = PgApp::start_durable(
                 &format!("app-{name}"),
                 &format!("postgres://postgres@{ip}:{pg_port}/postgres"),
             )
@@ -264,6 +271,7 @@ impl PatroniCluster {
                 pg_port,
                 api_port,
                 etcd_link,
+                api_link,
                 app,
                 proxy: None,
                 proxy_addr: SocketAddr::new(IpAddr::V4(*ip), proxy_port),
@@ -411,12 +419,22 @@ access = false
 
     /// The index of the member Patroni names leader, if any.
     pub async fn leader(&self) -> Option<usize> {
+        self.member_with_role("leader").await
+    }
+
+    /// The index of the synchronous standby (the only switchover candidate under
+    /// `synchronous_mode`), if any.
+    pub async fn sync_standby(&self) -> Option<usize> {
+        self.member_with_role("sync_standby").await
+    }
+
+    async fn member_with_role(&self, role: &str) -> Option<usize> {
         let view = self.cluster_view().await?;
         let members = view.get("members")?.as_array()?;
-        let leader = members
+        let member = members
             .iter()
-            .find(|m| m.get("role").and_then(Value::as_str) == Some("leader"))?;
-        let name = leader.get("name")?.as_str()?;
+            .find(|m| m.get("role").and_then(Value::as_str) == Some(role))?;
+        let name = member.get("name")?.as_str()?;
         self.nodes.iter().position(|n| n.name == name)
     }
 
@@ -428,6 +446,22 @@ access = false
             if want.is_some_and(|w| w != leader) {
                 return None;
             }
+            let status = client()
+                .get(self.nodes[leader].api("/primary"))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .ok()?
+                .status();
+            (status == 200).then_some(leader)
+        })
+        .await
+    }
+
+    /// Waits until a member other than `old` leads (its `/primary` answering 200).
+    pub async fn wait_new_leader(&self, old: usize) -> usize {
+        eventually(WAIT, "a new leader", || async {
+            let leader = self.leader().await.filter(|l| *l != old)?;
             let status = client()
                 .get(self.nodes[leader].api("/primary"))
                 .timeout(Duration::from_secs(1))
@@ -518,6 +552,16 @@ access = false
 
 impl Drop for PatroniCluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What Patroni did is what explains a failed test.
+            for node in &self.nodes {
+                let log = std::fs::read_to_string(node.config.with_file_name("patroni.log"))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                eprintln!("--- {} patroni.log (last 40 lines)\n{tail}", node.name);
+            }
+        }
         for node in &mut self.nodes {
             node.proxy = None;
             node.patroni.kill();
@@ -571,12 +615,14 @@ struct PatroniYaml<'a> {
     pg_port: u16,
     api_port: u16,
     etcd: SocketAddr,
+    api_link: SocketAddr,
     dir: &'a Path,
     pg_bin: &'a Path,
     synchronous: bool,
 }
 
-/// One member's patroni.yml: etcd v3 through its relay, trust authentication on loopback only
+/// One member's patroni.yml: etcd v3 through its relay (`use_proxies`: no discovery of etcd's
+/// advertised address, which would bypass the relay), trust authentication on loopback only
 /// (test data), short timings, no fsync.
 fn patroni_yaml(y: &PatroniYaml<'_>) -> String {
     let dir = y.dir.display();
@@ -585,15 +631,16 @@ fn patroni_yaml(y: &PatroniYaml<'_>) -> String {
 name: {name}
 restapi:
   listen: {ip}:{api_port}
-  connect_address: {ip}:{api_port}
+  connect_address: {api_link}
 etcd3:
   hosts: {etcd}
+  use_proxies: true
 bootstrap:
   dcs:
     ttl: 10
     loop_wait: 1
     retry_timeout: 4
-    master_start_timeout: 0
+    primary_start_timeout: 0
     maximum_lag_on_failover: 1073741824
     synchronous_mode: {synchronous}
     postgresql:
@@ -636,6 +683,7 @@ postgresql:
         api_port = y.api_port,
         pg_port = y.pg_port,
         etcd = y.etcd,
+        api_link = y.api_link,
         synchronous = y.synchronous,
         pg_bin = y.pg_bin.display(),
     )
