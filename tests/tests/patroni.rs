@@ -16,6 +16,8 @@
 //! Skips (with a notice) without patroni, etcd or PostgreSQL, unless
 //! `RWPROXY_REQUIRE_EXTERNAL=1`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -364,4 +366,220 @@ async fn failover_switchover_and_partition_under_load() {
         record.outcomes
     );
     assert!(record.acked.len() > 50, "too little load to prove anything");
+}
+
+/// How the fake Patroni API answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fake {
+    /// This node holds the lock and leads.
+    Leader,
+    /// Another member (`pg9`) leads; `/primary` answers 503.
+    Follower,
+    /// No member leads (a failover under way).
+    NoLeader,
+    /// `200` with a body that is not JSON.
+    Garbage,
+    /// `500` on everything.
+    Failing,
+    /// Headers only after longer than rwproxy's `timeout`.
+    Slow,
+}
+
+/// A real HTTP server answering Patroni-shaped documents as `mode` says; `member` is the name
+/// of the node it serves.
+async fn fake_patroni(
+    mode: Arc<Mutex<Fake>>,
+    member: Arc<Mutex<String>>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (mode, member) = (mode.clone(), member.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let mode = *mode.lock().unwrap();
+                    let me = member.lock().unwrap().clone();
+                    let path = req.uri().path().to_owned();
+                    async move {
+                        let (status, body) = fake_answer(mode, &me, &path).await;
+                        let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+                        *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+async fn fake_answer(mode: Fake, me: &str, path: &str) -> (u16, String) {
+    let node = |role: &str| format!(r#"{{"state": "running", "role": "{role}", "timeline": 4}}"#);
+    let cluster = |leader: Option<&str>| {
+        let member = |name: &str| {
+            let role = if Some(name) == leader {
+                "leader"
+            } else {
+                "replica"
+            };
+            format!(
+                r#"{{"name": "{name}", "role": "{role}", "state": "running", "host": "127.0.0.1", "timeline": 4}}"#
+            )
+        };
+        format!(r#"{{"members": [{}, {}]}}"#, member(me), member("pg9"))
+    };
+    match (mode, path) {
+        (Fake::Leader, "/primary") => (200, node("master")),
+        (Fake::Leader, _) => (200, cluster(Some(me))),
+        (Fake::Follower, "/primary") => (503, node("replica")),
+        (Fake::Follower, _) => (200, cluster(Some("pg9"))),
+        (Fake::NoLeader, "/primary") => (503, node("replica")),
+        (Fake::NoLeader, _) => (200, cluster(None)),
+        (Fake::Garbage, _) => (200, "<html>not patroni</html>".into()),
+        (Fake::Failing, _) => (500, "internal error".into()),
+        (Fake::Slow, _) => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            (200, node("master"))
+        }
+    }
+}
+
+/// The Patroni source with a real rwproxy and a real PostgreSQL primary, and a fake Patroni API
+/// that misbehaves on demand: whatever it does wrong, the node is never primary, its health says
+/// why, and a write gets rwproxy's 503 (never the app).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_silent_patroni_api_stops_writes_with_a_clear_reason() {
+    use rwproxy::config::SourceConfig;
+    use rwproxy_tests::pg_cluster::PgNode;
+    use rwproxy_tests::postgres::{PgBin, PgServer, MONITOR_USER};
+    let Some(bin) = PgBin::find() else {
+        return;
+    };
+    let server = PgServer::primary(&bin).await;
+    let mode = Arc::new(Mutex::new(Fake::Leader));
+    let member = Arc::new(Mutex::new(String::new()));
+    let (api, _fake) = fake_patroni(mode.clone(), member.clone()).await;
+    let api_url = format!("http://{api}");
+    let pg_url = server.url(MONITOR_USER);
+    // PgNode names each node after its listener address: that is the member name here too.
+    let node = PgNode::start(&pg_url, &server.url("postgres"), None, |c| {
+        c.cluster.source = SourceConfig::Patroni {
+            api: api_url.parse().unwrap(),
+            member: None,
+            naming: rwproxy_cluster::MemberNaming {
+                field: rwproxy_cluster::MemberField::Name,
+                table: Default::default(),
+            },
+            url: pg_url.clone(),
+            password_file: None,
+            poll: Duration::from_millis(50),
+            timeout: Duration::from_millis(300),
+        };
+    })
+    .await;
+    *member.lock().unwrap() = node.name.clone();
+    node.state_until("primary while Patroni says so", |s| s.is_primary())
+        .await;
+    let write = client()
+        .post(node.url("/items/first"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 201, "the leader takes writes");
+
+    let rows = [
+        // Lock lost, PostgreSQL not demoted: a replica whose lag is unknown (diverging).
+        (Fake::Follower, "replica", "unknown", None),
+        (Fake::NoLeader, "replica", "no-primary", None),
+        (
+            Fake::Garbage,
+            "unknown",
+            "unknown",
+            Some("bad /primary document"),
+        ),
+        (
+            Fake::Failing,
+            "unknown",
+            "unknown",
+            Some("/primary answered 500"),
+        ),
+        (
+            Fake::Slow,
+            "unknown",
+            "unknown",
+            Some("no answer within 300ms"),
+        ),
+    ];
+    for (i, (fake, role, status, problem)) in rows.into_iter().enumerate() {
+        *mode.lock().unwrap() = fake;
+        node.health_until(&format!("{fake:?}"), |_, body| {
+            let text = body["problem"].as_str().unwrap_or_default();
+            body["role"] == role
+                && body["status"] == status
+                && problem.is_none_or(|p| text.contains(p))
+        })
+        .await;
+        let (code, body) = node.health().await;
+        if let Some(problem) = problem {
+            assert_eq!(code, 503, "{fake:?}: {body}");
+            let text = body["problem"].as_str().unwrap_or_default();
+            assert!(
+                text.starts_with("patroni ") && text.contains(problem),
+                "{fake:?}: {body}"
+            );
+        }
+        let writes_before = node.app.writes_seen();
+        let started = Instant::now();
+        let write = client()
+            .post(node.url(&format!("/items/refused-{i}")))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .unwrap();
+        if fake == Fake::Follower {
+            // Forwarded to the leader's name, pg9, which does not resolve: rwproxy's own 503.
+            assert!(
+                write.status() == 502 || write.status() == 503,
+                "{fake:?}: {}",
+                write.status()
+            );
+        } else {
+            assert_eq!(write.status(), 503, "{fake:?}");
+            assert_eq!(
+                header(&write, "rwproxy-error").as_deref(),
+                Some("no-primary")
+            );
+        }
+        assert!(
+            header(&write, "rwproxy-error").is_some(),
+            "{fake:?}: rwproxy answered"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{fake:?}: bounded"
+        );
+        assert_eq!(
+            node.app.writes_seen(),
+            writes_before,
+            "{fake:?}: the app saw no write"
+        );
+    }
+    // Patroni leads again: writes flow again, no restart.
+    *mode.lock().unwrap() = Fake::Leader;
+    node.state_until("primary again", |s| s.is_primary()).await;
+    let write = client()
+        .post(node.url("/items/again"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 201);
 }
