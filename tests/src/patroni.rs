@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::pg_app::PgApp;
+use crate::postgres::PgBin;
 use crate::relay::{Mode, Relay};
 use crate::{client, eventually, free_port};
 
@@ -32,38 +33,23 @@ struct Programs {
     patroni: PathBuf,
     patronictl: PathBuf,
     etcd: PathBuf,
-    pg_bin: PathBuf,
-    as_postgres: bool,
+    pg: PgBin,
 }
 
 impl Programs {
     fn find() -> Option<Programs> {
-        let patroni = crate::external_program("patroni")?;
-        let patronictl = crate::external_program("patronictl")?;
-        let etcd = crate::external_program("etcd")?;
-        let pg_bin = ["17", "16", "15", "14", "13"]
-            .iter()
-            .map(|v| PathBuf::from(format!("/usr/lib/postgresql/{v}/bin")))
-            .find(|dir| dir.join("initdb").is_file())
-            .or_else(|| Some(crate::external_program("initdb")?.parent()?.to_path_buf()))?;
-        let as_postgres = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .unwrap_or(false);
         Some(Programs {
-            patroni,
-            patronictl,
-            etcd,
-            pg_bin,
-            as_postgres,
+            patroni: crate::external_program("patroni")?,
+            patronictl: crate::external_program("patronictl")?,
+            etcd: crate::external_program("etcd")?,
+            pg: PgBin::find()?,
         })
     }
 
     /// `program`, run as `postgres` when root (setpriv execs it: the child's pid is the
     /// program's own, so killing it kills the program).
     fn command(&self, program: &Path) -> Command {
-        let mut command = if self.as_postgres {
+        let mut command = if self.pg.as_postgres() {
             let mut c = Command::new("setpriv");
             c.args([
                 "--reuid=postgres",
@@ -81,14 +67,7 @@ impl Programs {
     }
 
     fn own(&self, path: &Path) {
-        if self.as_postgres {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(path)
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown {}", path.display());
-        }
+        self.pg.own(path);
     }
 }
 
@@ -199,6 +178,8 @@ pub struct PatroniCluster {
     pub nodes: Vec<PatroniNode>,
     /// The Patroni scope (cluster name).
     pub scope: String,
+    /// Patroni's `synchronous_mode`.
+    pub synchronous: bool,
     etcd: Process,
     etcd_addr: SocketAddr,
     dir: tempfile::TempDir,
@@ -255,7 +236,7 @@ impl PatroniCluster {
                 etcd: etcd_link.addr(),
                 api_link: api_link.addr(),
                 dir: &node_dir,
-                pg_bin: &programs.pg_bin,
+                pg_bin: programs.pg.dir(),
                 synchronous,
             });
             std::fs::write(&config, yaml).expect("patroni.yml");
@@ -284,6 +265,7 @@ impl PatroniCluster {
             programs,
             nodes,
             scope,
+            synchronous,
             etcd,
             etcd_addr,
             dir,
@@ -441,27 +423,20 @@ access = false
     /// Waits until the leader is `want` (or any leader, with `None`) and its `/primary` is 200;
     /// returns its index.
     pub async fn wait_leader_of(&self, want: Option<usize>) -> usize {
-        eventually(WAIT, &format!("leader {want:?}"), || async {
-            let leader = self.leader().await?;
-            if want.is_some_and(|w| w != leader) {
-                return None;
-            }
-            let status = client()
-                .get(self.nodes[leader].api("/primary"))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .ok()?
-                .status();
-            (status == 200).then_some(leader)
-        })
-        .await
+        let what = format!("leader {want:?}");
+        self.wait_leader(&what, |l| want.is_none_or(|w| w == l))
+            .await
     }
 
     /// Waits until a member other than `old` leads (its `/primary` answering 200).
     pub async fn wait_new_leader(&self, old: usize) -> usize {
-        eventually(WAIT, "a new leader", || async {
-            let leader = self.leader().await.filter(|l| *l != old)?;
+        self.wait_leader("a new leader", |l| l != old).await
+    }
+
+    /// Waits until `/cluster` names a leader that `accept`s and whose `/primary` answers 200.
+    async fn wait_leader(&self, what: &str, accept: impl Fn(usize) -> bool) -> usize {
+        eventually(WAIT, what, || async {
+            let leader = self.leader().await.filter(|l| accept(*l))?;
             let status = client()
                 .get(self.nodes[leader].api("/primary"))
                 .timeout(Duration::from_secs(1))
@@ -474,23 +449,48 @@ access = false
         .await
     }
 
-    /// Waits until `n` members run, every replica streaming on the leader's timeline.
+    /// Waits until `n` members run, every replica's WAL receiver streams (asked of PostgreSQL:
+    /// Patroni 3.0 says `running` for a replica still waiting for WAL) and, under
+    /// `synchronous_mode`, Patroni names a synchronous standby: only then can it fail over.
     pub async fn wait_streaming(&self, n: usize) {
-        eventually(WAIT, &format!("{n} members running"), || async {
+        eventually(WAIT, &format!("{n} members streaming"), || async {
             let view = self.cluster_view().await?;
             let members = view.get("members")?.as_array()?;
-            let running = members
-                .iter()
-                .filter(|m| {
-                    matches!(
-                        m.get("state").and_then(Value::as_str),
-                        Some("running" | "streaming")
-                    ) && m.get("lag").is_none_or(|l| l.as_u64().is_some())
-                })
-                .count();
-            (running >= n).then_some(())
+            if members.len() < n {
+                return None;
+            }
+            let leader = self.leader().await?;
+            for i in (0..self.nodes.len()).filter(|i| *i != leader) {
+                let streaming = self
+                    .query_text(
+                        i,
+                        "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                    )
+                    .await;
+                if streaming.as_deref() != Some("1") {
+                    return None;
+                }
+            }
+            if self.synchronous {
+                self.sync_standby().await?;
+            }
+            Some(())
         })
         .await;
+    }
+
+    /// The first column of the first row of `sql` on member `i`, `None` when it cannot answer.
+    async fn query_text(&self, i: usize, sql: &str) -> Option<String> {
+        let url = self.nodes[i].pg_url();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        let messages = client.simple_query(sql).await.ok()?;
+        messages.into_iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
     }
 
     /// Runs `sql` as the superuser on member `i`.
@@ -569,7 +569,7 @@ impl Drop for PatroniCluster {
             if node.data.join("postmaster.pid").exists() {
                 let _ = self
                     .programs
-                    .command(&self.programs.pg_bin.join("pg_ctl"))
+                    .command(&self.programs.pg.dir().join("pg_ctl"))
                     .arg("-D")
                     .arg(&node.data)
                     .args(["-m", "immediate", "-w", "-t", "20", "stop"])

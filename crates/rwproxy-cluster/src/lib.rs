@@ -1,5 +1,6 @@
 //! rwproxy-cluster owns how a node learns the cluster's state: the sources that read it (a
-//! static primary, the LiteFS mount and API, a JSON status URL, or a PostgreSQL server) and the single task that
+//! static primary, the LiteFS mount and API, a JSON status URL, a PostgreSQL server, or a
+//! Patroni-managed one) and the single task that
 //! publishes it as a [`NodeState`] on a `tokio::sync::watch` channel. The request path only reads
 //! that channel; nothing else writes it.
 //!
@@ -54,6 +55,10 @@
 //!   replay has not reached, published in 100 ms steps; polls every 5 ms (not [`FAST_POLL`])
 //!   while reads wait; the token after a write is `pg_current_wal_insert_lsn()`, read on a
 //!   second connection. Details in `postgres/mod.rs` and `docs/postgres.md`.
+//! * **Patroni** (`patroni/`): the PostgreSQL source's poll, unchanged, combined with Patroni's
+//!   `GET /primary` and `GET /cluster` (asked once per `poll`, bounded by `timeout`); primary only
+//!   while the lock, the leader member and PostgreSQL all agree, `{primary}` from the leader
+//!   member by a configured rule. Details in `patroni/derive.rs` and `docs/patroni.md`.
 //! * **A panicking source** (a bug) publishes unknown and is restarted after a second, rather
 //!   than leaving the last value (perhaps Primary) frozen on the channel.
 

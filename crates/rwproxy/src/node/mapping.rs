@@ -42,11 +42,7 @@ pub(super) fn source_spec(config: &Config) -> SourceSpec {
             primary: primary.clone(),
             poll: *poll,
             timeout: *timeout,
-            // The first database names the one WAL position (validation keeps it to one).
-            position_key: databases
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "wal".to_owned()),
+            position_key: wal_key(&databases),
         }),
         SourceConfig::Patroni {
             api,
@@ -64,15 +60,21 @@ pub(super) fn source_spec(config: &Config) -> SourceSpec {
                 primary: None,
                 poll: *poll,
                 timeout: *timeout,
-                position_key: databases
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "wal".to_owned()),
+                position_key: wal_key(&databases),
             },
             member: member.clone().unwrap_or_else(|| config.node.clone()),
             naming: naming.clone(),
         }),
     }
+}
+
+/// The key of the one WAL position of the postgres and patroni sources: the first database
+/// (validation keeps it to one).
+fn wal_key(databases: &[String]) -> String {
+    databases
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "wal".to_owned())
 }
 
 pub(super) fn proxy_params(
