@@ -311,7 +311,8 @@ async fn failover_switchover_and_partition_under_load() {
         .first_ack_after(proxy_lost, "a write after the old leader stepped down")
         .await;
     eprintln!(
-        "partition: first acknowledged write {window:?} after the old leader's rwproxy stepped          down ({:?} after the cut)",
+        "partition: first acknowledged write {window:?} after the old leader's rwproxy \
+         stepped down ({:?} after the cut)",
         proxy_lost - partitioned
     );
     node.partition(false);
