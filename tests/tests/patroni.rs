@@ -29,8 +29,8 @@ use rwproxy_tests::{client, eventually};
 /// What the load saw.
 #[derive(Default)]
 struct Record {
-    /// Acknowledged writes (201): name → (when sent, when acknowledged).
-    acked: BTreeMap<String, (Instant, Instant)>,
+    /// Acknowledged writes (201): name → (when sent, when acknowledged, the app that wrote it).
+    acked: BTreeMap<String, (Instant, Instant, String)>,
     /// Answers by kind, e.g. `201`, `503 no-primary`, `500 app: <message>`.
     outcomes: BTreeMap<String, usize>,
     /// rwproxy's own answers that broke the contract (no `Retry-After` on a 503, a status that is
@@ -84,7 +84,7 @@ fn start_load(urls: Vec<String>, workers: usize) -> Load {
                             .lock()
                             .unwrap()
                             .acked
-                            .insert(name.clone(), (sent, Instant::now()));
+                            .insert(name.clone(), (sent, Instant::now(), writer(&body)));
                         record_outcome(&record, "201".into());
                     } else {
                         note_failure(&record, status, error, retry_after, &body);
@@ -126,6 +126,11 @@ fn start_load(urls: Vec<String>, workers: usize) -> Load {
         stop,
         tasks,
     }
+}
+
+/// The app that wrote an item, from its answer (`app-pgN wrote NAME`).
+fn writer(body: &str) -> String {
+    body.split(' ').next().unwrap_or_default().to_owned()
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
@@ -173,8 +178,12 @@ impl Load {
         self.record.lock().unwrap().acked.len()
     }
 
-    /// Waits until a write sent after `since` is acknowledged; returns how long after `since`.
-    async fn first_ack_after(&self, since: Instant, what: &str) -> Duration {
+    /// Waits until a write sent after `since` is acknowledged by another app than `old`'s
+    /// (the new leader's); returns how long after `since`. The old leader's backends outlive a
+    /// `kill -9` of its postmaster for a moment, and may still commit (to the synchronous
+    /// standby too): such a write is not the new leader's.
+    async fn first_ack_after(&self, since: Instant, old: &str, what: &str) -> Duration {
+        let old_app = format!("app-{old}");
         eventually(WAIT, what, || {
             let first = self
                 .record
@@ -182,8 +191,8 @@ impl Load {
                 .unwrap()
                 .acked
                 .values()
-                .filter(|(sent, _)| *sent > since)
-                .map(|(_, acked)| *acked)
+                .filter(|(sent, _, app)| *sent > since && *app != old_app)
+                .map(|(_, acked, _)| *acked)
                 .min();
             async move { first.map(|at| at - since) }
         })
@@ -226,10 +235,15 @@ async fn failover_switchover_and_partition_under_load() {
     cluster.nodes[old].kill_postgres();
     let new = cluster.wait_new_leader(old).await;
     let window = load
-        .first_ack_after(killed, "a write after the failover")
+        .first_ack_after(
+            killed,
+            &cluster.nodes[old].name,
+            "a write after the failover",
+        )
         .await;
     eprintln!(
-        "failover: {} -> {}, unavailability window (kill -> first acknowledged write): {window:?}",
+        "failover: {} -> {}, unavailability window (kill -> first write acknowledged by the new \
+         leader): {window:?}",
         cluster.nodes[old].name, cluster.nodes[new].name
     );
     cluster.wait_streaming(3).await;
@@ -241,7 +255,11 @@ async fn failover_switchover_and_partition_under_load() {
     cluster.switchover(to);
     cluster.wait_leader_of(Some(to)).await;
     let window = load
-        .first_ack_after(switched, "a write after the switchover")
+        .first_ack_after(
+            switched,
+            &cluster.nodes[from].name,
+            "a write after the switchover",
+        )
         .await;
     eprintln!(
         "switchover: {} -> {}, first acknowledged write after {window:?}",
@@ -308,7 +326,11 @@ async fn failover_switchover_and_partition_under_load() {
         .await;
     }
     let window = load
-        .first_ack_after(proxy_lost, "a write after the old leader stepped down")
+        .first_ack_after(
+            proxy_lost,
+            &node.name,
+            "a write after the old leader stepped down",
+        )
         .await;
     eprintln!(
         "partition: first acknowledged write {window:?} after the old leader's rwproxy \
