@@ -85,8 +85,18 @@ impl PgBin {
         command
     }
 
+    /// The directory of `initdb`, `pg_ctl` and friends.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// True when the servers run as the `postgres` OS user (the tests run as root).
+    pub fn as_postgres(&self) -> bool {
+        self.as_postgres
+    }
+
     /// Hands `path` to the `postgres` user (when the servers run as `postgres`).
-    fn own(&self, path: &Path) {
+    pub fn own(&self, path: &Path) {
         if self.as_postgres {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])

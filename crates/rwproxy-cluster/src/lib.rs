@@ -1,5 +1,6 @@
 //! rwproxy-cluster owns how a node learns the cluster's state: the sources that read it (a
-//! static primary, the LiteFS mount and API, a JSON status URL, or a PostgreSQL server) and the single task that
+//! static primary, the LiteFS mount and API, a JSON status URL, a PostgreSQL server, or a
+//! Patroni-managed one) and the single task that
 //! publishes it as a [`NodeState`] on a `tokio::sync::watch` channel. The request path only reads
 //! that channel; nothing else writes it.
 //!
@@ -54,6 +55,10 @@
 //!   replay has not reached, published in 100 ms steps; polls every 5 ms (not [`FAST_POLL`])
 //!   while reads wait; the token after a write is `pg_current_wal_insert_lsn()`, read on a
 //!   second connection. Details in `postgres/mod.rs` and `docs/postgres.md`.
+//! * **Patroni** (`patroni/`): the PostgreSQL source's poll, unchanged, combined with Patroni's
+//!   `GET /primary` and `GET /cluster` (asked once per `poll`, bounded by `timeout`); primary only
+//!   while the lock, the leader member and PostgreSQL all agree, `{primary}` from the leader
+//!   member by a configured rule. Details in `patroni/derive.rs` and `docs/patroni.md`.
 //! * **A panicking source** (a bug) publishes unknown and is restarted after a second, rather
 //!   than leaving the last value (perhaps Primary) frozen on the channel.
 
@@ -64,6 +69,7 @@ mod error;
 mod http_client;
 mod http_source;
 mod litefs;
+mod patroni;
 mod postgres;
 mod probe;
 mod publish;
@@ -83,6 +89,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use http_client::client_builder;
+pub use patroni::{MemberField, MemberNaming};
 pub use postgres::check_url as check_postgres_url;
 pub use probe::PositionReader;
 /// The shared count of waiting requests (defined in rwproxy-core so the HTTP side and the
@@ -106,6 +113,22 @@ pub enum SourceSpec {
     Http(HttpSpec),
     /// This node's own PostgreSQL server (a primary or a streaming replica).
     Postgres(PostgresSpec),
+    /// A Patroni-managed PostgreSQL node: Patroni's leader lock decides the primary.
+    Patroni(PatroniSpec),
+}
+
+/// Settings of the Patroni source.
+#[derive(Clone, Debug)]
+pub struct PatroniSpec {
+    /// Base URL of this node's Patroni REST API, e.g. `http://127.0.0.1:8008` (no trailing `/`).
+    pub api: String,
+    /// This node's PostgreSQL server, polled as the postgres source polls it (its `primary` is
+    /// unused: Patroni names the primary).
+    pub postgres: PostgresSpec,
+    /// This node's Patroni member name (`name` in its patroni.yml).
+    pub member: String,
+    /// How the leader member becomes `{primary}`.
+    pub naming: MemberNaming,
 }
 
 /// Settings of the PostgreSQL source.
@@ -206,6 +229,7 @@ fn source_label(spec: &SourceSpec) -> &'static str {
         SourceSpec::Litefs(_) => "litefs",
         SourceSpec::Http(_) => "http",
         SourceSpec::Postgres(_) => "postgres",
+        SourceSpec::Patroni(_) => "patroni",
     }
 }
 
@@ -239,6 +263,7 @@ async fn run_source(
         SourceSpec::Litefs(litefs) => litefs::run(node, litefs, demand, publisher).await,
         SourceSpec::Http(http) => http_source::run(node, http, demand, publisher).await,
         SourceSpec::Postgres(pg) => postgres::run(node, pg, demand, publisher).await,
+        SourceSpec::Patroni(spec) => patroni::run(node, spec, demand, publisher).await,
     }
 }
 

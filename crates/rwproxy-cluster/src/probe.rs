@@ -48,7 +48,8 @@ impl PositionReader {
                 databases: l.databases.iter().map(|d| Arc::from(d.as_str())).collect(),
                 reads: Arc::new(Semaphore::new(MAX_BLOCKING_READS)),
             },
-            SourceSpec::Postgres(p) => Kind::Postgres {
+            SourceSpec::Postgres(p)
+            | SourceSpec::Patroni(crate::PatroniSpec { postgres: p, .. }) => Kind::Postgres {
                 conn: Arc::new(postgres::Connection::new(p)),
                 key: Arc::from(p.position_key.as_str()),
             },

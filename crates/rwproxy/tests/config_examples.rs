@@ -63,6 +63,7 @@ fn every_example_config_validates() {
         "fly.toml",
         "litefs.toml",
         "postgres.toml",
+        "patroni.toml",
         "static-primary.toml",
         "static-replica.toml",
     ] {

@@ -233,6 +233,23 @@ pub enum SourceConfig {
         /// `cluster.timeout`: bound on connecting and on each query.
         timeout: Duration,
     },
+    /// `"patroni"`: a Patroni-managed PostgreSQL node; Patroni's leader lock decides the primary.
+    Patroni {
+        /// `cluster.api`: this node's Patroni REST API origin.
+        api: Uri,
+        /// `cluster.member`: this node's Patroni member name; `None` means the node's name.
+        member: Option<String>,
+        /// `cluster.primary_from` and `[cluster.members]`: how the leader becomes `{primary}`.
+        naming: rwproxy_cluster::MemberNaming,
+        /// `cluster.url`: this node's PostgreSQL server (positions, tokens, lag).
+        url: String,
+        /// `cluster.password_file`: read when the URL has no password (else `PGPASSWORD`).
+        password_file: Option<PathBuf>,
+        /// `cluster.poll`: how often PostgreSQL and Patroni are polled.
+        poll: Duration,
+        /// `cluster.timeout`: bound on each query and each Patroni request.
+        timeout: Duration,
+    },
 }
 
 impl SourceConfig {
@@ -243,6 +260,7 @@ impl SourceConfig {
             SourceConfig::Litefs { .. } => "litefs",
             SourceConfig::Http { .. } => "http",
             SourceConfig::Postgres { .. } => "postgres",
+            SourceConfig::Patroni { .. } => "patroni",
         }
     }
 }

@@ -86,6 +86,10 @@ pub(crate) struct RawCluster {
     pub timeout: Option<DurationText>,
     pub secret: Option<String>,
     pub password_file: Option<String>,
+    // source = "patroni"
+    pub member: Option<String>,
+    pub primary_from: Option<String>,
+    pub members: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -464,7 +464,7 @@ fn bad_enums() {
         problems(&text),
         vec![
             "cluster.mount: invalid type: integer `5`, expected a string",
-            "cluster.source: invalid value \"consul\" (expected \"static\", \"litefs\", \"http\" or \"postgres\")",
+            "cluster.source: invalid value \"consul\" (expected \"static\", \"litefs\", \"http\", \"postgres\" or \"patroni\")",
             "consistency.on_timeout: invalid value \"retry\" (expected \"forward\" or \"error\")",
             "consistency.session: invalid value \"all\" (expected \"writes\" or \"reads-too\")",
             "log.format: invalid value \"xml\" (expected \"text\" or \"json\")",
@@ -786,4 +786,81 @@ fn postgres_source_problems_name_the_key() {
         !secret[0].contains("hunter2"),
         "passwords never reach a message: {secret:?}"
     );
+}
+
+#[test]
+fn patroni_source_keys() {
+    let c = ok(&format!(
+        "{MINIMAL}[cluster]\nsource = \"patroni\"\napi = \"http://127.0.0.1:8008\"\n\
+         url = \"postgres://rwproxy@127.0.0.1:5432/postgres\"\nmember = \"pg-1\"\n\
+         primary_from = \"name\"\npoll = \"50ms\"\n[cluster.members]\npg-2 = \"10.0.0.2\"\n"
+    ));
+    match &c.cluster.source {
+        SourceConfig::Patroni {
+            api,
+            member,
+            naming,
+            url,
+            poll,
+            timeout,
+            ..
+        } => {
+            assert_eq!(api.to_string(), "http://127.0.0.1:8008/");
+            assert_eq!(member.as_deref(), Some("pg-1"));
+            assert_eq!(naming.field, rwproxy_cluster::MemberField::Name);
+            assert_eq!(
+                naming.table.get("pg-2").map(String::as_str),
+                Some("10.0.0.2")
+            );
+            assert_eq!(url, "postgres://rwproxy@127.0.0.1:5432/postgres");
+            assert_eq!(*poll, Duration::from_millis(50));
+            assert_eq!(*timeout, Duration::from_secs(1));
+        }
+        other => panic!("expected patroni, got {other:?}"),
+    }
+    assert_eq!(c.cluster.databases, vec!["wal"]);
+    assert_eq!(c.cluster.source.name(), "patroni");
+    // Defaults: the member is the node's name (None here), the leader is named by its host.
+    let c = ok(&format!(
+        "{MINIMAL}[cluster]\nsource = \"patroni\"\napi = \"http://127.0.0.1:8008\"\n\
+         url = \"postgres://rwproxy@127.0.0.1:5432/postgres\"\n"
+    ));
+    match &c.cluster.source {
+        SourceConfig::Patroni { member, naming, .. } => {
+            assert_eq!(member, &None);
+            assert_eq!(naming.field, rwproxy_cluster::MemberField::Host);
+            assert!(naming.table.is_empty());
+        }
+        other => panic!("expected patroni, got {other:?}"),
+    }
+}
+
+#[test]
+fn patroni_source_problems_name_the_key() {
+    assert_eq!(
+        problems_with("[cluster]\nsource = \"patroni\"\n"),
+        vec![
+            "cluster.api: required key missing (this node's Patroni REST API, e.g. \
+             \"http://127.0.0.1:8008\", required when cluster.source = \"patroni\")",
+            "cluster.url: required key missing (this node's PostgreSQL URL, e.g. \
+             \"postgres://rwproxy@127.0.0.1:5432/postgres\", required when cluster.source = \
+             \"patroni\")",
+        ]
+    );
+    let bad = problems_with(
+        "[cluster]\nsource = \"patroni\"\napi = \"127.0.0.1:8008\"\n\
+         url = \"http://127.0.0.1:5432\"\nprimary = \"pg-1\"\nmember = \"\"\n\
+         primary_from = \"ip\"\npoll = \"0s\"\n[cluster.members]\npg-2 = \"two words\"\n",
+    );
+    assert_eq!(bad.len(), 7, "{bad:?}");
+    assert!(bad[0].starts_with("cluster.api: invalid URL"), "{bad:?}");
+    assert!(bad[1].starts_with("cluster.primary: not used with cluster.source = \"patroni\""));
+    assert_eq!(bad[2], "cluster.member: must not be empty");
+    assert_eq!(
+        bad[3],
+        "cluster.primary_from: invalid value \"ip\" (expected \"host\" or \"name\")"
+    );
+    assert!(bad[4].starts_with("cluster.members.pg-2: invalid name"));
+    assert!(bad[5].starts_with("cluster.url: invalid URL"));
+    assert_eq!(bad[6], "cluster.poll: must be greater than zero");
 }

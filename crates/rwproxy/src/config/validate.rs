@@ -15,6 +15,7 @@ use super::raw::{
 };
 use super::values::{self, parse_choice, parse_duration};
 
+mod patroni;
 mod tls;
 use super::{
     AdminConfig, ClusterConfig, Config, ConsistencyConfig, HealthConfig, LogConfig, LogFormat,
@@ -166,6 +167,7 @@ enum SourceKind {
     Litefs,
     Http,
     Postgres,
+    Patroni,
 }
 
 fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
@@ -174,6 +176,7 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
         ("litefs", Some(SourceKind::Litefs)),
         ("http", Some(SourceKind::Http)),
         ("postgres", Some(SourceKind::Postgres)),
+        ("patroni", Some(SourceKind::Patroni)),
     ];
     let kind = c.value(
         "cluster.source",
@@ -183,11 +186,13 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
     );
     let databases = match raw.databases.take() {
         // PostgreSQL has one WAL position for the whole server: the token's key names it.
-        None if matches!(kind, Some(SourceKind::Postgres)) => vec!["wal".to_owned()],
+        None if matches!(kind, Some(SourceKind::Postgres | SourceKind::Patroni)) => {
+            vec!["wal".to_owned()]
+        }
         None => vec!["app.db".to_owned()],
         Some(list) => {
             check_databases(c, &list);
-            if matches!(kind, Some(SourceKind::Postgres)) && list.len() > 1 {
+            if matches!(kind, Some(SourceKind::Postgres | SourceKind::Patroni)) && list.len() > 1 {
                 c.report(
                     "cluster.databases",
                     "the postgres source has one WAL position for the whole server: name it \
@@ -230,6 +235,7 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
             timeout: c.nonzero_duration("cluster.timeout", &raw.timeout, secs(1)),
         },
         Some(SourceKind::Postgres) => postgres_source(c, &raw),
+        Some(SourceKind::Patroni) => patroni::source(c, &raw),
         Some(SourceKind::Litefs) | None => {
             let mount = raw.mount.unwrap_or_else(|| "/litefs".to_owned());
             if mount.is_empty() {

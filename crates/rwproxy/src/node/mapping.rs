@@ -3,7 +3,7 @@
 
 use crate::config::{Config, SourceConfig};
 use http::uri::Authority;
-use rwproxy_cluster::{HttpSpec, LitefsSpec, PostgresSpec, SourceSpec};
+use rwproxy_cluster::{HttpSpec, LitefsSpec, PatroniSpec, PostgresSpec, SourceSpec};
 use rwproxy_core::{Classifier, RoutePolicy};
 use rwproxy_http::health::AppCheck;
 use rwproxy_http::{ConsistencyParams, HealthParams, PrimaryUrl, ProxyParams};
@@ -42,13 +42,39 @@ pub(crate) fn source_spec(config: &Config) -> SourceSpec {
             primary: primary.clone(),
             poll: *poll,
             timeout: *timeout,
-            // The first database names the one WAL position (validation keeps it to one).
-            position_key: databases
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "wal".to_owned()),
+            position_key: wal_key(&databases),
+        }),
+        SourceConfig::Patroni {
+            api,
+            member,
+            naming,
+            url,
+            password_file,
+            poll,
+            timeout,
+        } => SourceSpec::Patroni(PatroniSpec {
+            api: api.to_string().trim_end_matches('/').to_owned(),
+            postgres: PostgresSpec {
+                url: url.clone(),
+                password_file: password_file.clone(),
+                primary: None,
+                poll: *poll,
+                timeout: *timeout,
+                position_key: wal_key(&databases),
+            },
+            member: member.clone().unwrap_or_else(|| config.node.clone()),
+            naming: naming.clone(),
         }),
     }
+}
+
+/// The key of the one WAL position of the postgres and patroni sources: the first database
+/// (validation keeps it to one).
+fn wal_key(databases: &[String]) -> String {
+    databases
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "wal".to_owned())
 }
 
 pub(super) fn proxy_params(
