@@ -86,6 +86,10 @@ pub(crate) struct RawCluster {
     pub timeout: Option<DurationText>,
     pub secret: Option<String>,
     pub password_file: Option<String>,
+    // Peer-aware health (validated in validate/peers.rs).
+    pub peers: Option<Vec<String>>,
+    pub peers_dns: Option<String>,
+    pub peer_poll: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +143,11 @@ pub(crate) struct RawHealth {
     pub app_path: Option<String>,
     pub app_interval: Option<DurationText>,
     pub app_timeout: Option<DurationText>,
+    // Peer-aware health (validated in validate/peers.rs).
+    pub fail_static: Option<bool>,
+    pub fail_static_agree: Option<f64>,
+    pub fail_static_min_peers: Option<u32>,
+    pub fail_static_max: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
