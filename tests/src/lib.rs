@@ -8,6 +8,7 @@ pub mod chaos_cluster;
 pub mod cluster;
 pub mod history;
 pub mod mount;
+pub mod peered;
 pub mod pg_app;
 pub mod pg_cluster;
 pub mod postgres;

@@ -89,7 +89,9 @@ impl Admin {
         let proof = signature(self.proxy.cluster_secret(), headers, &body);
         let mut response = respond::plain(StatusCode::OK, "application/json", body);
         if let Some(proof) = proof {
-            response.headers_mut().insert(peer_auth::PEER_PROOF.clone(), proof);
+            response
+                .headers_mut()
+                .insert(peer_auth::PEER_PROOF.clone(), proof);
         }
         response
     }
@@ -97,7 +99,11 @@ impl Admin {
 
 /// With `cluster.secret` set, a peer's poll (it carries a nonce) gets a signed answer, so the
 /// asking node knows the answer comes from a node holding the secret.
-fn signature(secret: Option<&HeaderValue>, headers: &HeaderMap, body: &[u8]) -> Option<HeaderValue> {
+fn signature(
+    secret: Option<&HeaderValue>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<HeaderValue> {
     let secret = secret?;
     let nonce = headers.get(&peer_auth::PEER_NONCE)?;
     if nonce.len() > peer_auth::MAX_NONCE_LEN {

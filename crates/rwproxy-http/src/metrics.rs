@@ -177,8 +177,14 @@ impl Metrics {
             health_max_lag: gauge("rwproxy_health_max_lag_seconds", vec![]),
             fail_static: FailStaticGauges {
                 degraded: gauge("rwproxy_degraded", vec![]),
-                known: gauge("rwproxy_peers", vec![Label::from_static_parts("state", "known")]),
-                heard: gauge("rwproxy_peers", vec![Label::from_static_parts("state", "heard")]),
+                known: gauge(
+                    "rwproxy_peers",
+                    vec![Label::from_static_parts("state", "known")],
+                ),
+                heard: gauge(
+                    "rwproxy_peers",
+                    vec![Label::from_static_parts("state", "heard")],
+                ),
                 lost: gauge(
                     "rwproxy_peers",
                     vec![Label::from_static_parts("state", "lost-primary")],

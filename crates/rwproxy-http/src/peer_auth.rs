@@ -72,7 +72,12 @@ mod tests {
         assert_eq!(nonce.len(), 32);
         let proof = sign(secret, nonce.as_bytes(), b"{}");
         assert!(verify(secret, nonce.as_bytes(), b"{}", &proof));
-        assert!(!verify(b"another secret!!", nonce.as_bytes(), b"{}", &proof));
+        assert!(!verify(
+            b"another secret!!",
+            nonce.as_bytes(),
+            b"{}",
+            &proof
+        ));
         assert!(!verify(secret, b"another nonce", b"{}", &proof));
         assert!(!verify(secret, nonce.as_bytes(), b"{\"x\":1}", &proof));
         assert!(!verify(secret, nonce.as_bytes(), b"{}", "zz"));

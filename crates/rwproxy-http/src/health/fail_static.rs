@@ -358,7 +358,10 @@ mod tests {
                 "a peer follows a primary and keeps up",
                 NoPrimary,
                 np.clone(),
-                view(2, vec![lost("b", 5), peer("c", Role::Replica, Some("p"), 100, 9)]),
+                view(
+                    2,
+                    vec![lost("b", 5), peer("c", Role::Replica, Some("p"), 100, 9)],
+                ),
                 Outcome::PeerReachesPrimary { peer: "c".into() },
             ),
             (
@@ -534,14 +537,30 @@ mod tests {
         let mut clock = DegradedClock::default();
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(5);
-        clock.observe(&Outcome::TooFewAgree { agreeing: 0, needed: 1 }, t0);
+        clock.observe(
+            &Outcome::TooFewAgree {
+                agreeing: 0,
+                needed: 1,
+            },
+            t0,
+        );
         assert_eq!(clock.elapsed(later), Duration::ZERO);
         clock.observe(&Outcome::Degraded { agreeing: 1 }, t0);
         clock.observe(&Outcome::Degraded { agreeing: 1 }, later);
         assert_eq!(clock.elapsed(later), Duration::from_secs(5));
         clock.observe(&Outcome::Expired, later);
-        clock.observe(&Outcome::TooFewAgree { agreeing: 0, needed: 1 }, later);
-        assert_eq!(clock.elapsed(later), Duration::from_secs(5), "a peer blip does not reset it");
+        clock.observe(
+            &Outcome::TooFewAgree {
+                agreeing: 0,
+                needed: 1,
+            },
+            later,
+        );
+        assert_eq!(
+            clock.elapsed(later),
+            Duration::from_secs(5),
+            "a peer blip does not reset it"
+        );
         clock.observe(&Outcome::NotApplicable, later);
         assert_eq!(clock.elapsed(later), Duration::ZERO);
     }

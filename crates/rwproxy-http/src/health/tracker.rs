@@ -320,8 +320,15 @@ mod tests {
         run(&mut t, &[OK, OK]);
         assert_eq!(tick(&mut t, deg), deg);
         assert_eq!(tick(&mut t, OK), OK);
-        assert_eq!(tick(&mut t, HealthStatus::NoPrimary), HealthStatus::NoPrimary);
-        assert_eq!(run(&mut t, &[deg, deg]), [HealthStatus::NoPrimary, deg], "rise");
+        assert_eq!(
+            tick(&mut t, HealthStatus::NoPrimary),
+            HealthStatus::NoPrimary
+        );
+        assert_eq!(
+            run(&mut t, &[deg, deg]),
+            [HealthStatus::NoPrimary, deg],
+            "rise"
+        );
         assert_eq!(run(&mut t, &[LAG, LAG, LAG]), [deg, deg, LAG], "fall");
     }
 

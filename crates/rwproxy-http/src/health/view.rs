@@ -160,7 +160,12 @@ impl HealthView {
         let peers = self.shared.peer_verdict();
         let reason = peers
             .as_deref()
-            .filter(|_| matches!(status, HealthStatus::Degraded | HealthStatus::NoPrimary | HealthStatus::Lagging))
+            .filter(|_| {
+                matches!(
+                    status,
+                    HealthStatus::Degraded | HealthStatus::NoPrimary | HealthStatus::Lagging
+                )
+            })
             .map(|p| p.reason.as_str());
         let doc = HealthDoc {
             status,

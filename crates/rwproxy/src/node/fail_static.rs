@@ -92,7 +92,11 @@ impl PeerJudge {
             }
         };
         Judged {
-            status: if degraded { HealthStatus::Degraded } else { own },
+            status: if degraded {
+                HealthStatus::Degraded
+            } else {
+                own
+            },
             pending,
             lost,
             changed,

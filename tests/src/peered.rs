@@ -1,0 +1,107 @@
+//! A test-controlled LiteFS-format cluster whose nodes know each other (peer-aware health):
+//! every node's `cluster.peers` lists the other nodes' admin URLs. A stopped node can be
+//! started again on the same addresses, as a restarted process would be.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rwproxy::config::Config;
+use rwproxy::Node;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::cluster::{bind_listeners, node_parts, Cluster, TestNode};
+use crate::{client, eventually};
+
+/// The cluster, with what it takes to restart a node.
+pub struct Peered {
+    pub cluster: Cluster,
+    configs: Vec<Config>,
+    admin: Vec<SocketAddr>,
+}
+
+impl Peered {
+    /// Starts `n` nodes (node 0 primary), each with the others as peers, `tweak` applied last.
+    pub async fn start(n: usize, tweak: impl Fn(&mut Config)) -> Peered {
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(bind_listeners().await);
+        }
+        let names: Vec<String> = listeners
+            .iter()
+            .map(|(p, _)| p.local_addr().expect("addr").to_string())
+            .collect();
+        let admin: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|(_, a)| a.local_addr().expect("addr"))
+            .collect();
+        let mut nodes = Vec::new();
+        let mut configs = Vec::new();
+        for (i, (proxy, admin_listener)) in listeners.into_iter().enumerate() {
+            let (mount, app, mut config) = node_parts(i, &names, &["app.db"], &|_| {}).await;
+            config.peers.urls = admin
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| format!("http://{a}"))
+                .collect();
+            tweak(&mut config);
+            let node = Node::start_on(&config, proxy, Some(admin_listener))
+                .await
+                .expect("start node");
+            configs.push(config);
+            nodes.push(TestNode {
+                name: names[i].clone(),
+                mount,
+                app,
+                node: Some(node),
+            });
+        }
+        let cluster = Cluster {
+            nodes,
+            databases: vec!["app.db".to_owned()],
+        };
+        cluster.settled().await;
+        Peered {
+            cluster,
+            configs,
+            admin,
+        }
+    }
+
+    /// Node `i`'s admin URL (valid whether it runs or not).
+    pub fn admin_url(&self, i: usize) -> String {
+        format!("http://{}", self.admin[i])
+    }
+
+    /// Starts stopped node `i` again on its old proxy and admin addresses.
+    pub async fn restart(&mut self, i: usize) {
+        let proxy = TcpListener::bind(&self.cluster.nodes[i].name)
+            .await
+            .expect("rebind proxy");
+        let admin = TcpListener::bind(self.admin[i])
+            .await
+            .expect("rebind admin");
+        let node = Node::start_on(&self.configs[i], proxy, Some(admin))
+            .await
+            .expect("restart node");
+        self.cluster.nodes[i].node = Some(node);
+    }
+}
+
+/// `GET url`: status and JSON body (`Null` when the body is not JSON).
+pub async fn health(url: &str) -> (u16, Value) {
+    let r = client().get(url).send().await.expect("an answer");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits (at most `within`) until `url` answers `status` with document status `name`.
+pub async fn health_becomes(url: &str, status: u16, name: &str, within: Duration) -> Value {
+    let what = format!("{url} to answer {status} {name}");
+    eventually(within, &what, || async {
+        let (s, doc) = health(url).await;
+        (s == status && doc["status"] == name).then_some(doc)
+    })
+    .await
+}
