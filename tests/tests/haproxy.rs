@@ -291,7 +291,12 @@ async fn haproxy_keeps_reads_flowing_when_the_primary_is_lost_and_pulls_only_a_c
     // A replica cut off from the primary the other still reaches: HAProxy drops it alone.
     c.nodes[1].lose_primary(60_000).await;
     eventually(WAIT, "haproxy to mark r1 down", || async {
-        haproxy.server("r1").await.0.starts_with("DOWN").then_some(())
+        haproxy
+            .server("r1")
+            .await
+            .0
+            .starts_with("DOWN")
+            .then_some(())
     })
     .await;
     let served = haproxy.batch(10).await;
