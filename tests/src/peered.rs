@@ -76,6 +76,12 @@ impl Peered {
 
     /// Starts stopped node `i` again on its old proxy and admin addresses.
     pub async fn restart(&mut self, i: usize) {
+        self.restart_with(i, |_| {}).await;
+    }
+
+    /// Like [`Peered::restart`], with `tweak` applied to the node's configuration first.
+    pub async fn restart_with(&mut self, i: usize, tweak: impl FnOnce(&mut Config)) {
+        tweak(&mut self.configs[i]);
         let proxy = TcpListener::bind(&self.cluster.nodes[i].name)
             .await
             .expect("rebind proxy");

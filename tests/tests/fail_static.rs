@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use rwproxy_tests::peered::{health, health_becomes, Peered};
-use rwproxy_tests::{eventually, metrics_line};
+use rwproxy_tests::{client, eventually, metrics_line};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// LiteFS's `.lag` of a replica that has not heard from its primary for a minute.
@@ -118,5 +118,65 @@ async fn every_case_of_the_table() {
             .is_some(),
         "the peers stay known"
     );
+    p.cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_cluster_secret_only_signed_answers_count() {
+    const SECRET: &str = "a-secret-of-at-least-16";
+    let mut p = Peered::start(3, |config| {
+        config.cluster.secret = Some(SECRET.to_owned());
+        config.peers.poll = Duration::from_millis(100);
+    })
+    .await;
+    // A poll's nonce gets a proof that only the secret makes.
+    let r = client()
+        .get(format!("{}/status", p.admin_url(1)))
+        .header("rwproxy-peer-nonce", "0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    let proof = r.headers()["rwproxy-peer-proof"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = r.bytes().await.unwrap();
+    use rwproxy_http::peer_auth::verify;
+    assert!(verify(
+        SECRET.as_bytes(),
+        b"0123456789abcdef",
+        &body,
+        &proof
+    ));
+    assert!(!verify(
+        b"another-secret-16chars",
+        b"0123456789abcdef",
+        &body,
+        &proof
+    ));
+    // Without a nonce (rwproxy status, scripts): the same document, unsigned.
+    let r = client()
+        .get(format!("{}/status", p.admin_url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("rwproxy-peer-proof"));
+
+    // Signed peers agree: degraded.
+    p.cluster.nodes[0].stop().await;
+    for i in [1, 2] {
+        p.cluster.nodes[i].mount.lose_primary(LOST_LAG_MS);
+    }
+    let health_url = |p: &Peered, i: usize| format!("{}/health", p.cluster.nodes[i].url());
+    for i in [1, 2] {
+        health_becomes(&health_url(&p, i), 200, "degraded", WAIT).await;
+    }
+    // Node 2 comes back without the secret: its answers are unsigned and no longer count, so
+    // node 1 hears no peer and answers as a lone node would.
+    p.cluster.nodes[2].stop().await;
+    p.restart_with(2, |config| config.cluster.secret = None)
+        .await;
+    let doc = health_becomes(&health_url(&p, 1), 503, "no-primary", WAIT).await;
+    assert_eq!(doc["peers"]["heard"], 0, "{doc}");
     p.cluster.stop().await;
 }
