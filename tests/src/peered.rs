@@ -10,7 +10,7 @@ use rwproxy::Node;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::cluster::{bind_listeners, node_parts, Cluster, TestNode};
+use crate::cluster::{bind_listeners, Cluster};
 use crate::{client, eventually};
 
 /// The cluster, with what it takes to restart a node.
@@ -27,41 +27,23 @@ impl Peered {
         for _ in 0..n {
             listeners.push(bind_listeners().await);
         }
-        let names: Vec<String> = listeners
-            .iter()
-            .map(|(p, _)| p.local_addr().expect("addr").to_string())
-            .collect();
         let admin: Vec<SocketAddr> = listeners
             .iter()
             .map(|(_, a)| a.local_addr().expect("addr"))
             .collect();
-        let mut nodes = Vec::new();
-        let mut configs = Vec::new();
-        for (i, (proxy, admin_listener)) in listeners.into_iter().enumerate() {
-            let (mount, app, mut config) = node_parts(i, &names, &["app.db"], &|_| {}).await;
-            config.peers.urls = admin
+        let peers_of = |i: usize| -> Vec<String> {
+            admin
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| *j != i)
                 .map(|(_, a)| format!("http://{a}"))
-                .collect();
-            tweak(&mut config);
-            let node = Node::start_on(&config, proxy, Some(admin_listener))
-                .await
-                .expect("start node");
-            configs.push(config);
-            nodes.push(TestNode {
-                name: names[i].clone(),
-                mount,
-                app,
-                node: Some(node),
-            });
-        }
-        let cluster = Cluster {
-            nodes,
-            databases: vec!["app.db".to_owned()],
+                .collect()
         };
-        cluster.settled().await;
+        let (cluster, configs) = Cluster::start_on(listeners, &["app.db"], |i, config| {
+            config.peers.urls = peers_of(i);
+            tweak(config);
+        })
+        .await;
         Peered {
             cluster,
             configs,

@@ -108,6 +108,14 @@ impl Haproxy {
         served
     }
 
+    /// Waits until HAProxy marks server `name` down.
+    async fn until_down(&self, name: &str) {
+        eventually(WAIT, &format!("haproxy to mark {name} down"), || async {
+            self.server(name).await.0.starts_with("DOWN").then_some(())
+        })
+        .await;
+    }
+
     /// `(status, weight)` of server `name` on HAProxy's stats page (`show stat`).
     async fn server(&self, name: &str) -> (String, String) {
         let fields = self.server_fields(name, &["status", "weight"]).await;
@@ -176,15 +184,7 @@ async fn haproxy_takes_a_lagging_replica_out_and_back_in() {
     .await;
 
     c.nodes[1].mount.set_lag_ms(5000);
-    eventually(WAIT, "haproxy to mark r1 down", || async {
-        haproxy
-            .server("r1")
-            .await
-            .0
-            .starts_with("DOWN")
-            .then_some(())
-    })
-    .await;
+    haproxy.until_down("r1").await;
     let served = haproxy.batch(20).await;
     assert!(
         served.iter().all(|s| s == "app2"),
@@ -290,15 +290,7 @@ async fn haproxy_keeps_reads_flowing_when_the_primary_is_lost_and_pulls_only_a_c
 
     // A replica cut off from the primary the other still reaches: HAProxy drops it alone.
     c.nodes[1].lose_primary(60_000).await;
-    eventually(WAIT, "haproxy to mark r1 down", || async {
-        haproxy
-            .server("r1")
-            .await
-            .0
-            .starts_with("DOWN")
-            .then_some(())
-    })
-    .await;
+    haproxy.until_down("r1").await;
     let served = haproxy.batch(10).await;
     assert!(served.iter().all(|s| s == "app2"), "{served:?}");
     assert_eq!(haproxy.server("r2").await.0, "UP");
