@@ -146,6 +146,16 @@ impl Haproxy {
     }
 }
 
+/// The HTTP-check backend of nodes 1 and 2 as `r1` and `r2`: `GET /health` every 100 ms.
+fn http_check_backend(c: &Cluster) -> String {
+    format!(
+        "    option httpchk GET /health\n    http-check expect status 200\n    \
+         default-server inter 100ms fall 2 rise 2\n    \
+         server r1 {} check\n    server r2 {} check\n",
+        c.nodes[1].name, c.nodes[2].name
+    )
+}
+
 /// How often HAProxy marked r1 and r2 down so far (`chkdown` of `show stat`).
 async fn checks_down(haproxy: &Haproxy) -> Vec<String> {
     let mut downs = Vec::new();
@@ -167,13 +177,7 @@ async fn haproxy_takes_a_lagging_replica_out_and_back_in() {
         config.reads.max_lag = Duration::from_secs(60);
     })
     .await;
-    let backend = format!(
-        "    option httpchk GET /health\n    http-check expect status 200\n    \
-         default-server inter 100ms fall 2 rise 2\n    \
-         server r1 {} check\n    server r2 {} check\n",
-        c.nodes[1].name, c.nodes[2].name
-    );
-    let Some(haproxy) = Haproxy::start(&backend).await else {
+    let Some(haproxy) = Haproxy::start(&http_check_backend(&c)).await else {
         return;
     };
     assert_exists(&haproxy.socket());
@@ -273,13 +277,7 @@ async fn haproxy_keeps_reads_flowing_when_the_primary_is_lost_and_pulls_only_a_c
     })
     .await;
     let c = &p.cluster;
-    let backend = format!(
-        "    option httpchk GET /health\n    http-check expect status 200\n    \
-         default-server inter 100ms fall 2 rise 2\n    \
-         server r1 {} check\n    server r2 {} check\n",
-        c.nodes[1].name, c.nodes[2].name
-    );
-    let Some(haproxy) = Haproxy::start(&backend).await else {
+    let Some(haproxy) = Haproxy::start(&http_check_backend(c)).await else {
         return;
     };
     let both_serve = || async {
