@@ -59,6 +59,11 @@ async fn every_case_of_the_table() {
             "{doc}"
         );
         assert_eq!(doc["peers"]["heard"], 1, "{doc}");
+        let (status, _) = health(&format!("{}?max_lag=1s", health_url(&p, i))).await;
+        assert_eq!(
+            status, 200,
+            "a probe's own threshold does not undo degraded"
+        );
         // `?strict` keeps the answer of before.
         let (status, strict) = health(&format!("{}?strict", health_url(&p, i))).await;
         assert_eq!(

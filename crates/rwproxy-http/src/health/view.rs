@@ -154,7 +154,9 @@ impl HealthView {
         let max_lag = max_lag_override.unwrap_or(self.max_lag);
         let strict = query.is_some_and(strict_asked);
         let (mut status, observed) = self.current(&state, max_lag, strict);
-        if max_lag_override.is_some() {
+        // A probe's own threshold changes the lag verdict, not the peers' (a degraded node has no
+        // primary whatever the threshold).
+        if max_lag_override.is_some() && status != HealthStatus::Degraded {
             status = observed;
         }
         let peers = self.shared.peer_verdict();
