@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod history;
 pub mod mount;
 pub mod patroni;
+pub mod peered;
 pub mod pg_app;
 pub mod pg_cluster;
 pub mod postgres;

@@ -163,6 +163,7 @@ async fn metrics_after_traffic_match_the_contract_and_pass_promtool() {
             "reason" => codes.contains(&value.as_str()),
             "db" => value == "app.db",
             "upstream" => value == "app" || value == "primary",
+            "state" => ["known", "heard", "lost-primary"].contains(&value.as_str()),
             "version" => value == env!("CARGO_PKG_VERSION"),
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
             _ => false,

@@ -1,9 +1,10 @@
 //! The admin listener: `/metrics`, `/health` (and `/status`), `/health/agent` and `/live`.
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::body::Body;
+use crate::peer_auth;
 use crate::proxy::Proxy;
 use crate::respond;
 
@@ -45,7 +46,7 @@ impl Admin {
                 .proxy
                 .health_view()
                 .respond(method, request.uri().query()),
-            "/status" => self.status(method, request.uri().query()),
+            "/status" => self.status(method, request.uri().query(), request.headers()),
             // HAProxy's agent-check words, for people and scripts (HAProxy itself speaks the
             // raw TCP form on `admin.agent_listen`).
             "/health/agent" => respond::plain(
@@ -67,7 +68,7 @@ impl Admin {
     /// `/status`: the health document plus what `rwproxy status` shows beside it (version,
     /// uptime). Always `200` when answered: the verdict is in `status`, and a tool reading
     /// this must not mistake an unhealthy node for an unreachable one.
-    fn status(&self, method: &Method, query: Option<&str>) -> Response<Body> {
+    fn status(&self, method: &Method, query: Option<&str>, headers: &HeaderMap) -> Response<Body> {
         #[derive(Serialize)]
         struct Extra {
             version: &'static str,
@@ -85,6 +86,29 @@ impl Admin {
                 },
             )
         };
-        respond::plain(StatusCode::OK, "application/json", body)
+        let proof = signature(self.proxy.cluster_secret(), headers, &body);
+        let mut response = respond::plain(StatusCode::OK, "application/json", body);
+        if let Some(proof) = proof {
+            response
+                .headers_mut()
+                .insert(peer_auth::PEER_PROOF.clone(), proof);
+        }
+        response
     }
+}
+
+/// With `cluster.secret` set, a peer's poll (it carries a nonce) gets a signed answer, so the
+/// asking node knows the answer comes from a node holding the secret.
+fn signature(
+    secret: Option<&HeaderValue>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<HeaderValue> {
+    let secret = secret?;
+    let nonce = headers.get(&peer_auth::PEER_NONCE)?;
+    if nonce.len() > peer_auth::MAX_NONCE_LEN {
+        return None;
+    }
+    let proof = peer_auth::sign(secret.as_bytes(), nonce.as_bytes(), body);
+    HeaderValue::from_str(&proof).ok()
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod hygiene;
 pub mod metrics;
 pub mod params;
+pub mod peer_auth;
 pub mod proxy;
 pub mod respond;
 pub mod server;

@@ -50,6 +50,7 @@ pub struct Metrics {
     app_queued: Gauge,
     reads_max_lag: Gauge,
     health_max_lag: Gauge,
+    fail_static: FailStaticGauges,
     started: Instant,
     version: &'static str,
 }
@@ -177,6 +178,21 @@ impl Metrics {
             app_queued: gauge("rwproxy_app_queued_requests", vec![]),
             reads_max_lag: gauge("rwproxy_reads_max_lag_seconds", vec![]),
             health_max_lag: gauge("rwproxy_health_max_lag_seconds", vec![]),
+            fail_static: FailStaticGauges {
+                degraded: gauge("rwproxy_degraded", vec![]),
+                known: gauge(
+                    "rwproxy_peers",
+                    vec![Label::from_static_parts("state", "known")],
+                ),
+                heard: gauge(
+                    "rwproxy_peers",
+                    vec![Label::from_static_parts("state", "heard")],
+                ),
+                lost: gauge(
+                    "rwproxy_peers",
+                    vec![Label::from_static_parts("state", "lost-primary")],
+                ),
+            },
             started: Instant::now(),
             version,
             // Last: the registration closures above borrow it.
@@ -306,6 +322,26 @@ impl Metrics {
                 gauge.set(*p as f64);
             }
         }
+    }
+}
+
+/// Peer-aware health's gauges (`health.fail_static`).
+struct FailStaticGauges {
+    degraded: Gauge,
+    known: Gauge,
+    heard: Gauge,
+    lost: Gauge,
+}
+
+impl Metrics {
+    /// Records the fail-static verdict: degraded or not, and how many peers are known, answered
+    /// and lost the primary too (called by the state-watch task, not per request).
+    pub fn fail_static(&self, degraded: bool, known: usize, heard: usize, lost: usize) {
+        let g = &self.fail_static;
+        g.degraded.set(f64::from(u8::from(degraded)));
+        g.known.set(known as f64);
+        g.heard.set(heard as f64);
+        g.lost.set(lost as f64);
     }
 }
 
@@ -492,6 +528,16 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_start_time_seconds",
             Some(Unit::Seconds),
             "When this node started, in seconds since the Unix epoch.",
+        ),
+        d(
+            "rwproxy_degraded",
+            None,
+            "1 while fail-static: no primary anywhere reachable, reads served from local data, writes refused.",
+        ),
+        d(
+            "rwproxy_peers",
+            None,
+            "Peers of peer-aware health by state: known, heard (answered the last poll), lost-primary.",
         ),
         d(
             "rwproxy_build_info",

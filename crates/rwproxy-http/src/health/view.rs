@@ -10,7 +10,7 @@ use rwproxy_core::NodeState;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{agent_line, evaluate_with_app, HealthStatus, SharedHealth};
+use super::{agent_line, evaluate_with_app, HealthStatus, PeerVerdict, SharedHealth};
 use crate::body::Body;
 use crate::proxy::Draining;
 use crate::respond;
@@ -31,6 +31,13 @@ struct HealthDoc<'a> {
     app: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a str>,
+    /// Why the node is `degraded`, or why it is not although it lost its primary (peer-aware
+    /// health only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    /// The fail-static verdict from the peers' view (peer-aware health only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<&'a PeerVerdict>,
 }
 
 /// Everything a health answer reads: cheap to clone, shared by the proxy and admin listeners
@@ -63,8 +70,15 @@ impl HealthView {
     }
 
     /// The verdict the edge sees now: the debounced one, except that statuses which skip `fall`
-    /// take effect at once (the watch task may not have run since `draining` was set).
-    fn current(&self, state: &NodeState, max_lag: Duration) -> (HealthStatus, HealthStatus) {
+    /// take effect at once (the watch task may not have run since `draining` was set). With
+    /// peer-aware health, a lost primary is the state-watch task's call (it may be `degraded`);
+    /// `strict` asks for the answer without the peers (`?strict`), as before fail-static.
+    fn current(
+        &self,
+        state: &NodeState,
+        max_lag: Duration,
+        strict: bool,
+    ) -> (HealthStatus, HealthStatus) {
         let observed = evaluate_with_app(
             state,
             max_lag,
@@ -72,18 +86,33 @@ impl HealthView {
             self.shared.app(),
         );
         let reported = self.shared.reported();
-        let status = if observed.skips_fall() || contradicted(reported, state) {
+        let peers_decide = self.shared.peer_aware() && observed == HealthStatus::NoPrimary;
+        let status = if (observed.skips_fall() && !peers_decide) || contradicted(reported, state) {
             observed
         } else {
             reported
         };
+        let status = match status {
+            HealthStatus::Degraded | HealthStatus::Ok if strict && peers_decide => observed,
+            HealthStatus::Degraded if strict => observed,
+            status => status,
+        };
         (status, observed)
+    }
+
+    /// True when this replica fails static (`degraded`): it serves reads from local data
+    /// whatever `reads.max_lag` says, since nothing newer exists anywhere reachable. Never on a
+    /// node whose state is unknown or not ready.
+    pub fn serves_stale_reads(&self, state: &NodeState) -> bool {
+        state.role == rwproxy_core::Role::Replica
+            && state.ready
+            && self.shared.reported() == HealthStatus::Degraded
     }
 
     /// The debounced verdict (what `GET /health` answers without `?max_lag=`).
     pub fn status(&self) -> HealthStatus {
         let state = self.state.borrow();
-        self.current(&state, self.max_lag).0
+        self.current(&state, self.max_lag, false).0
     }
 
     /// Answers a health probe (`GET`/`HEAD`, optional `?max_lag=<duration>`). A probe with its
@@ -124,10 +153,23 @@ impl HealthView {
         let state = self.state.borrow();
         let max_lag_override = query.and_then(max_lag_override);
         let max_lag = max_lag_override.unwrap_or(self.max_lag);
-        let (mut status, observed) = self.current(&state, max_lag);
-        if max_lag_override.is_some() {
+        let strict = query.is_some_and(strict_asked);
+        let (mut status, observed) = self.current(&state, max_lag, strict);
+        // A probe's own threshold changes the lag verdict, not the peers' (a degraded node has no
+        // primary whatever the threshold).
+        if max_lag_override.is_some() && status != HealthStatus::Degraded {
             status = observed;
         }
+        let peers = self.shared.peer_verdict();
+        let reason = peers
+            .as_deref()
+            .filter(|_| {
+                matches!(
+                    status,
+                    HealthStatus::Degraded | HealthStatus::NoPrimary | HealthStatus::Lagging
+                )
+            })
+            .map(|p| p.reason.as_str());
         let doc = HealthDoc {
             status,
             node: &self.node,
@@ -143,6 +185,8 @@ impl HealthView {
             observed,
             app: self.shared.app().as_label(),
             problem: state.problem.as_deref(),
+            reason,
+            peers: peers.as_deref(),
         };
         (status, f(&doc))
     }
@@ -150,7 +194,7 @@ impl HealthView {
     /// The HAProxy agent-check line for the current verdict (see [`agent_line`]).
     pub fn agent_line(&self) -> String {
         let state = self.state.borrow();
-        let (status, _) = self.current(&state, self.max_lag);
+        let (status, _) = self.current(&state, self.max_lag, false);
         agent_line(status, &state, self.max_lag)
     }
 }
@@ -159,7 +203,8 @@ impl HealthView {
 /// primary is never `no-primary`, even while the tracker is still confirming its recovery (a
 /// promotion takes writes at once, so the edge should see it at once too).
 fn contradicted(reported: HealthStatus, state: &NodeState) -> bool {
-    reported == HealthStatus::NoPrimary && state.role == rwproxy_core::Role::Primary
+    matches!(reported, HealthStatus::NoPrimary | HealthStatus::Degraded)
+        && state.role == rwproxy_core::Role::Primary
 }
 
 /// `max_lag=<duration>` from a query string, e.g. `?max_lag=2s`.
@@ -169,6 +214,14 @@ fn max_lag_override(query: &str) -> Option<Duration> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == "max_lag")
         .and_then(|(_, v)| humantime::parse_duration(v).ok())
+}
+
+/// `?strict` (or `strict=1`, `strict=true`): today's answer, without the peers' view.
+fn strict_asked(query: &str) -> bool {
+    query.split('&').any(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        k == "strict" && matches!(v, "" | "1" | "true")
+    })
 }
 
 #[cfg(test)]
@@ -209,6 +262,15 @@ mod tests {
             s.lag = Some(Duration::ZERO);
         });
         assert_eq!(view.status(), HealthStatus::NoPrimary);
+    }
+
+    #[test]
+    fn strict_is_a_flag() {
+        assert!(strict_asked("strict"));
+        assert!(strict_asked("max_lag=2s&strict=1"));
+        assert!(strict_asked("strict=true"));
+        assert!(!strict_asked("strict=0"));
+        assert!(!strict_asked("stricter"));
     }
 
     #[test]

@@ -164,6 +164,11 @@ impl Proxy {
         self.shared.app_pool.queued_total()
     }
 
+    /// `cluster.secret`, when set (the admin listener signs peers' `/status` answers with it).
+    pub(crate) fn cluster_secret(&self) -> Option<&http::HeaderValue> {
+        self.shared.params.forward_secret.as_ref()
+    }
+
     /// How long forwarded requests may take.
     pub fn write_timeout(&self) -> Duration {
         self.shared.params.write_timeout

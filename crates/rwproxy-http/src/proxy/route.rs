@@ -112,7 +112,7 @@ where
             let input = RouteInput {
                 class,
                 state: &state,
-                fresh: shared.freshness.observe(&state),
+                fresh: shared.freshness.observe(&state) || shared.health.serves_stale_reads(&state),
                 forwarded,
                 wait: token_wait.map_or(WaitState::Satisfied, |t| t.wait),
                 waited_for_primary: false,
@@ -416,7 +416,7 @@ where
             let input = RouteInput {
                 class,
                 state: &state,
-                fresh: shared.freshness.observe(&state),
+                fresh: shared.freshness.observe(&state) || shared.health.serves_stale_reads(&state),
                 forwarded,
                 wait,
                 waited_for_primary,

@@ -131,6 +131,31 @@ pub struct Config {
     pub health: HealthConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// Peer-aware health: `cluster.peers*` and `health.fail_static*`.
+    pub peers: PeersConfig,
+}
+
+/// Peer-aware health (`cluster.peers`, `cluster.peers_dns`, `cluster.peer_poll`,
+/// `health.fail_static*`): who this node asks about the primary, and what it makes of the
+/// answers.
+#[derive(Clone, Debug)]
+pub struct PeersConfig {
+    /// `cluster.peers`: other nodes' admin URLs (`http://10.0.0.6:9090`).
+    pub urls: Vec<String>,
+    /// `cluster.peers_dns`: `NAME:PORT`, every A/AAAA record at that port; `None` when absent
+    /// or `""`.
+    pub dns: Option<String>,
+    /// `cluster.peer_poll`: how often the peers are asked (also the bound on one answer).
+    pub poll: Duration,
+    /// `health.fail_static` and its policy keys.
+    pub policy: rwproxy_http::health::FailStaticPolicy,
+}
+
+impl PeersConfig {
+    /// True when there is anyone to ask.
+    pub fn any(&self) -> bool {
+        !self.urls.is_empty() || self.dns.is_some()
+    }
 }
 
 /// `[proxy]`: the client-facing listener and the local app.

@@ -90,6 +90,10 @@ pub(crate) struct RawCluster {
     pub member: Option<String>,
     pub primary_from: Option<String>,
     pub members: Option<std::collections::BTreeMap<String, String>>,
+    // Peer-aware health (validated in validate/peers.rs).
+    pub peers: Option<Vec<String>>,
+    pub peers_dns: Option<String>,
+    pub peer_poll: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +147,11 @@ pub(crate) struct RawHealth {
     pub app_path: Option<String>,
     pub app_interval: Option<DurationText>,
     pub app_timeout: Option<DurationText>,
+    // Peer-aware health (validated in validate/peers.rs).
+    pub fail_static: Option<bool>,
+    pub fail_static_agree: Option<f64>,
+    pub fail_static_min_peers: Option<u32>,
+    pub fail_static_max: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]

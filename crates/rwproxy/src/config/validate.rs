@@ -16,6 +16,7 @@ use super::raw::{
 use super::values::{self, parse_choice, parse_duration};
 
 mod patroni;
+mod peers;
 mod tls;
 use super::{
     AdminConfig, ClusterConfig, Config, ConsistencyConfig, HealthConfig, LogConfig, LogFormat,
@@ -85,10 +86,12 @@ pub(crate) fn validate(
             }
         }
     }
+    let peers = peers::peers(&mut c, &raw.cluster, &raw.health);
     Config {
         node,
         proxy,
         admin,
+        peers,
         cluster: cluster(&mut c, raw.cluster),
         writes: writes(&mut c, raw.writes),
         reads: reads(&mut c, raw.reads),

@@ -12,7 +12,9 @@ use rwproxy_http::{Admin, Draining, Metrics, Proxy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::fail_static::PeerJudge;
 use super::mapping::{app_check, proxy_params, source_spec};
+use super::peers::PeerPoller;
 use super::state_watch::{watch_state, Watch};
 use crate::config::Config;
 use crate::probe;
@@ -77,6 +79,7 @@ impl Core {
             metrics.clone(),
             stop.clone().cancelled_owned(),
         ));
+        let peers = start_peer_poller(config, &node, &state, &stop, &shared_health);
         tokio::spawn(watch_state(
             Watch {
                 node,
@@ -89,6 +92,7 @@ impl Core {
                     shared_health.clone(),
                 ),
                 shared: shared_health,
+                peers,
             },
             state.clone(),
             stop.clone(),
@@ -103,4 +107,34 @@ impl Core {
             cluster,
         })
     }
+}
+
+/// Starts the peer poller when `health.fail_static` is on and peers are configured, and turns
+/// peer-aware health on; returns the judge for the state-watch task.
+fn start_peer_poller(
+    config: &Config,
+    node: &Arc<str>,
+    state: &watch::Receiver<NodeState>,
+    stop: &CancellationToken,
+    shared: &SharedHealth,
+) -> Option<PeerJudge> {
+    let peers = &config.peers;
+    if !peers.policy.enabled || !peers.any() {
+        return None;
+    }
+    let (view_tx, view_rx) = watch::channel(Default::default());
+    let poller = PeerPoller {
+        node: node.clone(),
+        urls: peers.urls.clone(),
+        dns: peers.dns.clone(),
+        poll: peers.poll,
+        secret: config
+            .cluster
+            .secret
+            .as_deref()
+            .and_then(|s| http::HeaderValue::from_str(s).ok()),
+    };
+    tokio::spawn(poller.run(view_tx, state.clone(), stop.clone()));
+    shared.set_peer_aware(true);
+    Some(PeerJudge::new(view_rx, peers.policy, peers.poll))
 }

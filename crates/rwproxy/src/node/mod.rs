@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 mod core;
+mod fail_static;
 pub(crate) mod mapping;
+mod peers;
 mod state_watch;
 
 pub(crate) use self::core::Core;
