@@ -54,6 +54,9 @@ pub(crate) struct RawProxy {
     pub drain_delay: Option<DurationText>,
     pub header_timeout: Option<DurationText>,
     pub allow_underscores_in_headers: Option<bool>,
+    pub body_timeout: Option<DurationText>,
+    pub body_min_rate: Option<u64>,
+    pub write_timeout: Option<DurationText>,
 }
 
 /// `[proxy.tls]`.

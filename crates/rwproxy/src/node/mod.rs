@@ -90,6 +90,7 @@ impl Node {
         let limits = ListenerLimits {
             header_read_timeout: config.proxy.header_timeout,
             max_connections: config.proxy.max_connections,
+            write_timeout: Some(config.proxy.write_timeout).filter(|t| !t.is_zero()),
             ..ListenerLimits::default()
         };
         let tls = crate::tls::server_tls(config)?;
