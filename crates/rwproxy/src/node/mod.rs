@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 mod core;
+mod listen;
 mod mapping;
 mod state_watch;
 
@@ -25,7 +26,7 @@ pub(crate) use self::core::Core;
 /// nodes on one host colliding on a default port (`admin.listen` is `127.0.0.1:9090`) know
 /// what to change.
 async fn bind(key: &str, addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|error| {
+    listen::bind_listener(addr).await.map_err(|error| {
         let hint = if error.kind() == io::ErrorKind::AddrInUse {
             format!(" (another process, or another rwproxy on this host, listens there: give `{key}` a free address)")
         } else {
