@@ -67,6 +67,10 @@ pub struct SharedHealth(Arc<Cells>);
 struct Cells {
     reported: AtomicU8,
     app: AtomicU8,
+    /// A problem worth an operator's attention that does not change the verdict (a primary
+    /// that answers to another name than the one this replica follows). Read only by health
+    /// documents, never by the request path.
+    warning: std::sync::Mutex<Option<Arc<str>>>,
 }
 
 impl Default for SharedHealth {
@@ -75,6 +79,7 @@ impl Default for SharedHealth {
         SharedHealth(Arc::new(Cells {
             reported: AtomicU8::new(encode_status(HealthStatus::Unknown)),
             app: AtomicU8::new(AppState::Unchecked.encode()),
+            warning: std::sync::Mutex::new(None),
         }))
     }
 }
@@ -93,6 +98,27 @@ impl SharedHealth {
     /// Records the app check's conclusion (the app checker is the only writer).
     pub fn set_app(&self, state: AppState) {
         self.0.app.store(state.encode(), Ordering::Relaxed);
+    }
+
+    /// The current warning (see [`SharedHealth::set_warning`]).
+    pub fn warning(&self) -> Option<Arc<str>> {
+        self.0
+            .warning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets or clears the warning health documents carry; true when it changed.
+    pub fn set_warning(&self, warning: Option<Arc<str>>) -> bool {
+        let mut cell = self
+            .0
+            .warning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = *cell != warning;
+        *cell = warning;
+        changed
     }
 
     fn set_reported(&self, status: HealthStatus) {

@@ -31,6 +31,9 @@ struct HealthDoc<'a> {
     app: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a str>,
+    /// Something wrong that does not change the verdict (see `SharedHealth::set_warning`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'a str>,
 }
 
 /// Everything a health answer reads: cheap to clone, shared by the proxy and admin listeners
@@ -127,6 +130,7 @@ impl HealthView {
         if max_lag_override.is_some() {
             status = observed;
         }
+        let warning = self.shared.warning();
         let doc = HealthDoc {
             status,
             node: &self.node,
@@ -142,6 +146,7 @@ impl HealthView {
             observed,
             app: self.shared.app().as_label(),
             problem: state.problem.as_deref(),
+            warning: warning.as_deref(),
         };
         (status, f(&doc))
     }

@@ -77,6 +77,15 @@ impl Core {
             metrics.clone(),
             stop.clone().cancelled_owned(),
         ));
+        tokio::spawn(super::primary_name::run(
+            super::primary_name::NameCheck {
+                primary_url: config.writes.primary_url.clone(),
+                health_path: config.health.path.clone(),
+                shared: shared_health.clone(),
+            },
+            state.clone(),
+            stop.clone(),
+        ));
         tokio::spawn(watch_state(
             Watch {
                 node,

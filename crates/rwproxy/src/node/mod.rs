@@ -18,6 +18,7 @@ use crate::config::Config;
 mod core;
 mod listen;
 mod mapping;
+mod primary_name;
 mod state_watch;
 
 pub(crate) use self::core::Core;

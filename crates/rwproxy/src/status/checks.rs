@@ -56,14 +56,30 @@ pub fn problems(nodes: &[NodeReport]) -> Vec<String> {
             who.join("; ")
         ));
     }
+    for doc in &docs {
+        if let Some(warning) = &doc.warning {
+            problems.push(format!("{}: {warning}", doc.node));
+        }
+    }
     for (primary, replicas) in &followed {
+        let verb = if replicas.len() == 1 {
+            "follows"
+        } else {
+            "follow"
+        };
+        // LiteFS's `.primary` holds its lease.hostname; rwproxy's `node` defaults to the
+        // machine's hostname: a replica may follow a name no node answers to.
+        if !docs.iter().any(|d| d.node == *primary) {
+            let names: Vec<&str> = docs.iter().map(|d| d.node.as_str()).collect();
+            problems.push(format!(
+                "{} {verb} `{primary}`, a name no node here answers to (nodes: {}): `node` must \
+                 match what LiteFS writes in .primary (its lease.hostname)",
+                replicas.join(", "),
+                names.join(", ")
+            ));
+        }
         if let Some(named) = docs.iter().find(|d| d.node == *primary) {
             if named.role != "primary" {
-                let verb = if replicas.len() == 1 {
-                    "follows"
-                } else {
-                    "follow"
-                };
                 problems.push(format!(
                     "{} {verb} {primary}, which says it is {}",
                     replicas.join(", "),
@@ -166,6 +182,24 @@ mod tests {
         assert!(
             found.contains(&"a follows b, which says it is replica".to_owned()),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn following_a_name_no_node_answers_to_is_flagged() {
+        // LiteFS's lease.hostname is `localhost`; the primary's rwproxy calls itself `vm`.
+        let mut nodes = vec![
+            node("vm", "primary", None, "ok"),
+            node("replica-1", "replica", Some("localhost"), "ok"),
+        ];
+        nodes[1].doc.as_mut().unwrap().warning =
+            Some("the rwproxy at http://localhost:8080 calls itself `vm`".to_owned());
+        assert_eq!(
+            problems(&nodes),
+            vec![
+                "replica-1: the rwproxy at http://localhost:8080 calls itself `vm`",
+                "replica-1 follows `localhost`, a name no node here answers to (nodes: vm, replica-1): `node` must match what LiteFS writes in .primary (its lease.hostname)",
+            ]
         );
     }
 
