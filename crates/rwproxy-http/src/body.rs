@@ -324,10 +324,8 @@ impl HttpBody for Body {
                         ),
                         // Waiting on the client: as with a body too large, the upstream sees
                         // an aborted request.
-                        Poll::Pending => {
-                            if clock.poll_waiting(cx).is_ready() {
-                                return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
-                            }
+                        Poll::Pending if clock.poll_waiting(cx).is_ready() => {
+                            return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
                         }
                         _ => {}
                     }
