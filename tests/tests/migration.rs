@@ -219,6 +219,17 @@ primary = "solo"
     node.shutdown().await;
 }
 
+/// A node's health document, whatever its status.
+async fn health_doc(url: &str) -> Option<serde_json::Value> {
+    rwproxy_tests::client()
+        .get(url)
+        .answer()
+        .await
+        .json()
+        .await
+        .ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_following_a_name_no_node_answers_to_is_noticed() {
     let c = Cluster::start(2, |_| {}).await;
@@ -235,13 +246,7 @@ async fn a_replica_following_a_name_no_node_answers_to_is_noticed() {
     let health = format!("{}/health", c.nodes[1].url());
     let doc: serde_json::Value =
         eventually(DEADLINE, "a warning in the replica's health", || async {
-            let doc: serde_json::Value = rwproxy_tests::client()
-                .get(&health)
-                .answer()
-                .await
-                .json()
-                .await
-                .ok()?;
+            let doc = health_doc(&health).await?;
             doc.get("warning").is_some().then_some(doc)
         })
         .await;
@@ -273,14 +278,11 @@ async fn a_replica_following_a_name_no_node_answers_to_is_noticed() {
     let name = c.nodes[0].name.clone();
     c.nodes[1].mount.make_replica(&name, 0);
     eventually(DEADLINE, "the warning to clear", || async {
-        let doc: serde_json::Value = rwproxy_tests::client()
-            .get(&health)
-            .answer()
-            .await
-            .json()
-            .await
-            .ok()?;
-        doc.get("warning").is_none().then_some(())
+        health_doc(&health)
+            .await?
+            .get("warning")
+            .is_none()
+            .then_some(())
     })
     .await;
     c.stop().await;

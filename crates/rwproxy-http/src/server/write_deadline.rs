@@ -102,14 +102,15 @@ impl<I: AsyncRead> AsyncRead for WriteDeadline<I> {
     }
 }
 
-impl<I: AsyncWrite> AsyncWrite for WriteDeadline<I> {
-    fn poll_write(
+impl<I: AsyncWrite> WriteDeadline<I> {
+    /// Runs one write-side poll of the inner connection under the deadline.
+    fn guarded<T>(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+        poll: impl FnOnce(Pin<&mut I>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         let this = self.project();
-        let polled = this.io.poll_write(cx, buf);
+        let polled = poll(this.io, cx);
         watch(
             polled,
             cx,
@@ -118,6 +119,16 @@ impl<I: AsyncWrite> AsyncWrite for WriteDeadline<I> {
             this.stalled,
             this.metrics,
         )
+    }
+}
+
+impl<I: AsyncWrite> AsyncWrite for WriteDeadline<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.guarded(cx, |io, cx| io.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -125,16 +136,7 @@ impl<I: AsyncWrite> AsyncWrite for WriteDeadline<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let polled = this.io.poll_write_vectored(cx, bufs);
-        watch(
-            polled,
-            cx,
-            *this.timeout,
-            this.timer,
-            this.stalled,
-            this.metrics,
-        )
+        self.guarded(cx, |io, cx| io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -142,29 +144,11 @@ impl<I: AsyncWrite> AsyncWrite for WriteDeadline<I> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let polled = this.io.poll_flush(cx);
-        watch(
-            polled,
-            cx,
-            *this.timeout,
-            this.timer,
-            this.stalled,
-            this.metrics,
-        )
+        self.guarded(cx, |io, cx| io.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let polled = this.io.poll_shutdown(cx);
-        watch(
-            polled,
-            cx,
-            *this.timeout,
-            this.timer,
-            this.stalled,
-            this.metrics,
-        )
+        self.guarded(cx, |io, cx| io.poll_shutdown(cx))
     }
 }
 
