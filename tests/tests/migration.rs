@@ -379,3 +379,40 @@ fn log_child(level: &str) {
         c.stop().await;
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn title_case_headers_write_response_names_as_litefs_proxy_did() {
+    let request = b"GET /title HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    let wait = Duration::from_secs(5);
+    let lower = Cluster::start(1, |_| {}).await;
+    let titled = Cluster::start(1, |config| config.proxy.title_case_headers = true).await;
+    let answer = |c: &Cluster| {
+        let addr = c.nodes[0].url().trim_start_matches("http://").to_owned();
+        async move { rwproxy_tests::raw_exchange(&addr, request, wait).await }
+    };
+    let (lower_answer, titled_answer) = tokio::join!(answer(&lower), answer(&titled));
+    assert!(lower_answer.starts_with("HTTP/1.1 200"), "{lower_answer}");
+    assert!(
+        lower_answer.contains("\r\ncontent-length: "),
+        "{lower_answer}"
+    );
+    assert!(
+        lower_answer.contains("\r\nrwproxy-route: "),
+        "{lower_answer}"
+    );
+    assert!(titled_answer.starts_with("HTTP/1.1 200"), "{titled_answer}");
+    assert!(
+        titled_answer.contains("\r\nContent-Length: "),
+        "{titled_answer}"
+    );
+    assert!(
+        titled_answer.contains("\r\nRwproxy-Route: "),
+        "{titled_answer}"
+    );
+    assert!(
+        !titled_answer.contains("\r\ncontent-length: "),
+        "{titled_answer}"
+    );
+    lower.stop().await;
+    titled.stop().await;
+}

@@ -40,7 +40,8 @@ impl Builders {
             // Exact, whatever sizes the reads come in (the buffer limit alone is only reached
             // when a head arrives in several reads).
             .max_header_size(limits.max_header_bytes)
-            .writev(false);
+            .writev(false)
+            .title_case_headers(limits.title_case_headers);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32);

@@ -46,6 +46,9 @@ pub struct ListenerLimits {
     /// Longest a client may leave a response unread (no write progress) before its connection
     /// is closed (`proxy.write_timeout`); `None`: unbounded.
     pub write_timeout: Option<Duration>,
+    /// Write HTTP/1.1 response header names in Title-Case (`Content-Type`), as Go servers (and
+    /// so LiteFS's proxy) do, for clients that wrongly depend on it (`proxy.title_case_headers`).
+    pub title_case_headers: bool,
 }
 
 impl Default for ListenerLimits {
@@ -55,6 +58,7 @@ impl Default for ListenerLimits {
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
             write_timeout: Some(Duration::from_secs(60)),
+            title_case_headers: false,
         }
     }
 }

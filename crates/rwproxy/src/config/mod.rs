@@ -179,6 +179,9 @@ pub struct ProxyConfig {
     /// `proxy.write_timeout`: longest a client may leave a response unread before its
     /// connection is closed (default 60 s, nginx's `send_timeout`; 0 s: off).
     pub write_timeout: Duration,
+    /// `proxy.title_case_headers`: HTTP/1.1 response header names in Title-Case, as LiteFS's
+    /// proxy (Go) wrote them (default false: lower case).
+    pub title_case_headers: bool,
 }
 
 /// `[admin]`: the metrics/health/status listener.

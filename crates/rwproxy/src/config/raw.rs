@@ -57,6 +57,7 @@ pub(crate) struct RawProxy {
     pub body_timeout: Option<DurationText>,
     pub body_min_rate: Option<u64>,
     pub write_timeout: Option<DurationText>,
+    pub title_case_headers: Option<bool>,
 }
 
 /// `[proxy.tls]`.

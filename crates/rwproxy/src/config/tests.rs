@@ -818,6 +818,7 @@ fn slow_client_bounds_default_to_nginx_and_apache_values() {
     assert_eq!(c.proxy.body_timeout, Duration::from_secs(60));
     assert_eq!(c.proxy.body_min_rate, 500);
     assert_eq!(c.proxy.write_timeout, Duration::from_secs(60));
+    assert!(!c.proxy.title_case_headers);
     let c = ok("[proxy]\napp = \"http://127.0.0.1:8081\"\nbody_timeout = \"0s\"\nbody_min_rate = 0\nwrite_timeout = \"5s\"\n");
     assert_eq!(c.proxy.body_timeout, Duration::ZERO);
     assert_eq!(c.proxy.body_min_rate, 0);

@@ -159,6 +159,7 @@ fn proxy(c: &mut Checker<'_>, raw: RawProxy) -> ProxyConfig {
         body_timeout: c.duration("proxy.body_timeout", &raw.body_timeout, secs(60)),
         body_min_rate: raw.body_min_rate.unwrap_or(500),
         write_timeout: c.duration("proxy.write_timeout", &raw.write_timeout, secs(60)),
+        title_case_headers: raw.title_case_headers.unwrap_or(false),
     }
 }
 

@@ -93,6 +93,7 @@ impl Node {
             header_read_timeout: config.proxy.header_timeout,
             max_connections: config.proxy.max_connections,
             write_timeout: Some(config.proxy.write_timeout).filter(|t| !t.is_zero()),
+            title_case_headers: config.proxy.title_case_headers,
             ..ListenerLimits::default()
         };
         let tls = crate::tls::server_tls(config)?;
