@@ -272,7 +272,7 @@ async fn a_replica_following_a_name_no_node_answers_to_is_noticed() {
         report
             .problems
             .iter()
-            .any(|p| p.contains("a name no node here answers to")),
+            .any(|p| p.contains(&format!("follows `{alias}`"))),
         "{:?}",
         report.problems
     );

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::mapping::{app_check, proxy_params, source_spec};
 use super::state_watch::{watch_state, Watch};
 use crate::config::Config;
+use crate::config::SourceConfig;
 use crate::probe;
 
 /// A started node core. Its tasks stop when `stop` is cancelled; the cluster source stops
@@ -77,15 +78,19 @@ impl Core {
             metrics.clone(),
             stop.clone().cancelled_owned(),
         ));
-        tokio::spawn(super::primary_name::run(
-            super::primary_name::NameCheck {
-                primary_url: config.writes.primary_url.clone(),
-                health_path: config.health.path.clone(),
-                shared: shared_health.clone(),
-            },
-            state.clone(),
-            stop.clone(),
-        ));
+        // LiteFS names the primary by its lease.hostname, which may not be the primary
+        // rwproxy's `node`; the postgres sources name it by address, never by `node`.
+        if matches!(config.cluster.source, SourceConfig::Litefs { .. }) {
+            tokio::spawn(super::primary_name::run(
+                super::primary_name::NameCheck {
+                    primary_url: config.writes.primary_url.clone(),
+                    health_path: config.health.path.clone(),
+                    shared: shared_health.clone(),
+                },
+                state.clone(),
+                stop.clone(),
+            ));
+        }
         tokio::spawn(watch_state(
             Watch {
                 node,

@@ -56,6 +56,9 @@ pub fn problems(nodes: &[NodeReport]) -> Vec<String> {
             who.join("; ")
         ));
     }
+    // A replica following a name its primary does not answer to (LiteFS's lease.hostname is
+    // not the primary rwproxy's `node`) says so itself: only it knows its source. (With the
+    // postgres sources a replica follows an address, never a node's name.)
     for doc in &docs {
         if let Some(warning) = &doc.warning {
             problems.push(format!("{}: {warning}", doc.node));
@@ -67,17 +70,6 @@ pub fn problems(nodes: &[NodeReport]) -> Vec<String> {
         } else {
             "follow"
         };
-        // LiteFS's `.primary` holds its lease.hostname; rwproxy's `node` defaults to the
-        // machine's hostname: a replica may follow a name no node answers to.
-        if !docs.iter().any(|d| d.node == *primary) {
-            let names: Vec<&str> = docs.iter().map(|d| d.node.as_str()).collect();
-            problems.push(format!(
-                "{} {verb} `{primary}`, a name no node here answers to (nodes: {}): `node` must \
-                 match what LiteFS writes in .primary (its lease.hostname)",
-                replicas.join(", "),
-                names.join(", ")
-            ));
-        }
         if let Some(named) = docs.iter().find(|d| d.node == *primary) {
             if named.role != "primary" {
                 problems.push(format!(
@@ -186,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn following_a_name_no_node_answers_to_is_flagged() {
+    fn a_nodes_warning_is_a_problem() {
         // LiteFS's lease.hostname is `localhost`; the primary's rwproxy calls itself `vm`.
         let mut nodes = vec![
             node("vm", "primary", None, "ok"),
@@ -196,10 +188,7 @@ mod tests {
             Some("the rwproxy at http://localhost:8080 calls itself `vm`".to_owned());
         assert_eq!(
             problems(&nodes),
-            vec![
-                "replica-1: the rwproxy at http://localhost:8080 calls itself `vm`",
-                "replica-1 follows `localhost`, a name no node here answers to (nodes: vm, replica-1): `node` must match what LiteFS writes in .primary (its lease.hostname)",
-            ]
+            vec!["replica-1: the rwproxy at http://localhost:8080 calls itself `vm`"]
         );
     }
 
