@@ -1,22 +1,9 @@
 //! Log output: text (default) or JSON lines, filtered by `log.level` or `RUST_LOG`.
-//!
-//! `log.level` speaks of rwproxy: a bare level (`"debug"`) applies to rwproxy's own targets
-//! (`rwproxy`, `rwproxy_http`, `rwproxy_cluster`, `rwproxy_core`), while every other crate (the
-//! HTTP client's connection pool, the TLS library, ...) stays at `warn` unless a directive
-//! names it (`"debug,hyper_util=debug"`). `RUST_LOG`, when set, replaces the whole filter with
-//! its usual meaning (`RUST_LOG=debug` is everything at debug).
 
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-
-/// The level other crates log at unless `log.level` names them.
-const THIRD_PARTY_LEVEL: LevelFilter = LevelFilter::WARN;
-
-/// The target prefix of every rwproxy crate (EnvFilter matches targets by prefix, so this one
-/// covers `rwproxy_http`, `rwproxy_cluster`, `rwproxy_core` and `rwproxy::access` too).
-const OWN_TARGET: &str = "rwproxy";
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `level`.
 pub fn init(format: LogFormat, level: &str) {
@@ -30,6 +17,18 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+// `log.level` speaks of rwproxy: a bare level (`"debug"`) applies to rwproxy's own targets,
+// every other crate (the HTTP client's connection pool, TLS, ...) stays at `warn` unless a
+// directive names it (`"debug,hyper_util=debug"`). `RUST_LOG`, when set, replaces the whole
+// filter with its usual meaning.
+
+/// The level other crates log at unless `log.level` names them.
+const THIRD_PARTY_LEVEL: LevelFilter = LevelFilter::WARN;
+
+/// The target prefix of every rwproxy crate (EnvFilter matches targets by prefix, so this one
+/// covers `rwproxy_http`, `rwproxy_cluster`, `rwproxy_core` and `rwproxy::access` too).
+const OWN_TARGET: &str = "rwproxy";
 
 /// The EnvFilter directives for `log.level`: each bare level becomes rwproxy's own, other
 /// crates get [`THIRD_PARTY_LEVEL`] (or less, when rwproxy's level is quieter still), and
@@ -62,7 +61,7 @@ pub fn directives(level: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod filter_tests {
     use super::*;
 
     #[test]
