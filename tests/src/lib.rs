@@ -7,6 +7,7 @@ pub mod app;
 pub mod chaos_cluster;
 pub mod cluster;
 pub mod history;
+pub mod litefs_real;
 pub mod mount;
 pub mod patroni;
 pub mod peered;

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod body_clock;
 pub mod consistency;
 pub mod freshness;
 pub mod head;

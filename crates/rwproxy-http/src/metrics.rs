@@ -53,6 +53,7 @@ pub struct Metrics {
     fail_static: FailStaticGauges,
     started: Instant,
     version: &'static str,
+    client_write_timeouts: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -195,6 +196,7 @@ impl Metrics {
             },
             started: Instant::now(),
             version,
+            client_write_timeouts: counter("rwproxy_client_write_timeouts_total", vec![]),
             // Last: the registration closures above borrow it.
             recorder,
         };
@@ -267,6 +269,11 @@ impl Metrics {
         if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
             self.errors[i].increment(1);
         }
+    }
+
+    /// Records a client connection closed by `proxy.write_timeout` (no answer can be sent).
+    pub fn client_write_timeout(&self) {
+        self.client_write_timeouts.increment(1);
     }
 
     /// Records the time to the primary's response head.
@@ -440,6 +447,11 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_consistency_timeouts_total",
             None,
             "Reads whose consistency wait ended without reaching the token.",
+        ),
+        d(
+            "rwproxy_client_write_timeouts_total",
+            None,
+            "Client connections closed because the client left a response unread for proxy.write_timeout.",
         ),
     ] {
         recorder.describe_counter(name, unit, help);

@@ -74,6 +74,10 @@ struct Cells {
     peer_aware: AtomicBool,
     /// The latest fail-static verdict, for the health document's reason (probes only).
     peers: watch::Sender<Option<Arc<PeerVerdict>>>,
+    /// A problem worth an operator's attention that does not change the verdict (a primary
+    /// that answers to another name than the one this replica follows). Read only by health
+    /// documents, never by the request path.
+    warning: std::sync::Mutex<Option<Arc<str>>>,
 }
 
 impl Default for SharedHealth {
@@ -84,6 +88,7 @@ impl Default for SharedHealth {
             app: AtomicU8::new(AppState::Unchecked.encode()),
             peer_aware: AtomicBool::new(false),
             peers: watch::Sender::new(None),
+            warning: std::sync::Mutex::new(None),
         }))
     }
 }
@@ -123,6 +128,27 @@ impl SharedHealth {
     /// Publishes the latest fail-static verdict (the state-watch task is the only writer).
     pub fn set_peer_verdict(&self, verdict: Option<Arc<PeerVerdict>>) {
         self.0.peers.send_replace(verdict);
+    }
+
+    /// The current warning (see [`SharedHealth::set_warning`]).
+    pub fn warning(&self) -> Option<Arc<str>> {
+        self.0
+            .warning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets or clears the warning health documents carry; true when it changed.
+    pub fn set_warning(&self, warning: Option<Arc<str>>) -> bool {
+        let mut cell = self
+            .0
+            .warning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = *cell != warning;
+        *cell = warning;
+        changed
     }
 
     fn set_reported(&self, status: HealthStatus) {

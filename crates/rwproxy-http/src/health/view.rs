@@ -38,6 +38,9 @@ struct HealthDoc<'a> {
     /// The fail-static verdict from the peers' view (peer-aware health only).
     #[serde(skip_serializing_if = "Option::is_none")]
     peers: Option<&'a PeerVerdict>,
+    /// Something wrong that does not change the verdict (see `SharedHealth::set_warning`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'a str>,
 }
 
 /// Everything a health answer reads: cheap to clone, shared by the proxy and admin listeners
@@ -170,6 +173,7 @@ impl HealthView {
                 )
             })
             .map(|p| p.reason.as_str());
+        let warning = self.shared.warning();
         let doc = HealthDoc {
             status,
             node: &self.node,
@@ -187,6 +191,7 @@ impl HealthView {
             problem: state.problem.as_deref(),
             reason,
             peers: peers.as_deref(),
+            warning: warning.as_deref(),
         };
         (status, f(&doc))
     }

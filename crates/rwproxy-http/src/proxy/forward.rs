@@ -113,13 +113,23 @@ where
         if let Some(secret) = &inner.params.forward_secret {
             parts.headers.insert(FORWARD_SECRET.clone(), secret.clone());
         }
+        let timeouts = Some(inner.params.body_timeouts);
         let payload = if class == RequestClass::Write && replayable(&parts, &body) {
+            // Bounded in time like a streamed body: a slow client must not hold the write.
+            let body = Body::from_any_timed(body, inner.params.max_body, timeouts);
             match body.collect().await {
                 Ok(collected) => Payload::Kept(collected.to_bytes()),
-                Err(_) => return Forwarded::Done(rejected(class, ErrorCode::BadRequest)),
+                Err(error) => {
+                    let code = crate::body::client_fault(&*error).unwrap_or(ErrorCode::BadRequest);
+                    return Forwarded::Done(rejected(class, code));
+                }
             }
         } else {
-            Payload::Streamed(Some(Body::from_any(body, inner.params.max_body)))
+            Payload::Streamed(Some(Body::from_any_timed(
+                body,
+                inner.params.max_body,
+                timeouts,
+            )))
         };
         let head = Head {
             parts,

@@ -118,6 +118,16 @@ where
                 waited_for_primary: false,
             };
             let decision = decide(input, &shared.params.policy);
+            // `log.level = "debug"`: why each request went where it went.
+            tracing::debug!(
+                class = class.as_str(),
+                role = state.role.as_str(),
+                primary = state.primary.as_deref(),
+                fresh = input.fresh,
+                token_wait = ?input.wait,
+                ?decision,
+                "route decided"
+            );
             match decision {
                 // A write on the primary gets a token; it is re-checked against a demotion
                 // first where the source can tell (LiteFS): the full path then.
@@ -175,7 +185,7 @@ where
                 })));
             }
         };
-        let request = local_request(request, shared.params.max_body, internal_headers);
+        let request = local_request(request, &shared.params, internal_headers);
         let served = LocalFuture {
             inner: self.inner.call(request),
             class,
@@ -207,12 +217,13 @@ enum Path {
 }
 
 /// The request as the inner service gets it: internal routing headers are for rwproxy, not
-/// for the app; the body is limited to `proxy.max_body`. `internal_headers` is false when
+/// for the app; the body is limited to `proxy.max_body` and bounded in time by
+/// `proxy.body_timeout` / `proxy.body_min_rate`. `internal_headers` is false when
 /// admission's walk over the head saw neither (the request's metadata says so): two hashed
 /// removals saved on almost every request.
 fn local_request<B>(
     request: Request<B>,
-    max_body: Option<u64>,
+    params: &crate::params::ProxyParams,
     internal_headers: bool,
 ) -> Request<Body>
 where
@@ -224,7 +235,8 @@ where
         parts.headers.remove(&FORWARDED_BY);
         parts.headers.remove(&FORWARD_SECRET);
     }
-    Request::from_parts(parts, Body::from_any(body, max_body))
+    let body = Body::from_any_timed(body, params.max_body, Some(params.body_timeouts));
+    Request::from_parts(parts, body)
 }
 
 /// Marks the inner service's response as served here (unless the leaf refused it itself).
@@ -501,7 +513,7 @@ where
                 let internal_headers = meta.is_none_or(|m| m.may_have_internal_headers);
                 let client = client_of(meta, request.extensions());
                 let tls = action.may_issue() && tokens::secure(client, request.headers());
-                let request = local_request(request, params.max_body, internal_headers);
+                let request = local_request(request, params, internal_headers);
                 return serve_here(shared, inner, request, class, reason, action, tls).await;
             }
             Decision::Primary(reason) => {

@@ -195,6 +195,18 @@ pub struct ProxyConfig {
     /// `proxy.allow_underscores_in_headers`: pass on request header names containing `_`
     /// (default false: dropped, as nginx does).
     pub allow_underscores_in_headers: bool,
+    /// `proxy.body_timeout`: longest pause while a client sends a request body, and the grace
+    /// before `body_min_rate` applies (default 60 s, nginx's `client_body_timeout`; 0 s: off).
+    pub body_timeout: Duration,
+    /// `proxy.body_min_rate`: average bytes a second a request body must keep after
+    /// `body_timeout` (default 500, Apache's `MinRate`; 0: no rate bound).
+    pub body_min_rate: u64,
+    /// `proxy.write_timeout`: longest a client may leave a response unread before its
+    /// connection is closed (default 60 s, nginx's `send_timeout`; 0 s: off).
+    pub write_timeout: Duration,
+    /// `proxy.title_case_headers`: HTTP/1.1 response header names in Title-Case, as LiteFS's
+    /// proxy (Go) wrote them (default false: lower case).
+    pub title_case_headers: bool,
 }
 
 /// `[admin]`: the metrics/health/status listener.

@@ -54,6 +54,10 @@ pub(crate) struct RawProxy {
     pub drain_delay: Option<DurationText>,
     pub header_timeout: Option<DurationText>,
     pub allow_underscores_in_headers: Option<bool>,
+    pub body_timeout: Option<DurationText>,
+    pub body_min_rate: Option<u64>,
+    pub write_timeout: Option<DurationText>,
+    pub title_case_headers: Option<bool>,
 }
 
 /// `[proxy.tls]`.
@@ -309,7 +313,26 @@ fn syntax_problem(text: &str, origin: Option<&str>, err: &toml::de::Error) -> Pr
         Some(file) => format!("{file}:{line}:{column}"),
         None => format!("line {line}, column {column}"),
     };
-    Problem::new(key, format!("invalid TOML: {}", one_line(err.message())))
+    let hint = match err.span() {
+        Some(span) if follows_backslash(text, span.start) => BACKSLASH_HINT,
+        _ => "",
+    };
+    Problem::new(
+        key,
+        format!("invalid TOML: {}{hint}", one_line(err.message())),
+    )
+}
+
+/// Why a backslash in a glob fails to parse, and the two spellings that work (LiteFS users
+/// escape glob characters, and every example uses double-quoted strings).
+const BACKSLASH_HINT: &str = "; in a \"double-quoted\" TOML string a backslash starts an \
+     escape: write a glob's literal character in single quotes ('/file\\?.txt') or double the \
+     backslash (\"/file\\\\?.txt\")";
+
+/// Whether the parser stopped on or just after a backslash (a bad escape sequence).
+fn follows_backslash(text: &str, at: usize) -> bool {
+    let bytes = text.as_bytes();
+    bytes.get(at) == Some(&b'\\') || (at > 0 && bytes.get(at - 1) == Some(&b'\\'))
 }
 
 /// Problems are one line each; multi-line parser messages are joined with `; `.

@@ -864,3 +864,46 @@ fn patroni_source_problems_name_the_key() {
     assert!(bad[5].starts_with("cluster.url: invalid URL"));
     assert_eq!(bad[6], "cluster.poll: must be greater than zero");
 }
+
+#[test]
+fn a_backslash_escape_in_a_double_quoted_glob_is_explained() {
+    let found = problems(
+        "[proxy]\napp = \"http://127.0.0.1:8081\"\n[routing]\npassthrough = [\"/file\\?.txt\"]\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("line 4, column "), "{found:?}");
+    assert!(
+        found[0].contains("single quotes ('/file\\?.txt')"),
+        "{found:?}"
+    );
+    assert!(found[0].contains("(\"/file\\\\?.txt\")"), "{found:?}");
+    // Both spellings it suggests parse, and mean a literal `?`.
+    let single =
+        ok("[proxy]\napp = \"http://127.0.0.1:8081\"\n[routing]\npassthrough = ['/file\\?.txt']\n");
+    let double = ok(
+        "[proxy]\napp = \"http://127.0.0.1:8081\"\n[routing]\npassthrough = [\"/file\\\\?.txt\"]\n",
+    );
+    assert_eq!(single.routing.passthrough, ["/file\\?.txt"]);
+    assert_eq!(double.routing.passthrough, single.routing.passthrough);
+    // Other syntax errors get no such hint.
+    let other = problems("[proxy\n");
+    assert!(!other[0].contains("backslash"), "{other:?}");
+}
+
+#[test]
+fn slow_client_bounds_default_to_nginx_and_apache_values() {
+    let c = ok("[proxy]\napp = \"http://127.0.0.1:8081\"\n");
+    assert_eq!(c.proxy.body_timeout, Duration::from_secs(60));
+    assert_eq!(c.proxy.body_min_rate, 500);
+    assert_eq!(c.proxy.write_timeout, Duration::from_secs(60));
+    assert!(!c.proxy.title_case_headers);
+    let c = ok("[proxy]\napp = \"http://127.0.0.1:8081\"\nbody_timeout = \"0s\"\nbody_min_rate = 0\nwrite_timeout = \"5s\"\n");
+    assert_eq!(c.proxy.body_timeout, Duration::ZERO);
+    assert_eq!(c.proxy.body_min_rate, 0);
+    assert_eq!(c.proxy.write_timeout, Duration::from_secs(5));
+    let found = problems("[proxy]\napp = \"http://127.0.0.1:8081\"\nbody_timeout = \"soon\"\n");
+    assert!(
+        found.iter().any(|p| p.starts_with("proxy.body_timeout: ")),
+        "{found:?}"
+    );
+}

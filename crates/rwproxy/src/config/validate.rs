@@ -160,6 +160,10 @@ fn proxy(c: &mut Checker<'_>, raw: RawProxy) -> ProxyConfig {
         header_timeout: c.nonzero_duration("proxy.header_timeout", &raw.header_timeout, secs(30)),
         drain_delay: c.duration("proxy.drain_delay", &raw.drain_delay, secs(0)),
         allow_underscores_in_headers: raw.allow_underscores_in_headers.unwrap_or(false),
+        body_timeout: c.duration("proxy.body_timeout", &raw.body_timeout, secs(60)),
+        body_min_rate: raw.body_min_rate.unwrap_or(500),
+        write_timeout: c.duration("proxy.write_timeout", &raw.write_timeout, secs(60)),
+        title_case_headers: raw.title_case_headers.unwrap_or(false),
     }
 }
 

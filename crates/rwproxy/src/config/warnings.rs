@@ -31,6 +31,7 @@ pub fn warnings(config: &Config) -> Vec<Problem> {
         }
     }
     warnings.extend(postgres_primary_port(config));
+    warnings.extend(passthrough_everything(&config.routing.passthrough));
     warnings
 }
 
@@ -67,6 +68,28 @@ fn postgres_primary_port(config: &Config) -> Option<Problem> {
             ),
         )
     })
+}
+
+/// Paths that no deliberate passthrough glob (static files, a favicon) covers all of.
+const PROBE_PATHS: [&str; 4] = ["/", "/login", "/api/items/1", "/a/b/c.json"];
+
+/// A passthrough glob that matches every path sends every request, writes included, to this
+/// node's own app, on a replica too: almost certainly `"/*"` written for "my static files".
+fn passthrough_everything(globs: &[String]) -> Option<Problem> {
+    let everything = globs.iter().find(|glob| {
+        rwproxy_core::class::compile_glob(glob).is_ok_and(|g| {
+            let matcher = g.compile_matcher();
+            PROBE_PATHS.iter().all(|p| matcher.is_match(p))
+        })
+    })?;
+    Some(Problem::new(
+        "routing.passthrough",
+        format!(
+            "\"{everything}\" matches every path: every request, writes included, goes to this \
+             node's own app, on a replica too (writes there fail or are lost); list only the \
+             paths the app serves the same on every node, e.g. \"/static/*\""
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -125,6 +148,29 @@ mod tests {
             "cluster.primary names the primary, port and all"
         );
         assert!(pg("127.0.0.1:8082", "http://lb.internal:8080", "").is_empty());
+    }
+
+    #[test]
+    fn a_passthrough_glob_covering_everything_is_warned_about() {
+        let with = |globs: &str| {
+            let text = format!(
+                "[proxy]\napp = \"http://127.0.0.1:8081\"\n[routing]\npassthrough = [{globs}]\n"
+            );
+            warnings(&super::super::parse(&text).unwrap())
+        };
+        for everything in [r#""/*""#, r#""/static/*", "/**""#, r#""/{*,x}""#] {
+            let found = with(everything);
+            assert_eq!(found.len(), 1, "{everything}: {found:?}");
+            assert_eq!(found[0].key, "routing.passthrough");
+            assert!(
+                found[0].message.contains("matches every path"),
+                "{}",
+                found[0]
+            );
+        }
+        for narrow in [r#""/static/*", "/*.ico""#, r#""/health*""#, ""] {
+            assert!(with(narrow).is_empty(), "{narrow}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::mapping::{app_check, proxy_params, source_spec};
 use super::peers::PeerPoller;
 use super::state_watch::{watch_state, Watch};
 use crate::config::Config;
+use crate::config::SourceConfig;
 use crate::probe;
 
 /// A started node core. Its tasks stop when `stop` is cancelled; the cluster source stops
@@ -80,6 +81,19 @@ impl Core {
             stop.clone().cancelled_owned(),
         ));
         let peers = start_peer_poller(config, &node, &state, &stop, &shared_health);
+        // LiteFS names the primary by its lease.hostname, which may not be the primary
+        // rwproxy's `node`; the postgres sources name it by address, never by `node`.
+        if matches!(config.cluster.source, SourceConfig::Litefs { .. }) {
+            tokio::spawn(super::primary_name::run(
+                super::primary_name::NameCheck {
+                    primary_url: config.writes.primary_url.clone(),
+                    health_path: config.health.path.clone(),
+                    shared: shared_health.clone(),
+                },
+                state.clone(),
+                stop.clone(),
+            ));
+        }
         tokio::spawn(watch_state(
             Watch {
                 node,

@@ -138,6 +138,10 @@ pub(super) fn proxy_params(
         upstream_tls: crate::tls::upstream_tls(config)?,
         upgrade_idle_timeout: config.proxy.upgrade_idle_timeout,
         allow_underscores_in_headers: config.proxy.allow_underscores_in_headers,
+        body_timeouts: rwproxy_http::body_clock::BodyTimeouts {
+            pause: config.proxy.body_timeout,
+            min_rate: config.proxy.body_min_rate,
+        },
     })
 }
 

@@ -17,8 +17,10 @@ use crate::config::Config;
 
 mod core;
 mod fail_static;
+mod listen;
 pub(crate) mod mapping;
 mod peers;
+mod primary_name;
 mod state_watch;
 
 pub(crate) use self::core::Core;
@@ -27,7 +29,7 @@ pub(crate) use self::core::Core;
 /// nodes on one host colliding on a default port (`admin.listen` is `127.0.0.1:9090`) know
 /// what to change.
 async fn bind(key: &str, addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|error| {
+    listen::bind_listener(addr).await.map_err(|error| {
         let hint = if error.kind() == io::ErrorKind::AddrInUse {
             format!(" (another process, or another rwproxy on this host, listens there: give `{key}` a free address)")
         } else {
@@ -92,6 +94,8 @@ impl Node {
         let limits = ListenerLimits {
             header_read_timeout: config.proxy.header_timeout,
             max_connections: config.proxy.max_connections,
+            write_timeout: Some(config.proxy.write_timeout).filter(|t| !t.is_zero()),
+            title_case_headers: config.proxy.title_case_headers,
             ..ListenerLimits::default()
         };
         let tls = crate::tls::server_tls(config)?;
