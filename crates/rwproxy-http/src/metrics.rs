@@ -12,6 +12,9 @@ use metrics::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use rwproxy_core::{ErrorCode, NodeState, RequestClass, Role};
 
+mod reload;
+use reload::ReloadMetrics;
+
 const CLASSES: [RequestClass; 3] = [
     RequestClass::Read,
     RequestClass::Write,
@@ -50,6 +53,7 @@ pub struct Metrics {
     health_max_lag: Gauge,
     started: Instant,
     version: &'static str,
+    reloads: ReloadMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -176,6 +180,7 @@ impl Metrics {
             health_max_lag: gauge("rwproxy_health_max_lag_seconds", vec![]),
             started: Instant::now(),
             version,
+            reloads: ReloadMetrics::register(&recorder),
         };
         // No failure seen yet: the primary counts as reachable until a connect to it fails.
         metrics.primary_reachable.set(1.0);
@@ -193,6 +198,11 @@ impl Metrics {
     pub fn max_lag(&self, reads: Duration, health: Duration) {
         self.reads_max_lag.set(reads.as_secs_f64());
         self.health_max_lag.set(health.as_secs_f64());
+    }
+
+    /// Counts a configuration reload, applied or refused.
+    pub fn config_reload(&self, applied: bool) {
+        self.reloads.attempt(applied);
     }
 
     /// How long ago this node's metrics (and so the node) started.

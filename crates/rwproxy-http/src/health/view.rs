@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::{agent_line, evaluate_with_app, HealthStatus, SharedHealth};
 use crate::body::Body;
+use crate::live::LiveDuration;
 use crate::proxy::Draining;
 use crate::respond;
 
@@ -39,7 +40,8 @@ struct HealthDoc<'a> {
 pub struct HealthView {
     node: Arc<str>,
     state: watch::Receiver<NodeState>,
-    max_lag: Duration,
+    /// `health.max_lag`, shared by every clone and changed in place by a reload.
+    max_lag: LiveDuration,
     draining: Draining,
     shared: SharedHealth,
 }
@@ -56,10 +58,20 @@ impl HealthView {
         HealthView {
             node,
             state,
-            max_lag,
+            max_lag: LiveDuration::new(max_lag),
             draining,
             shared,
         }
+    }
+
+    /// `health.max_lag` now; [`HealthView::set_max_lag`] changes it for every clone.
+    pub fn max_lag(&self) -> Duration {
+        self.max_lag.get()
+    }
+
+    /// Changes `health.max_lag` for this view, its clones and the verdict's debouncing task.
+    pub fn set_max_lag(&self, max_lag: Duration) {
+        self.max_lag.set(max_lag);
     }
 
     /// The verdict the edge sees now: the debounced one, except that statuses which skip `fall`
@@ -82,7 +94,7 @@ impl HealthView {
     /// The debounced verdict (what `GET /health` answers without `?max_lag=`).
     pub fn status(&self) -> HealthStatus {
         let state = self.state.borrow();
-        self.current(&state, self.max_lag).0
+        self.current(&state, self.max_lag.get()).0
     }
 
     /// Answers a health probe (`GET`/`HEAD`, optional `?max_lag=<duration>`). A probe with its
@@ -122,7 +134,7 @@ impl HealthView {
     ) -> (HealthStatus, R) {
         let state = self.state.borrow();
         let max_lag_override = query.and_then(max_lag_override);
-        let max_lag = max_lag_override.unwrap_or(self.max_lag);
+        let max_lag = max_lag_override.unwrap_or_else(|| self.max_lag.get());
         let (mut status, observed) = self.current(&state, max_lag);
         if max_lag_override.is_some() {
             status = observed;
@@ -149,8 +161,9 @@ impl HealthView {
     /// The HAProxy agent-check line for the current verdict (see [`agent_line`]).
     pub fn agent_line(&self) -> String {
         let state = self.state.borrow();
-        let (status, _) = self.current(&state, self.max_lag);
-        agent_line(status, &state, self.max_lag)
+        let max_lag = self.max_lag.get();
+        let (status, _) = self.current(&state, max_lag);
+        agent_line(status, &state, max_lag)
     }
 }
 

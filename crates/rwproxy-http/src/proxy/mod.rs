@@ -14,6 +14,7 @@ mod meta;
 mod metrics;
 mod outcome;
 mod panic;
+mod reconfigure;
 mod request_id;
 mod route;
 mod shared;
@@ -110,7 +111,7 @@ impl Proxy {
                 ..PoolConfig::default()
             }),
             primary_pool: Pool::with_tls(PoolConfig::default(), params.upstream_tls.clone()),
-            breakers: Breakers::new(BreakerConfig::default()),
+            breakers: Arc::new(Breakers::new(BreakerConfig::default())),
             params,
             state,
             demand,
