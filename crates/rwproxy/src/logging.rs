@@ -1,5 +1,6 @@
 //! Log output: text (default) or JSON lines, filtered by `log.level` or `RUST_LOG`.
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
@@ -13,8 +14,10 @@ pub fn init(format: LogFormat, level: &str) -> LogLevel {
     let from_env = EnvFilter::try_from_default_env().ok();
     let pinned = from_env.is_some();
     let filter = from_env.unwrap_or_else(|| EnvFilter::new(level));
+    // Colours only for a terminal: a log file or the journal gets plain lines.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // The handle's type names the formatter, so each format keeps its own behind one closure.
     let (installed, set): (bool, SetLevel) = match format {
