@@ -3,7 +3,7 @@
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{reload, EnvFilter};
 
 use crate::config::LogFormat;
 
@@ -23,22 +23,12 @@ pub fn init(format: LogFormat, level: &str) -> LogLevel {
     let (installed, set): (bool, SetLevel) = match format {
         LogFormat::Text => {
             let builder = builder.with_filter_reloading();
-            let handle = builder.reload_handle();
-            let set: SetLevel = Arc::new(move |level: &str| {
-                handle
-                    .reload(EnvFilter::new(level))
-                    .map_err(|e| e.to_string())
-            });
+            let set = level_setter(builder.reload_handle());
             (builder.try_init().is_ok(), set)
         }
         LogFormat::Json => {
             let builder = builder.json().flatten_event(true).with_filter_reloading();
-            let handle = builder.reload_handle();
-            let set: SetLevel = Arc::new(move |level: &str| {
-                handle
-                    .reload(EnvFilter::new(level))
-                    .map_err(|e| e.to_string())
-            });
+            let set = level_setter(builder.reload_handle());
             (builder.try_init().is_ok(), set)
         }
     };
@@ -48,6 +38,15 @@ pub fn init(format: LogFormat, level: &str) -> LogLevel {
 }
 
 type SetLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// The level setter of a subscriber whose filter `handle` swaps.
+fn level_setter<S: 'static>(handle: reload::Handle<EnvFilter, S>) -> SetLevel {
+    Arc::new(move |level: &str| {
+        handle
+            .reload(EnvFilter::new(level))
+            .map_err(|e| e.to_string())
+    })
+}
 
 /// Changes `log.level` of the installed subscriber.
 #[derive(Clone, Default)]

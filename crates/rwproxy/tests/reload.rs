@@ -435,10 +435,21 @@ async fn a_broken_file_changes_nothing_and_says_why() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), problems);
     assert_eq!(served_by(&client, &node, "/forward/x").await, "primary");
 
-    // A valid file that moves the listener: the rest applies, the listener stays, and the
-    // answer names what needs a restart.
+    // A valid file that moves the listener: the rest applies (a glob, the log level), the
+    // listener stays, and the answer names what needs a restart.
+    assert_eq!(served_by(&client, &node, "/forward/loud").await, "primary");
+    let logged = |path: &str| node.log_text().contains(&format!("path=\"{path}\""));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !logged("/forward/loud") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no access log line:\n{}",
+            node.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let moved = node
-        .text("[routing]\npassthrough = [\"/forward/*\"]\n")
+        .text("[routing]\npassthrough = [\"/forward/*\"]\n[log]\nlevel = \"warn\"\n")
         .replace(&node.proxy.to_string(), &free_port().to_string());
     write_atomically(&node.file, &moved);
     let out = node.reload_command().await;
@@ -451,7 +462,10 @@ async fn a_broken_file_changes_nothing_and_says_why() {
         String::from_utf8_lossy(&out.stdout),
         "reloaded\nproxy.listen: changed, but takes effect only at start (restart to apply it)\n"
     );
-    assert_eq!(served_by(&client, &node, "/forward/x").await, "local");
+    assert_eq!(served_by(&client, &node, "/forward/quiet").await, "local");
+    // The access log line (info) is written when the answer's head is ready, before the
+    // client gets it: at "warn" there is none.
+    assert!(!logged("/forward/quiet"), "{}", node.log_text());
     assert!(
         node.log_text().contains("needs_restart=proxy.listen"),
         "{}",
