@@ -165,6 +165,7 @@ async fn metrics_after_traffic_match_the_contract_and_pass_promtool() {
             "upstream" => value == "app" || value == "primary",
             "version" => value == env!("CARGO_PKG_VERSION"),
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
+            "result" => value == "success" || value == "failure",
             _ => false,
         };
         assert!(allowed, "label {label}={value:?} is not from a fixed set");
