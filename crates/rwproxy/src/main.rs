@@ -54,9 +54,10 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
-    /// Ask the node running from FILE to re-read it (as SIGHUP does), through the admin
-    /// listener FILE names: exit 0 when applied, 64 when the file does not validate, 1 when
-    /// the node refused it or could not be reached.
+    /// Ask the running node to re-read its configuration file (as SIGHUP does).
+    ///
+    /// Asks through the admin listener FILE names (POST /reload): exit 0 when applied, 64
+    /// when FILE does not validate, 1 when the node refused it or could not be reached.
     Reload {
         /// The configuration file the node runs from.
         #[arg(short = 'c', long = "config", value_name = "FILE", default_value = rwproxy::reload_command::DEFAULT_CONFIG)]

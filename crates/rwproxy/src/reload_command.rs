@@ -55,7 +55,14 @@ pub fn run(file: &Path, timeout: Duration) -> ExitCode {
         let response = match client.post(&url).send().await {
             Ok(response) => response,
             Err(error) => {
-                eprintln!("cannot reach the node at {url}: {error}");
+                // reqwest's own line names only the URL; the cause is in its sources.
+                let mut reason = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    reason = format!("{reason}: {cause}");
+                    source = cause.source();
+                }
+                eprintln!("cannot reach the node at {url}: {reason}");
                 return ExitCode::FAILURE;
             }
         };
