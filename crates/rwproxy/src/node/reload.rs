@@ -149,52 +149,55 @@ impl Reloader {
 
 /// The keys read only at start whose value in `new` differs from the running one.
 fn start_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    let mut check = |key: &'static str, differs: bool| {
-        if differs {
-            changed.push(key);
-        }
-    };
-    check("node", running.node != new.node);
-    check("proxy.listen", running.proxy.listen != new.proxy.listen);
-    check("proxy.workers", running.proxy.workers != new.proxy.workers);
-    check(
-        "proxy.max_connections",
-        running.proxy.max_connections != new.proxy.max_connections,
-    );
-    check(
-        "proxy.header_timeout",
-        running.proxy.header_timeout != new.proxy.header_timeout,
-    );
-    check(
-        "proxy.drain_timeout",
-        running.proxy.drain_timeout != new.proxy.drain_timeout,
-    );
-    check(
-        "proxy.drain_delay",
-        running.proxy.drain_delay != new.proxy.drain_delay,
-    );
-    check("proxy.tls", differs(&running.proxy.tls, &new.proxy.tls));
-    check("admin.listen", running.admin.listen != new.admin.listen);
-    check(
-        "admin.agent_listen",
-        running.admin.agent_listen != new.admin.agent_listen,
-    );
-    check(
-        "cluster",
-        differs(&running.cluster.source, &new.cluster.source)
-            || running.cluster.databases != new.cluster.databases,
-    );
-    check("health.rise", running.health.rise != new.health.rise);
-    check("health.fall", running.health.fall != new.health.fall);
-    check(
-        "health.app_path",
-        running.health.app_path != new.health.app_path
-            || running.health.app_interval != new.health.app_interval
-            || running.health.app_timeout != new.health.app_timeout,
-    );
-    check("log.format", running.log.format != new.log.format);
-    changed
+    let (r, n) = (running, new);
+    let keys = [
+        ("node", r.node != n.node),
+        ("proxy.listen", r.proxy.listen != n.proxy.listen),
+        ("proxy.workers", r.proxy.workers != n.proxy.workers),
+        (
+            "proxy.max_connections",
+            r.proxy.max_connections != n.proxy.max_connections,
+        ),
+        (
+            "proxy.header_timeout",
+            r.proxy.header_timeout != n.proxy.header_timeout,
+        ),
+        (
+            "proxy.drain_timeout",
+            r.proxy.drain_timeout != n.proxy.drain_timeout,
+        ),
+        (
+            "proxy.drain_delay",
+            r.proxy.drain_delay != n.proxy.drain_delay,
+        ),
+        ("proxy.tls", differs(&r.proxy.tls, &n.proxy.tls)),
+        ("admin.listen", r.admin.listen != n.admin.listen),
+        (
+            "admin.agent_listen",
+            r.admin.agent_listen != n.admin.agent_listen,
+        ),
+        // The source and its settings (`cluster.source`, `mount`, `url`, `poll`, ...).
+        ("cluster", differs(&r.cluster.source, &n.cluster.source)),
+        (
+            "cluster.databases",
+            r.cluster.databases != n.cluster.databases,
+        ),
+        ("health.rise", r.health.rise != n.health.rise),
+        ("health.fall", r.health.fall != n.health.fall),
+        ("health.app_path", r.health.app_path != n.health.app_path),
+        (
+            "health.app_interval",
+            r.health.app_interval != n.health.app_interval,
+        ),
+        (
+            "health.app_timeout",
+            r.health.app_timeout != n.health.app_timeout,
+        ),
+        ("log.format", r.log.format != n.log.format),
+    ];
+    keys.into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
 }
 
 /// For settings without `PartialEq` (enums of paths and URLs): their debug forms differ.
