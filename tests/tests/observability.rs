@@ -166,6 +166,7 @@ async fn metrics_after_traffic_match_the_contract_and_pass_promtool() {
             "state" => ["known", "heard", "lost-primary"].contains(&value.as_str()),
             "version" => value == env!("CARGO_PKG_VERSION"),
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
+            "result" => value == "success" || value == "failure",
             _ => false,
         };
         assert!(allowed, "label {label}={value:?} is not from a fixed set");

@@ -25,6 +25,15 @@ impl Freshness {
         }
     }
 
+    /// A tracker for a new `max_lag` (a reload) that starts where this one is, so a fresh
+    /// replica does not forward its reads until it proves it caught up again.
+    pub fn with_max_lag(&self, max_lag: Duration) -> Self {
+        let next = Freshness::new(max_lag);
+        next.fresh
+            .store(self.fresh.load(Ordering::Relaxed), Ordering::Relaxed);
+        next
+    }
+
     /// Folds in the current state and says whether local reads are allowed. Unknown lag, an
     /// unknown role and a node that is not ready are always stale.
     pub fn observe(&self, state: &NodeState) -> bool {

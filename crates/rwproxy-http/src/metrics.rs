@@ -12,6 +12,9 @@ use metrics::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use rwproxy_core::{ErrorCode, NodeState, RequestClass, Role};
 
+mod reload;
+use reload::ReloadMetrics;
+
 const CLASSES: [RequestClass; 3] = [
     RequestClass::Read,
     RequestClass::Write,
@@ -54,6 +57,7 @@ pub struct Metrics {
     started: Instant,
     version: &'static str,
     client_write_timeouts: Counter,
+    reloads: ReloadMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -197,6 +201,7 @@ impl Metrics {
             started: Instant::now(),
             version,
             client_write_timeouts: counter("rwproxy_client_write_timeouts_total", vec![]),
+            reloads: ReloadMetrics::register(&recorder),
             // Last: the registration closures above borrow it.
             recorder,
         };
@@ -214,6 +219,11 @@ impl Metrics {
     pub fn max_lag(&self, reads: Duration, health: Duration) {
         self.reads_max_lag.set(reads.as_secs_f64());
         self.health_max_lag.set(health.as_secs_f64());
+    }
+
+    /// Counts a configuration reload, applied or refused.
+    pub fn config_reload(&self, applied: bool) {
+        self.reloads.attempt(applied);
     }
 
     /// How long ago this node's metrics (and so the node) started.

@@ -10,6 +10,7 @@ pub mod healthcheck;
 pub mod logging;
 pub mod node;
 pub mod probe;
+pub mod reload_command;
 pub mod signals;
 pub mod status;
 mod tls;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::{agent_line, evaluate_with_app, HealthStatus, PeerVerdict, SharedHealth};
 use crate::body::Body;
+use crate::live::LiveDuration;
 use crate::proxy::Draining;
 use crate::respond;
 
@@ -49,7 +50,8 @@ struct HealthDoc<'a> {
 pub struct HealthView {
     node: Arc<str>,
     state: watch::Receiver<NodeState>,
-    max_lag: Duration,
+    /// `health.max_lag`, shared by every clone and changed in place by a reload.
+    max_lag: LiveDuration,
     draining: Draining,
     shared: SharedHealth,
 }
@@ -66,10 +68,20 @@ impl HealthView {
         HealthView {
             node,
             state,
-            max_lag,
+            max_lag: LiveDuration::new(max_lag),
             draining,
             shared,
         }
+    }
+
+    /// `health.max_lag` now; [`HealthView::set_max_lag`] changes it for every clone.
+    pub fn max_lag(&self) -> Duration {
+        self.max_lag.get()
+    }
+
+    /// Changes `health.max_lag` for this view, its clones and the verdict's debouncing task.
+    pub fn set_max_lag(&self, max_lag: Duration) {
+        self.max_lag.set(max_lag);
     }
 
     /// The verdict the edge sees now: the debounced one, except that statuses which skip `fall`
@@ -115,7 +127,7 @@ impl HealthView {
     /// The debounced verdict (what `GET /health` answers without `?max_lag=`).
     pub fn status(&self) -> HealthStatus {
         let state = self.state.borrow();
-        self.current(&state, self.max_lag, false).0
+        self.current(&state, self.max_lag.get(), false).0
     }
 
     /// Answers a health probe (`GET`/`HEAD`, optional `?max_lag=<duration>`). A probe with its
@@ -155,7 +167,7 @@ impl HealthView {
     ) -> (HealthStatus, R) {
         let state = self.state.borrow();
         let max_lag_override = query.and_then(max_lag_override);
-        let max_lag = max_lag_override.unwrap_or(self.max_lag);
+        let max_lag = max_lag_override.unwrap_or_else(|| self.max_lag.get());
         let strict = query.is_some_and(strict_asked);
         let (mut status, observed) = self.current(&state, max_lag, strict);
         // A probe's own threshold changes the lag verdict, not the peers' (a degraded node has no
@@ -199,8 +211,9 @@ impl HealthView {
     /// The HAProxy agent-check line for the current verdict (see [`agent_line`]).
     pub fn agent_line(&self) -> String {
         let state = self.state.borrow();
-        let (status, _) = self.current(&state, self.max_lag, false);
-        agent_line(status, &state, self.max_lag)
+        let max_lag = self.max_lag.get();
+        let (status, _) = self.current(&state, max_lag, false);
+        agent_line(status, &state, max_lag)
     }
 }
 

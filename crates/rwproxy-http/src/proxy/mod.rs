@@ -16,6 +16,7 @@ mod metrics;
 mod no_primary;
 mod outcome;
 mod panic;
+mod reconfigure;
 mod request_id;
 mod route;
 mod shared;
@@ -112,7 +113,7 @@ impl Proxy {
                 ..PoolConfig::default()
             }),
             primary_pool: Pool::with_tls(PoolConfig::default(), params.upstream_tls.clone()),
-            breakers: Breakers::new(BreakerConfig::default()),
+            breakers: Arc::new(Breakers::new(BreakerConfig::default())),
             params,
             state,
             demand,

@@ -24,7 +24,8 @@ pub(crate) struct Shared {
     pub(crate) app_pool: Pool,
     /// Connections to primaries' rwproxies.
     pub(crate) primary_pool: Pool,
-    pub(crate) breakers: Breakers,
+    /// Shared with the proxies a reload builds: a primary's failures outlive a reload.
+    pub(crate) breakers: Arc<Breakers>,
     pub(crate) app: Target,
     pub(crate) hop: HopIdentity,
     pub(crate) freshness: Freshness,

@@ -99,7 +99,7 @@ impl Core {
                 node,
                 metrics,
                 draining: draining.clone(),
-                max_lag: config.health.max_lag,
+                view: proxy.health_view().clone(),
                 tracker: HealthTracker::new(
                     config.health.rise,
                     config.health.fall,

@@ -2,7 +2,7 @@
 
 use rwproxy_core::{NodeState, Role};
 use rwproxy_http::health::{self, HealthStatus, HealthTracker, Observation, SharedHealth};
-use rwproxy_http::{Draining, Metrics};
+use rwproxy_http::{Draining, HealthView, Metrics};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -18,7 +18,8 @@ pub(super) struct Watch {
     pub(super) node: Arc<str>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) draining: Draining,
-    pub(super) max_lag: Duration,
+    /// The health view whose `health.max_lag` (changed in place by a reload) the verdict uses.
+    pub(super) view: HealthView,
     pub(super) tracker: HealthTracker,
     pub(super) shared: SharedHealth,
     /// Peer-aware health, when `health.fail_static` is on and peers are configured.
@@ -59,7 +60,7 @@ pub(super) async fn watch_state(
             let current = state.borrow_and_update();
             let observed = health::evaluate_with_app(
                 &current,
-                w.max_lag,
+                w.view.max_lag(),
                 w.draining.is_draining(),
                 w.shared.app(),
             );
@@ -163,7 +164,7 @@ fn log_role_change(node: &str, before: Option<&RoleView>, now: &RoleView) {
 fn log_health_change(w: &Watch, reported: HealthStatus, lag: Option<Duration>) {
     let node = &*w.node;
     let lag_ms = lag.map(|l| l.as_millis() as u64);
-    let max_lag_ms = w.max_lag.as_millis() as u64;
+    let max_lag_ms = w.view.max_lag().as_millis() as u64;
     match reported {
         HealthStatus::Ok => tracing::info!(node, lag_ms, "healthy: health answers 200"),
         HealthStatus::Degraded => tracing::warn!(
