@@ -171,6 +171,15 @@ fn start_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
             r.proxy.drain_delay != n.proxy.drain_delay,
         ),
         ("proxy.tls", differs(&r.proxy.tls, &n.proxy.tls)),
+        // Listener limits: every connection is set up with them when it is accepted.
+        (
+            "proxy.write_timeout",
+            r.proxy.write_timeout != n.proxy.write_timeout,
+        ),
+        (
+            "proxy.title_case_headers",
+            r.proxy.title_case_headers != n.proxy.title_case_headers,
+        ),
         ("admin.listen", r.admin.listen != n.admin.listen),
         (
             "admin.agent_listen",
@@ -178,6 +187,11 @@ fn start_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
         ),
         // The source and its settings (`cluster.source`, `mount`, `url`, `poll`, ...).
         ("cluster", differs(&r.cluster.source, &n.cluster.source)),
+        // The peer poller and the fail-static policy are set up once, beside the source.
+        (
+            "cluster.peers, cluster.peers_dns, cluster.peer_poll, health.fail_static*",
+            differs(&r.peers, &n.peers),
+        ),
         (
             "cluster.databases",
             r.cluster.databases != n.cluster.databases,
