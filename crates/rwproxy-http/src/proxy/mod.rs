@@ -162,6 +162,11 @@ impl Proxy {
         self.shared.app_pool.queued_total()
     }
 
+    /// The upstreams (primaries' rwproxies) whose circuit breaker is open now, sorted.
+    pub fn open_breakers(&self) -> Vec<String> {
+        self.shared.breakers.open_upstreams()
+    }
+
     /// How long forwarded requests may take.
     pub fn write_timeout(&self) -> Duration {
         self.shared.params.write_timeout
