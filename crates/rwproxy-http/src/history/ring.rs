@@ -41,9 +41,20 @@ impl Since {
         match self {
             Since::All => true,
             Since::Id(id) => event.id > id,
-            Since::Time(at) => event.last_at > at,
+            // Compared as written (milliseconds), so that following with the `at` of the
+            // newest event seen does not return that event again.
+            Since::Time(at) => whole_millis(event.last_at) > at,
         }
     }
+}
+
+/// `at` without its sub-millisecond part, as `/events` writes it.
+fn whole_millis(at: SystemTime) -> SystemTime {
+    let since_epoch = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let sub_milli = since_epoch.subsec_nanos() % 1_000_000;
+    at - Duration::from_nanos(u64::from(sub_milli))
 }
 
 /// An RFC 3339 time, `Z` or a numeric offset (`+02:00`); fractions of a second allowed.
@@ -245,6 +256,10 @@ mod tests {
         let ids: Vec<_> = ring.newest_first(Since::Id(last + 1)).collect();
         assert_eq!(ids.len(), 1);
         assert_eq!(ids[0].count, 2);
+        // The newest event's own time, as written (milliseconds), admits nothing more.
+        ring.record(error("d"), at(35) + Duration::from_micros(1500));
+        let written = at(35) + Duration::from_millis(1);
+        assert_eq!(ring.newest_first(Since::Time(written)).count(), 0);
     }
 
     #[test]
