@@ -95,7 +95,8 @@ impl EventKind {
         }
     }
 
-    /// `warn` for what takes traffic or safety away, `info` for the rest.
+    /// `warn` for what takes traffic or safety away, `info` for the rest (see
+    /// [`Happening::severity`] for the health verdict).
     pub fn severity(self) -> Severity {
         match self {
             EventKind::PrimaryLost
@@ -163,6 +164,15 @@ impl Happening {
         }
         self.message = Some(Arc::from(&message[..end]));
         self
+    }
+
+    /// How much this one matters: its kind's severity, except that a health verdict turning
+    /// away from `ok` is a warning too.
+    pub fn severity(&self) -> Severity {
+        match self.kind {
+            EventKind::HealthChanged if self.to.as_deref() != Some("ok") => Severity::Warn,
+            kind => kind.severity(),
+        }
     }
 
     /// One line for people: what the page's timeline and the log line say.
@@ -241,7 +251,7 @@ impl<'a> From<&'a Event> for EventDoc<'a> {
             first_at: rfc3339(e.first_at),
             count: e.count,
             kind: e.what.kind,
-            severity: e.what.kind.severity(),
+            severity: e.what.severity(),
             summary: e.what.summary(),
             from: e.what.from.as_deref(),
             to: e.what.to.as_deref(),
@@ -267,7 +277,7 @@ pub(crate) fn log(node: &str, event: &Event) {
     let from = what.from.as_deref();
     let to = what.to.as_deref();
     let message = what.message.as_deref();
-    match what.kind.severity() {
+    match what.severity() {
         Severity::Warn => tracing::warn!(
             target: "rwproxy::event",
             node, id = event.id, kind, count = event.count, from, to, message,

@@ -93,8 +93,9 @@ function chart(svg, t, columns, limits, unit) {
   zero.textContent = "0";
   const left = el("text", { x: PAD_L, y: H - 4 }, svg);
   left.textContent = t.length ? new Date(t0 * 1000).toLocaleTimeString([], { hour12: false }) : "";
+  // The right edge is t0 + span: at least a minute is drawn, so the line may end before it.
   const right = el("text", { x: W - 60, y: H - 4 }, svg);
-  right.textContent = t.length ? new Date(t1 * 1000).toLocaleTimeString([], { hour12: false }) : "";
+  right.textContent = t.length ? new Date((t0 + span) * 1000).toLocaleTimeString([], { hour12: false }) : "";
   limits.forEach(function (l) {
     el("line", { x1: PAD_L, y1: y(l.value), x2: W - 4, y2: y(l.value), "class": l.cls }, svg);
     const label = el("text", { x: PAD_L + 4, y: y(l.value) - 2 }, svg);
@@ -132,10 +133,16 @@ function showSeries(s) {
   const columns = [];
   const legend = $("traffic-legend");
   clear(legend);
+  // Fixed colours per status class (5xx red, 2xx green); refusals are dashed lines. The
+  // legend names every line, so the colour is never the only way to tell them apart.
+  const CLASS_COLOURS = { "1xx": "s3", "2xx": "s2", "3xx": "s1", "4xx": "s4", "5xx": "s5" };
   let i = 0;
-  const add = function (name, values) {
-    const cls = "s" + ((i % 5) + 1);
-    i += 1;
+  const add = function (name, values, code) {
+    let cls = CLASS_COLOURS[code];
+    if (!cls) {
+      cls = "s" + (((i + 2) % 5) + 1) + " refusal";
+      i += 1;
+    }
     columns.push({ values: values, cls: cls });
     const total = values.reduce(function (a, b) { return a + b; }, 0);
     const item = document.createElement("li");
@@ -143,8 +150,8 @@ function showSeries(s) {
     item.textContent = name + ": " + total + " in the window";
     legend.appendChild(item);
   };
-  Object.keys(s.requests).forEach(function (code) { add("requests " + code, s.requests[code]); });
-  Object.keys(s.refusals).forEach(function (code) { add("refused " + code, s.refusals[code]); });
+  Object.keys(s.requests).forEach(function (code) { add("requests " + code, s.requests[code], code); });
+  Object.keys(s.refusals).forEach(function (code) { add("refused " + code + " (dashed)", s.refusals[code], null); });
   if (!columns.length) {
     const item = document.createElement("li");
     item.textContent = "no requests in the window";
