@@ -1,8 +1,9 @@
 //! End to end: the node's recent history on the admin listener. `/events` tells a hand-off
 //! (role and primary changes, newest first), follows with `?since=` (an id or an RFC 3339
 //! time) and refuses a bad one; a flapping cluster source stays a couple of lines with counts;
-//! `/series` has a sample a second with requests by status class and refusals by code; and
-//! `admin.ui = false` turns the page off but not the JSON.
+//! `/series` has a sample a second with requests by status class and refusals by code; the
+//! breaker and a drain are events too; and `admin.ui = false` turns the page off but not the
+//! JSON.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -41,7 +42,7 @@ fn kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_tell_a_hand_off_follow_with_since_and_stay_small_when_a_source_flaps() {
-    let c = Cluster::start(2, |config| {
+    let mut c = Cluster::start(2, |config| {
         config.health.rise = 1;
     })
     .await;
@@ -219,6 +220,18 @@ async fn events_tell_a_hand_off_follow_with_since_and_stay_small_when_a_source_f
         e["kind"] == "primary-lost" && e["from"] == n1.as_str() && e["severity"] == "warn"
     })
     .await;
+
+    // The primary's rwproxy goes away: writes fail to connect and the breaker opens.
+    c.follow(0, 1).await;
+    c.nodes[1].stop().await;
+    for i in 0..4 {
+        let r = c.nodes[0].post(&format!("/b{i}")).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+    }
+    event_seen(&admin0, "the breaker to open", |e| {
+        e["kind"] == "breaker-open" && e["to"] == n1.as_str() && e["severity"] == "warn"
+    })
+    .await;
     c.stop().await;
 }
 
@@ -232,6 +245,12 @@ async fn the_page_can_be_turned_off_and_serves_its_own_files_only() {
         assert!(r.text().await.unwrap().contains("admin.ui = false"));
     }
     assert!(!events(&admin, "").await.is_empty());
+    c.nodes[0].node.as_ref().unwrap().drain();
+    event_seen(&admin, "the drain", |e| e["kind"] == "drain-started").await;
+    event_seen(&admin, "health to turn draining", |e| {
+        e["kind"] == "health-changed" && e["to"] == "draining" && e["severity"] == "warn"
+    })
+    .await;
     c.stop().await;
 
     let on = Cluster::start(1, |_| {}).await;
