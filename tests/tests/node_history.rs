@@ -27,6 +27,16 @@ async fn events(admin: &str, query: &str) -> Vec<Value> {
     doc["events"].as_array().unwrap().clone()
 }
 
+/// `url` is refused: 400, `rwproxy-error: bad-request`, one line naming `since`.
+async fn bad_request(url: &str) {
+    let refused = client().get(url).send().await.unwrap();
+    assert_eq!(refused.status(), 400, "{url}");
+    assert_eq!(refused.headers()["rwproxy-error"], "bad-request");
+    let body = refused.text().await.unwrap();
+    assert_eq!(body.lines().count(), 1, "{body}");
+    assert!(body.contains("since"), "{body}");
+}
+
 /// Waits until `admin`'s events hold one that `check` accepts; returns every event then.
 async fn event_seen(admin: &str, what: &str, check: impl Fn(&Value) -> bool) -> Vec<Value> {
     eventually(WAIT, what, || async {
@@ -108,16 +118,7 @@ async fn events_tell_a_hand_off_follow_with_since_and_stay_small_when_a_source_f
         .all(|e| e["at"].as_str().unwrap() > at.as_str()));
     let everything = events(&admin0, "?since=1970-01-01T00:00:00Z").await;
     assert!(everything.len() > later.len());
-    let refused = client()
-        .get(format!("{admin0}/events?since=yesterday"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 400);
-    assert_eq!(refused.headers()["rwproxy-error"], "bad-request");
-    let body = refused.text().await.unwrap();
-    assert_eq!(body.lines().count(), 1, "{body}");
-    assert!(body.contains("since"), "{body}");
+    bad_request(&format!("{admin0}/events?since=yesterday")).await;
 
     // A flapping source: the mount goes away and comes back, again and again.
     const FLAPS: usize = 25;
@@ -195,13 +196,7 @@ async fn events_tell_a_hand_off_follow_with_since_and_stay_small_when_a_source_f
     let last = *t.last().unwrap();
     let newer = json(&format!("{admin1}/series?since={last}")).await;
     assert!(newer["t"].as_array().unwrap().len() < samples);
-    let bad = client()
-        .get(format!("{admin1}/series?since=soon"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
-    assert_eq!(bad.headers()["rwproxy-error"], "bad-request");
+    bad_request(&format!("{admin1}/series?since=soon")).await;
 
     // A refusal shows under its code: node 0 loses its primary and a write waits, then 503.
     c.nodes[0].lose_primary(2_000).await;

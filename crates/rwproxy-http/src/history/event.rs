@@ -276,16 +276,17 @@ pub(crate) fn log(node: &str, event: &Event) {
     let summary = what.summary();
     let from = what.from.as_deref();
     let to = what.to.as_deref();
-    let message = what.message.as_deref();
+    // `message` is tracing's own field (the summary): the event's message is `detail` here.
+    let detail = what.message.as_deref();
     match what.severity() {
         Severity::Warn => tracing::warn!(
             target: "rwproxy::event",
-            node, id = event.id, kind, count = event.count, from, to, message,
+            node, id = event.id, kind, count = event.count, from, to, detail,
             "{summary}"
         ),
         Severity::Info => tracing::info!(
             target: "rwproxy::event",
-            node, id = event.id, kind, count = event.count, from, to, message,
+            node, id = event.id, kind, count = event.count, from, to, detail,
             "{summary}"
         ),
     }
