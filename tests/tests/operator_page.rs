@@ -183,6 +183,9 @@ async fn the_page_shows_the_verdict_the_primary_the_hand_off_and_the_lag_chart()
     };
     assert!(points >= 8, "lag chart with {points} points");
     assert!(dom.contains("<polyline"), "no line drawn");
+    // The charts are described in words too (the lag's highest value was 11.5 s).
+    assert!(dom.contains("highest 11.5 s"), "no words for the lag chart");
+    assert!(dom.contains("aria-label=\"Per second over the last"));
     assert!(
         dom.contains("refused no-primary"),
         "no refusal in the legend"

@@ -10,7 +10,12 @@ const W = 600, H = 160, PAD_L = 40, PAD_B = 18, PAD_T = 8;
 
 function $(id) { return document.getElementById(id); }
 
-function text(id, value) { $(id).textContent = value; }
+// Only a changed text is written: the verdict is a live region, and a screen reader should
+// hear it when it changes, not every two seconds.
+function text(id, value) {
+  const node = $(id);
+  if (node.textContent !== value) { node.textContent = value; }
+}
 
 function ms(value) {
   if (value === null || value === undefined) { return "unknown"; }
@@ -49,7 +54,7 @@ function showStatus(s) {
   text("node", s.node);
   document.title = "rwproxy " + s.node + ": " + s.status;
   const badge = $("verdict");
-  badge.textContent = s.status + (s.status === "ok" ? " (200)" : " (503)");
+  text("verdict", s.status + (s.status === "ok" ? " (200)" : " (503)"));
   badge.className = "badge " + verdictClass(s.status);
   let why = VERDICT_WORDS[s.status] || "";
   if (s.problem) { why += ": " + s.problem; }
@@ -158,6 +163,9 @@ function showSeries(s) {
     legend.appendChild(item);
   }
   chart($("traffic-chart"), s.t, columns, [], function (v) { return v.toFixed(0) + "/s"; });
+  const described = [];
+  legend.querySelectorAll("li").forEach(function (item) { described.push(item.textContent); });
+  $("traffic-chart").setAttribute("aria-label", "Per second over the last " + s.t.length + " seconds: " + described.join("; ") + ".");
 }
 
 function details(e) {
