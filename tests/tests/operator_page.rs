@@ -1,7 +1,7 @@
 //! End to end, in a real browser: Debian's headless Chromium loads the operator's page from a
 //! test cluster's admin listener after a hand-off, a lag excursion, forwarded writes and a
 //! refusal, and the DOM after the page's script ran shows the verdict, the primary, the
-//! hand-off event and a lag chart with points. Screenshots (desktop and phone width) are saved
+//! hand-off event and a lag chart with points. Screenshots (desktop, phone width, dark) are saved
 //! under `target/test-artefacts/`; with `RWPROXY_UPDATE_SCREENSHOT=1` the desktop one also
 //! replaces `docs/images/operator-page.png`.
 
@@ -195,18 +195,19 @@ async fn the_page_shows_the_verdict_the_primary_the_hand_off_and_the_lag_chart()
     let dir = artefacts();
     let desktop = dir.join("operator-page.png");
     let phone = dir.join("operator-page-phone.png");
-    for (path, size) in [(&desktop, "1100,2300"), (&phone, "390,1600")] {
+    let dark = dir.join("operator-page-dark.png");
+    for (path, size, scheme) in [
+        (&desktop, "1100,2000", None),
+        (&phone, "390,1600", None),
+        (&dark, "1100,1200", Some("--force-dark-mode")),
+    ] {
         let _ = std::fs::remove_file(path);
-        chromium(
-            &browser,
-            profile.path(),
-            &[
-                format!("--screenshot={}", path.display()),
-                format!("--window-size={size}"),
-            ],
-            &admin,
-        )
-        .await;
+        let mut args = vec![
+            format!("--screenshot={}", path.display()),
+            format!("--window-size={size}"),
+        ];
+        args.extend(scheme.map(str::to_owned));
+        chromium(&browser, profile.path(), &args, &admin).await;
         let png = std::fs::read(path).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{} is no PNG", path.display());
         assert!(png.len() > 10_000, "{} is nearly empty", path.display());
