@@ -110,10 +110,17 @@ impl Series {
         let delta =
             |now: u64, before: u64| u32::try_from(now.saturating_sub(before)).unwrap_or(u32::MAX);
         let before = self.previous.take().unwrap_or_else(|| totals.clone());
+        let second = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // The sampler's ticks are a second apart give or take a few milliseconds, so two can
+        // fall in one wall-clock second; the later one is the next second's sample.
+        let second = match self.samples.back() {
+            Some(last) if second <= last.at => last.at + 1,
+            _ => second,
+        };
         let mut sample = Sample {
-            at: at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            at: second,
             lag_ms: state.lag.map_or(LAG_UNKNOWN, |l| {
                 u32::try_from(l.as_millis()).unwrap_or(LAG_UNKNOWN - 1)
             }),
@@ -300,5 +307,10 @@ rwproxy_request_duration_seconds_count{class=\"read\",route=\"local\"} 7
         assert_eq!(doc["health_max_lag_ms"], 10_000);
         let later = serde_json::to_value(series.document(Some(101), limits)).unwrap_or_default();
         assert_eq!(later["t"], serde_json::json!([102]));
+        // A tick early within the same wall-clock second is the next second's sample.
+        let early = t0 + Duration::from_millis(2_990);
+        series.record(early, &state(Some(1), 4), Totals::default());
+        let doc = serde_json::to_value(series.document(None, limits)).unwrap_or_default();
+        assert_eq!(doc["t"], serde_json::json!([102, 103]));
     }
 }
