@@ -89,7 +89,7 @@ pub async fn observe(
 fn start(history: &History, observed: &Observed, state: &NodeState) -> Seen {
     let limits = history.limits();
     let verdict = observed.proxy.health_view().status();
-    let seen = Seen {
+    let mut seen = Seen {
         role: state.role,
         primary: state.primary.clone(),
         reported_problem: None,
@@ -105,7 +105,6 @@ fn start(history: &History, observed: &Observed, state: &NodeState) -> Seen {
         state.role.as_str(),
         verdict.as_str()
     )));
-    let mut seen = seen;
     if let Some(problem) = &state.problem {
         history.record(Happening::new(EventKind::SourceError).message(problem));
         seen.reported_problem = Some(problem.clone());
