@@ -1,7 +1,7 @@
 //! End to end: what operators watch. `/metrics` after real traffic (the contract's names, types
 //! and labels, label values only from fixed sets, `promtool check metrics`), the alert rules
 //! (`promtool check rules` and `promtool test rules`), request ids across two nodes, and JSON
-//! access and warning logs.
+//! access, warning and event (`rwproxy::event`) logs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -369,6 +369,20 @@ fn access_and_warning_logs_are_json_objects() {
         assert_eq!(line["path"], "/json-log");
         assert_eq!(line["class"], "write");
         assert_eq!(line["status"], 200);
+    }
+    // The node's history (#25): each event is one line on target `rwproxy::event`.
+    let started: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "rwproxy::event" && l["kind"] == "started")
+        .collect();
+    assert_eq!(started.len(), 2, "one `started` event per node:\n{stderr}");
+    for line in started {
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["count"], 1);
+        assert!(line["id"].as_u64().is_some(), "{line}");
+        assert!(line["node"].as_str().is_some(), "{line}");
+        let message = line["message"].as_str().unwrap();
+        assert!(message.starts_with("history started (role "), "{line}");
     }
     let warned = lines.iter().any(|l| {
         l["level"] == "WARN"

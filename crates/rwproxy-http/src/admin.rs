@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/health` (and `/status`), `/health/agent` and `/live`.
+//! The admin listener: `/metrics`, `/health` (and `/status`), `/health/agent`, `/live`, and the
+//! node's history (`/events`, `/series`) with the operator's page (`/`, `/ui`).
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -16,6 +17,10 @@ pub struct Admin {
     /// Reads waiting for a position (read when metrics are scraped, so a client that hung up
     /// is never counted).
     pub demand: rwproxy_core::Demand,
+    /// The node's recent history (`/events`, `/series`).
+    pub history: crate::History,
+    /// `admin.ui`: serve the operator's page on `/` and `/ui`.
+    pub ui: bool,
 }
 
 impl Admin {
@@ -57,11 +62,20 @@ impl Admin {
             // Liveness: the process runs and answers. Never tied to lag or the primary, so an
             // orchestrator does not restart a node that only needs to catch up.
             "/live" => respond::plain(StatusCode::OK, "text/plain; charset=utf-8", "live\n"),
-            _ => respond::plain(
-                StatusCode::NOT_FOUND,
-                "text/plain; charset=utf-8",
-                "not found; try /health, /status, /health/agent, /live or /metrics\n",
-            ),
+            path => match crate::history::answer(
+                &self.history,
+                self.ui,
+                method,
+                path,
+                request.uri().query(),
+            ) {
+                Some(response) => response,
+                None => respond::plain(
+                    StatusCode::NOT_FOUND,
+                    "text/plain; charset=utf-8",
+                    "not found; try /, /health, /status, /events, /series, /health/agent, /live or /metrics\n",
+                ),
+            },
         }
     }
 

@@ -170,6 +170,11 @@ impl Proxy {
         self.shared.params.forward_secret.as_ref()
     }
 
+    /// The upstreams (primaries' rwproxies) whose circuit breaker is open now, sorted.
+    pub fn open_breakers(&self) -> Vec<String> {
+        self.shared.breakers.open_upstreams()
+    }
+
     /// How long forwarded requests may take.
     pub fn write_timeout(&self) -> Duration {
         self.shared.params.write_timeout

@@ -216,6 +216,8 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// `admin.agent_listen`: the HAProxy agent-check TCP listener; `None` when `""` or absent.
     pub agent_listen: Option<SocketAddr>,
+    /// `admin.ui`: serve the operator's page on `/` and `/ui` (default true).
+    pub ui: bool,
 }
 
 /// `[cluster]`: where this node learns the primary, positions and lag.

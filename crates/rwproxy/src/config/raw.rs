@@ -74,6 +74,8 @@ pub(crate) struct RawProxyTls {
 pub(crate) struct RawAdmin {
     pub listen: Option<String>,
     pub agent_listen: Option<String>,
+    /// `admin.ui`: the operator's page on `/` and `/ui` (default true).
+    pub ui: Option<bool>,
 }
 
 /// Keys of every source live side by side; only the selected source's keys are checked.

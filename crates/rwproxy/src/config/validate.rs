@@ -60,6 +60,7 @@ pub(crate) fn validate(
                 None,
             ),
         },
+        ui: raw.admin.ui.unwrap_or(true),
     };
     if let Some(admin_listen) = admin.listen {
         if conflicts(admin_listen, proxy.listen) {

@@ -1,6 +1,7 @@
 //! What every node runs besides its listeners, shared by the binary's [`Node`](super::Node)
 //! and an embedded node ([`crate::embed`]): the cluster source, the pipeline's state, the
-//! state-watch task (health, gauges, role logs), the metrics upkeep and the app check.
+//! state-watch task (health, gauges, role logs), the metrics upkeep, the app check and the
+//! history observer.
 
 use std::io;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use rwproxy_cluster::ClusterHandle;
 use rwproxy_core::{Demand, NodeState};
 use rwproxy_http::health::{self, HealthTracker, SharedHealth};
+use rwproxy_http::history::{self, History, HistorySize, LagLimits, Observed};
 use rwproxy_http::{Admin, Draining, Metrics, Proxy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +53,15 @@ impl Core {
         metrics.max_lag(config.reads.max_lag, config.health.max_lag);
         let draining = Draining::default();
         let stop = CancellationToken::new();
+        let history = History::new(
+            node.clone(),
+            &databases,
+            LagLimits {
+                reads: config.reads.max_lag,
+                health: config.health.max_lag,
+            },
+            HistorySize::default(),
+        );
         let params = proxy_params(config, node.clone(), databases)?;
         let app_check = app_check(config)?;
         let shared_health = SharedHealth::default();
@@ -66,7 +77,18 @@ impl Core {
         let admin = Admin {
             proxy: proxy.clone(),
             demand: demand.clone(),
+            history: history.clone(),
+            ui: config.admin.ui,
         };
+        tokio::spawn(history::observe(
+            history,
+            Observed {
+                state: state.clone(),
+                proxy: proxy.clone(),
+                draining: draining.clone(),
+            },
+            stop.clone().cancelled_owned(),
+        ));
         if let Some(check) = app_check {
             tokio::spawn(health::run_app_check(
                 check,

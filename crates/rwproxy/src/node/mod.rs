@@ -83,7 +83,7 @@ impl Node {
         let core = Core::start(config)?;
         let Core {
             proxy,
-            admin: _,
+            admin: started_admin,
             state,
             draining,
             demand,
@@ -97,7 +97,12 @@ impl Node {
         // The request pipeline (see rwproxy_http::proxy::stack), swapped whole by a reload.
         let live_proxy = Live::new(proxy.clone());
         let live_service = Live::new(proxy.service());
-        let reloader = Reloader::new(config.clone(), live_proxy.clone(), live_service.clone());
+        let reloader = Reloader::new(
+            config.clone(),
+            live_proxy.clone(),
+            live_service.clone(),
+            started_admin.history.clone(),
+        );
         let service = LiveService::new(live_service);
         let drain = config.proxy.drain_timeout;
         let limits = ListenerLimits {
@@ -129,6 +134,8 @@ impl Node {
                 let admin = Admin {
                     proxy: Proxy::clone(&live_proxy.load()),
                     demand: demand.clone(),
+                    history: started_admin.history.clone(),
+                    ui: started_admin.ui,
                 };
                 async move {
                     if reload_endpoint::wants(&request) {

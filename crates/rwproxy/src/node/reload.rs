@@ -10,7 +10,8 @@ use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rwproxy_http::{Live, Proxy, ProxyService};
+use rwproxy_http::history::{EventKind, Happening};
+use rwproxy_http::{History, Live, Proxy, ProxyService};
 
 use super::mapping::proxy_params;
 use crate::config::{self, Config, ConfigErrors};
@@ -32,6 +33,8 @@ struct Inner {
     service: Live<ProxyService>,
     /// One reload at a time, so a storm of them applies each file in order.
     serial: tokio::sync::Mutex<()>,
+    /// Each reload's outcome is an event of the node's history.
+    history: History,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -64,9 +67,15 @@ pub enum Refused {
 
 impl Reloader {
     /// A reloader for a node started with `started`, serving `proxy`'s stack from `service`.
-    pub(super) fn new(started: Config, proxy: Live<Proxy>, service: Live<ProxyService>) -> Self {
+    pub(super) fn new(
+        started: Config,
+        proxy: Live<Proxy>,
+        service: Live<ProxyService>,
+        history: History,
+    ) -> Self {
         Reloader {
             inner: Arc::new(Inner {
+                history,
                 file: Mutex::new(None),
                 log_level: Mutex::new(LogLevel::default()),
                 started,
@@ -119,6 +128,19 @@ impl Reloader {
             }
             Err(refused) => tracing::error!("configuration reload refused: {refused}"),
         }
+        // The node's history tells the story too (`/events`, the operator's page).
+        let what = match &outcome {
+            Ok(applied) if applied.needs_restart.is_empty() => String::new(),
+            Ok(applied) => format!("restart to apply {}", applied.needs_restart.join(", ")),
+            Err(Refused::Invalid(problems)) => format!(
+                "refused: {}",
+                problems.0.first().map(ToString::to_string).unwrap_or_default()
+            ),
+            Err(refused) => format!("refused: {refused}"),
+        };
+        self.inner
+            .history
+            .record(Happening::new(EventKind::ConfigReloaded).message(&what));
         outcome
     }
 
