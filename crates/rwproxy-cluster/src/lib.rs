@@ -64,6 +64,7 @@ mod error;
 mod http_client;
 mod http_source;
 mod litefs;
+mod mysql;
 mod postgres;
 mod probe;
 mod publish;
@@ -83,6 +84,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use http_client::client_builder;
+pub use mysql::check_url as check_mysql_url;
 pub use postgres::check_url as check_postgres_url;
 pub use probe::PositionReader;
 /// The shared count of waiting requests (defined in rwproxy-core so the HTTP side and the
@@ -106,6 +108,42 @@ pub enum SourceSpec {
     Http(HttpSpec),
     /// This node's own PostgreSQL server (a primary or a streaming replica).
     Postgres(PostgresSpec),
+    /// This node's own MySQL or MariaDB server (a primary or a GTID replica).
+    Mysql(MysqlSpec),
+}
+
+/// Settings of the MySQL / MariaDB source.
+#[derive(Clone)]
+pub struct MysqlSpec {
+    /// URL of this node's server, e.g. `mysql://rwproxy@127.0.0.1:3306`.
+    pub url: String,
+    /// File holding the password, used when the URL has none (else `MYSQL_PWD`).
+    pub password_file: Option<PathBuf>,
+    /// Name used for the primary instead of the replica's source host.
+    pub primary: Option<String>,
+    /// The server's flavour; `None` detects it from `@@version`.
+    pub flavor: Option<rwproxy_core::gtid::Flavor>,
+    /// How often the server is polled when nobody is waiting.
+    pub poll: Duration,
+    /// Upper bound on connecting and on each query.
+    pub timeout: Duration,
+    /// Key of the one GTID position in the positions map (the first configured database).
+    pub position_key: String,
+}
+
+impl std::fmt::Debug for MysqlSpec {
+    // By hand: the URL may hold a password, which must not reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlSpec")
+            .field("url", &mysql::redact(&self.url))
+            .field("password_file", &self.password_file)
+            .field("primary", &self.primary)
+            .field("flavor", &self.flavor)
+            .field("poll", &self.poll)
+            .field("timeout", &self.timeout)
+            .field("position_key", &self.position_key)
+            .finish()
+    }
 }
 
 /// Settings of the PostgreSQL source.
@@ -206,6 +244,7 @@ fn source_label(spec: &SourceSpec) -> &'static str {
         SourceSpec::Litefs(_) => "litefs",
         SourceSpec::Http(_) => "http",
         SourceSpec::Postgres(_) => "postgres",
+        SourceSpec::Mysql(_) => "mysql",
     }
 }
 
@@ -239,6 +278,7 @@ async fn run_source(
         SourceSpec::Litefs(litefs) => litefs::run(node, litefs, demand, publisher).await,
         SourceSpec::Http(http) => http_source::run(node, http, demand, publisher).await,
         SourceSpec::Postgres(pg) => postgres::run(node, pg, demand, publisher).await,
+        SourceSpec::Mysql(my) => mysql::run(node, my, demand, publisher).await,
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod class;
 pub mod demand;
 pub mod error;
+pub mod gtid;
 pub mod route;
 pub mod state;
 pub mod token;
@@ -13,6 +14,7 @@ pub mod token;
 pub use class::{Classifier, ClassifierError, RequestClass};
 pub use demand::{Demand, DemandGuard};
 pub use error::ErrorCode;
+pub use gtid::GtidSet;
 pub use route::{
     decide, Reason, Route, RouteInput, RoutePolicy, StalePolicy, TimeoutPolicy, WaitState,
     WriteMode,

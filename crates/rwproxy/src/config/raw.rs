@@ -86,6 +86,7 @@ pub(crate) struct RawCluster {
     pub timeout: Option<DurationText>,
     pub secret: Option<String>,
     pub password_file: Option<String>,
+    pub flavor: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

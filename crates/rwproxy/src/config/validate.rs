@@ -15,6 +15,7 @@ use super::raw::{
 };
 use super::values::{self, parse_choice, parse_duration};
 
+mod mysql;
 mod tls;
 use super::{
     AdminConfig, ClusterConfig, Config, ConsistencyConfig, HealthConfig, LogConfig, LogFormat,
@@ -166,6 +167,7 @@ enum SourceKind {
     Litefs,
     Http,
     Postgres,
+    Mysql,
 }
 
 fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
@@ -174,6 +176,7 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
         ("litefs", Some(SourceKind::Litefs)),
         ("http", Some(SourceKind::Http)),
         ("postgres", Some(SourceKind::Postgres)),
+        ("mysql", Some(SourceKind::Mysql)),
     ];
     let kind = c.value(
         "cluster.source",
@@ -184,6 +187,8 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
     let databases = match raw.databases.take() {
         // PostgreSQL has one WAL position for the whole server: the token's key names it.
         None if matches!(kind, Some(SourceKind::Postgres)) => vec!["wal".to_owned()],
+        // MySQL and MariaDB: one GTID position for the whole server, as for PostgreSQL.
+        None if matches!(kind, Some(SourceKind::Mysql)) => vec!["gtid".to_owned()],
         None => vec!["app.db".to_owned()],
         Some(list) => {
             check_databases(c, &list);
@@ -192,6 +197,13 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
                     "cluster.databases",
                     "the postgres source has one WAL position for the whole server: name it \
                      with one entry (default \"wal\")",
+                );
+            }
+            if matches!(kind, Some(SourceKind::Mysql)) && list.len() > 1 {
+                c.report(
+                    "cluster.databases",
+                    "the mysql source has one GTID position for the whole server: name it \
+                     with one entry (default \"gtid\")",
                 );
             }
             list
@@ -230,6 +242,7 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
             timeout: c.nonzero_duration("cluster.timeout", &raw.timeout, secs(1)),
         },
         Some(SourceKind::Postgres) => postgres_source(c, &raw),
+        Some(SourceKind::Mysql) => mysql::mysql_source(c, &raw),
         Some(SourceKind::Litefs) | None => {
             let mount = raw.mount.unwrap_or_else(|| "/litefs".to_owned());
             if mount.is_empty() {

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, SourceConfig};
 use http::uri::Authority;
-use rwproxy_cluster::{HttpSpec, LitefsSpec, PostgresSpec, SourceSpec};
+use rwproxy_cluster::{HttpSpec, LitefsSpec, MysqlSpec, PostgresSpec, SourceSpec};
 use rwproxy_core::{Classifier, RoutePolicy};
 use rwproxy_http::health::AppCheck;
 use rwproxy_http::{ConsistencyParams, HealthParams, PrimaryUrl, ProxyParams};
@@ -47,6 +47,26 @@ pub(super) fn source_spec(config: &Config) -> SourceSpec {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| "wal".to_owned()),
+        }),
+        SourceConfig::Mysql {
+            url,
+            password_file,
+            primary,
+            flavor,
+            poll,
+            timeout,
+        } => SourceSpec::Mysql(MysqlSpec {
+            url: url.clone(),
+            password_file: password_file.clone(),
+            primary: primary.clone(),
+            flavor: *flavor,
+            poll: *poll,
+            timeout: *timeout,
+            // The first database names the one GTID position (validation keeps it to one).
+            position_key: databases
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "gtid".to_owned()),
         }),
     }
 }
