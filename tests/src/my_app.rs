@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use mysql_async::prelude::Queryable as _;
-use mysql_async::{Opts, OptsBuilder, Pool};
+use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -47,7 +47,12 @@ impl MyApp {
         let addr = listener.local_addr().expect("addr");
         let opts = Opts::from_url(database_url).expect("database url");
         // Exactly the address given, never the server's Unix socket.
-        let opts = OptsBuilder::from_opts(opts).prefer_socket(false);
+        // At most 8 connections: a burst of 1,000 requests queues for them rather than passing
+        // the server's max_connections.
+        let limits = PoolConstraints::new(0, 8).expect("0 <= 8");
+        let opts = OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .pool_opts(PoolOpts::default().with_constraints(limits));
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             pool: Pool::new(opts),

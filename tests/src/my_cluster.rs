@@ -20,8 +20,14 @@ pub struct MyNode {
 
 impl MyNode {
     /// Starts an app on `app_url` and an rwproxy in front of it watching `server_url`.
-    /// `primary` is `cluster.primary` (the name of the primary's rwproxy).
-    pub async fn start(server_url: &str, app_url: &str, primary: Option<&str>) -> MyNode {
+    /// `primary` is `cluster.primary` (the name of the primary's rwproxy); `tweak` adjusts the
+    /// parsed config.
+    pub async fn start(
+        server_url: &str,
+        app_url: &str,
+        primary: Option<&str>,
+        tweak: impl FnOnce(&mut config::Config),
+    ) -> MyNode {
         let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let name = proxy.local_addr().expect("addr").to_string();
@@ -59,7 +65,8 @@ access = false
 "#,
             app = app.url(),
         );
-        let config = config::parse(&text).unwrap_or_else(|e| panic!("config: {e}"));
+        let mut config = config::parse(&text).unwrap_or_else(|e| panic!("config: {e}"));
+        tweak(&mut config);
         let node = Node::start_on(&config, proxy, Some(admin))
             .await
             .expect("start node");
@@ -108,16 +115,26 @@ access = false
     }
 }
 
-/// A primary and a GTID replica with a node each; `None` (skip) without MariaDB.
-pub async fn pair() -> Option<(MariaServer, MariaServer, MyNode, MyNode)> {
+/// A primary and a GTID replica with a node each (the replica's adjusted by `tweak`); `None`
+/// (skip) without MariaDB.
+pub async fn pair(
+    tweak: impl FnOnce(&mut config::Config),
+) -> Option<(MariaServer, MariaServer, MyNode, MyNode)> {
     let bin = MariaBin::find()?;
     let primary = MariaServer::primary(&bin).await;
     let replica = MariaServer::replica_of(&primary, 2).await;
-    let p = MyNode::start(&primary.url(MONITOR_USER), &primary.url(APP_USER), None).await;
+    let p = MyNode::start(
+        &primary.url(MONITOR_USER),
+        &primary.url(APP_USER),
+        None,
+        |_| {},
+    )
+    .await;
     let r = MyNode::start(
         &replica.url(MONITOR_USER),
         &replica.url(APP_USER),
         Some(&p.name),
+        tweak,
     )
     .await;
     p.state_until("primary role", |s| s.role == Role::Primary)

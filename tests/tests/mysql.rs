@@ -45,7 +45,7 @@ async fn committed(server: &MariaServer) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_reads_its_writes_by_gtid_and_a_stopped_sql_thread_turns_it_stale() {
-    let Some((primary, mut replica, p, r)) = pair().await else {
+    let Some((primary, mut replica, p, r)) = pair(|_| {}).await else {
         return;
     };
     replica.exec("STOP SLAVE SQL_THREAD").await;
@@ -166,7 +166,7 @@ async fn a_replica_reads_its_writes_by_gtid_and_a_stopped_sql_thread_turns_it_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them_and_is_followed() {
-    let Some((mut primary, replica, p, r)) = pair().await else {
+    let Some((mut primary, replica, p, r)) = pair(|_| {}).await else {
         return;
     };
     // A wrong password is a clear reason, never a primary.
@@ -174,7 +174,7 @@ async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them_and_is_fo
         "mysql://{MONITOR_USER}:not-{PASSWORD}@127.0.0.1:{}",
         primary.port
     );
-    let bad = MyNode::start(&wrong, &primary.url(APP_USER), None).await;
+    let bad = MyNode::start(&wrong, &primary.url(APP_USER), None, |_| {}).await;
     bad.health_until("wrong password reported", |code, body| {
         code == 503
             && body["problem"]
@@ -187,7 +187,8 @@ async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them_and_is_fo
     primary
         .exec(&format!("CREATE USER nobody IDENTIFIED BY '{PASSWORD}'"))
         .await;
-    let unprivileged = MyNode::start(&replica.url("nobody"), &replica.url(APP_USER), None).await;
+    let unprivileged =
+        MyNode::start(&replica.url("nobody"), &replica.url(APP_USER), None, |_| {}).await;
     unprivileged
         .health_until("the missing privilege reported", |code, body| {
             code == 503
@@ -205,6 +206,7 @@ async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them_and_is_fo
         &second.url(MONITOR_USER),
         &second.url(APP_USER),
         Some(&r.name),
+        |_| {},
     )
     .await;
     s2.state_until("second replica replicating", |s| s.primary.is_some())
@@ -302,7 +304,7 @@ async fn sources_that_are_not_a_mysql_server_give_clear_reasons() {
         (http_url, "not a MySQL or MariaDB server"),
         (silent_url, "did not finish within"),
     ] {
-        let node = MyNode::start(&url, &refused, None).await;
+        let node = MyNode::start(&url, &refused, None, |_| {}).await;
         node.health_until(&format!("reason for {url}"), |code, body| {
             code == 503
                 && body["status"] == "unknown"

@@ -28,18 +28,8 @@ use rwproxy_core::{GtidSet, NodeState, Positions, Role};
 use tokio::time::Instant;
 
 use super::query::Snapshot;
-use crate::postgres::derive::{in_steps, LagTracker};
-
-/// The settings derivation needs.
-#[derive(Debug)]
-pub(crate) struct Naming<'a> {
-    /// This node's name (the primary's name when this node is the primary).
-    pub node: &'a Arc<str>,
-    /// The key of the one position in [`NodeState::positions`].
-    pub position_key: &'a Arc<str>,
-    /// `cluster.primary`: the name used for the primary instead of the source host.
-    pub primary_override: Option<&'a Arc<str>>,
-}
+// The same naming settings and lag design as the PostgreSQL source.
+use crate::postgres::derive::{in_steps, LagTracker, Naming};
 
 /// The node's state from one poll.
 pub(crate) fn derive(

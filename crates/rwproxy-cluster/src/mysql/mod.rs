@@ -24,14 +24,13 @@ use rwproxy_core::{NodeState, Positions};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::postgres::derive::LagTracker;
+use crate::postgres::derive::{LagTracker, Naming};
 use crate::postgres::WAITING_POLL;
 use crate::publish::Publisher;
 use crate::{schedule, Demand, MysqlSpec};
 
 pub use connect::check_url;
 pub(crate) use connect::{redact, Connection};
-use derive::Naming;
 
 /// Polls the server for ever, publishing each result.
 pub(crate) async fn run(
