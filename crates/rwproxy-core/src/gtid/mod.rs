@@ -73,12 +73,16 @@ impl GtidSet {
                     }
                     domains_seen.push(domain.clone());
                     intervals += 1;
+                    if intervals > MAX_INTERVALS {
+                        return None;
+                    }
                     if seq > 0 {
                         set.streams.insert(domain, vec![(1, seq)]);
                     }
                 }
                 Flavor::MySql => {
                     for (stream, ranges) in parse_mysql_entry(part)? {
+                        // Checked before merging: merging is what costs.
                         intervals += ranges.len();
                         if intervals > MAX_INTERVALS {
                             return None;
@@ -89,9 +93,6 @@ impl GtidSet {
                         }
                     }
                 }
-            }
-            if intervals > MAX_INTERVALS {
-                return None;
             }
         }
         Some(set)
@@ -243,9 +244,10 @@ fn parse_uuid(text: &str) -> Option<String> {
     fits.then(|| text.to_ascii_lowercase())
 }
 
-/// Plain decimal digits (no sign, no blanks, at most 20 digits) that fit `T`.
+/// Plain decimal digits (no sign, no blanks, at most 20 digits) that fit `T`. (`str::parse`
+/// alone would take a leading `+`; it rejects an empty text by itself.)
 fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
-    if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     text.parse().ok()

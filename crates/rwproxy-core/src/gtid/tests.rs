@@ -41,6 +41,10 @@ fn mysql_sets_parse_as_the_server_prints_them() {
     // Uppercase UUIDs are the same stream; overlapping and adjacent intervals merge.
     let upper = format!("{}:1-3:4-5:7:2", U1.to_uppercase());
     assert_eq!(set(&upper).to_string(), format!("{U1}:1-5:7"));
+    // Adjacent from either side, and several at once.
+    assert_eq!(set(&format!("{U1}:3:1-2")).to_string(), format!("{U1}:1-3"));
+    assert_eq!(set(&format!("{U1}:5-6:1-3")).to_string(), format!("{U1}:1-3:5-6"));
+    assert_eq!(set(&format!("{U1}:1:3:5:1-5")).to_string(), format!("{U1}:1-5"));
     // Two entries for one UUID merge.
     assert_eq!(
         set(&format!("{U1}:1-2,{U1}:3")).to_string(),
@@ -50,6 +54,9 @@ fn mysql_sets_parse_as_the_server_prints_them() {
     let tagged = set(&format!("{U1}:1-2:Tag_a:1-4:7,{U1}:tag_a:5"));
     assert_eq!(tagged.to_string(), format!("{U1}:1-2,{U1}:tag_a:1-5:7"));
     assert_eq!(tagged.count(), 8);
+    // Tags are up to 32 characters.
+    let longest = "t".repeat(32);
+    assert_eq!(set(&format!("{U1}:{longest}:1")).count(), 1);
     // A tagged-only entry has no untagged intervals.
     assert_eq!(set(&format!("{U1}:t:3")).to_string(), format!("{U1}:t:3"));
     assert_eq!(
@@ -105,6 +112,8 @@ fn malformed_texts_are_rejected_whole() {
         format!("{U1}:1:tag"),
         format!("{U1}:1:9tag:2"),
         format!("{U1}:tag"),
+        format!("{U1}:1:t.x:2"),
+        format!("{U1}:t-x:1"),
         format!("{U1}:tag:tag2:1"),
         format!("{U1}:1:{}:2", "t".repeat(33)),
         format!("{U1}:1,"),
@@ -226,7 +235,7 @@ fn random_set(rng: &mut fastrand::Rng) -> (GtidSet, Vec<(usize, u64)>) {
 #[test]
 fn property_sets_agree_with_a_membership_model() {
     let mut rng = fastrand::Rng::with_seed(27);
-    for _ in 0..2000 {
+    for _ in 0..1000 {
         let (a, model_a) = random_set(&mut rng);
         let (b, model_b) = random_set(&mut rng);
         assert_eq!(a.count(), model_a.len() as u64, "{a}");
@@ -254,7 +263,7 @@ fn property_mangled_texts_never_panic() {
         "0-1-42,1-2-5".to_owned(),
         format!("{U1}:tag:1-2"),
     ];
-    for _ in 0..20_000 {
+    for _ in 0..5_000 {
         let mut bytes = seeds[rng.usize(..seeds.len())].clone().into_bytes();
         for _ in 0..rng.usize(1..4) {
             let at = rng.usize(..=bytes.len());
