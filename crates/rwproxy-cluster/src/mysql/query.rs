@@ -94,10 +94,6 @@ pub(crate) async fn committed(conn: &Connection, flavor: Flavor) -> Result<GtidS
 }
 
 fn parse_poll(vars: &Row, status: Option<&Row>, flavor: Flavor) -> Result<Snapshot, String> {
-    let gtids = |text: Option<String>, name: &str| {
-        GtidSet::parse_as(text.as_deref().unwrap_or(""), flavor)
-            .ok_or_else(|| format!("{name} is not a GTID set"))
-    };
     let writable = match text_at(vars, 1).as_deref() {
         Some("0") => true,
         Some("1") => false,
@@ -105,21 +101,23 @@ fn parse_poll(vars: &Row, status: Option<&Row>, flavor: Flavor) -> Result<Snapsh
     };
     let replication = match status {
         None => None,
-        Some(row) => Some(parse_status(row, flavor, &gtids)?),
+        Some(row) => Some(parse_status(row, flavor)?),
     };
     Ok(Snapshot {
         writable,
-        current: gtids(text_at(vars, 2), "the server's GTID position")?,
-        applied: gtids(text_at(vars, 3), "the applied GTID position")?,
+        current: gtids(text_at(vars, 2), "the server's GTID position", flavor)?,
+        applied: gtids(text_at(vars, 3), "the applied GTID position", flavor)?,
         replication,
     })
 }
 
-fn parse_status(
-    row: &Row,
-    flavor: Flavor,
-    gtids: &dyn Fn(Option<String>, &str) -> Result<GtidSet, String>,
-) -> Result<Replication, String> {
+/// A GTID text the server gave (NULL is the empty set), or why it is not one.
+fn gtids(text: Option<String>, name: &str, flavor: Flavor) -> Result<GtidSet, String> {
+    GtidSet::parse_as(text.as_deref().unwrap_or(""), flavor)
+        .ok_or_else(|| format!("{name} is not a GTID set"))
+}
+
+fn parse_status(row: &Row, flavor: Flavor) -> Result<Replication, String> {
     let [host, io, received] = match flavor {
         Flavor::MariaDb => ["Master_Host", "Slave_IO_Running", "Gtid_IO_Pos"],
         Flavor::MySql => ["Source_Host", "Replica_IO_Running", "Retrieved_Gtid_Set"],
@@ -133,7 +131,7 @@ fn parse_status(
     Ok(Replication {
         source_host: column(host)?.filter(|h| !h.is_empty()),
         receiving: column(io)?.as_deref() == Some("Yes"),
-        received: gtids(column(received)?, received)?,
+        received: gtids(column(received)?, received, flavor)?,
     })
 }
 

@@ -186,11 +186,14 @@ fn parse_mariadb_entry(part: &str) -> Option<(String, u64)> {
     Some((domain.to_string(), seq))
 }
 
+/// A stream's name and its intervals, as one MySQL entry lists them.
+type Stream = (String, Vec<(u64, u64)>);
+
 /// `uuid[:tag]:interval[:interval...]` (tags may repeat, each owning the intervals after it).
-fn parse_mysql_entry(part: &str) -> Option<Vec<(String, Vec<(u64, u64)>)>> {
+fn parse_mysql_entry(part: &str) -> Option<Vec<Stream>> {
     let mut fields = part.split(':');
     let uuid = parse_uuid(fields.next()?.trim())?;
-    let mut out: Vec<(String, Vec<(u64, u64)>)> = vec![(uuid.clone(), Vec::new())];
+    let mut out: Vec<Stream> = vec![(uuid.clone(), Vec::new())];
     for field in fields {
         let field = field.trim();
         if is_tag(field) {

@@ -43,8 +43,14 @@ fn mysql_sets_parse_as_the_server_prints_them() {
     assert_eq!(set(&upper).to_string(), format!("{U1}:1-5:7"));
     // Adjacent from either side, and several at once.
     assert_eq!(set(&format!("{U1}:3:1-2")).to_string(), format!("{U1}:1-3"));
-    assert_eq!(set(&format!("{U1}:5-6:1-3")).to_string(), format!("{U1}:1-3:5-6"));
-    assert_eq!(set(&format!("{U1}:1:3:5:1-5")).to_string(), format!("{U1}:1-5"));
+    assert_eq!(
+        set(&format!("{U1}:5-6:1-3")).to_string(),
+        format!("{U1}:1-3:5-6")
+    );
+    assert_eq!(
+        set(&format!("{U1}:1:3:5:1-5")).to_string(),
+        format!("{U1}:1-5")
+    );
     // Two entries for one UUID merge.
     assert_eq!(
         set(&format!("{U1}:1-2,{U1}:3")).to_string(),
@@ -100,7 +106,7 @@ fn malformed_texts_are_rejected_whole() {
         assert_eq!(GtidSet::parse(bad), None, "{bad:?}");
     }
     let bad_mysql = [
-        format!("{U1}"),
+        U1.to_owned(),
         format!("{U1}:"),
         format!("{U1}:0"),
         format!("{U1}:0-3"),
