@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::mariadb::{MariaBin, MariaServer, APP_USER, MONITOR_USER};
 use crate::my_app::MyApp;
 use crate::pg_cluster::WAIT;
-use crate::{client, eventually, Answer};
+use crate::{client, Answer};
 
 /// One node: its app and its rwproxy, named by the proxy's `127.0.0.1:PORT`.
 pub struct MyNode {
@@ -104,14 +104,21 @@ access = false
         }
     }
 
-    /// Waits until the published state satisfies `check`.
+    /// Waits until the published state satisfies `check`; the panic shows the last state.
     pub async fn state_until(&self, what: &str, check: impl Fn(&rwproxy_core::NodeState) -> bool) {
         let state = self.node.state();
-        eventually(WAIT, what, || {
-            let ok = check(&state.borrow());
-            async move { ok.then_some(()) }
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let seen = state.borrow().clone();
+            if check(&seen) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for: {what}; last state: {seen:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 

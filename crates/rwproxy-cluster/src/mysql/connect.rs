@@ -33,8 +33,9 @@ impl Connection {
     }
 
     /// Runs one text-protocol statement and returns its rows, connecting first if needed. A
-    /// connection that failed or timed out is dropped so that the next call starts afresh; one
-    /// whose server answered with an error (a SQL error) is kept.
+    /// connection whose statement failed in any way is dropped so that the next call starts
+    /// afresh: the server grants global privileges (`SLAVE MONITOR`) to a session when it
+    /// connects, so a privilege granted after a refusal takes effect only on a new connection.
     pub(crate) async fn query(&self, sql: &str) -> Result<Vec<Row>, SourceError> {
         let mut live = self.live.lock().await;
         let mut conn = match live.take() {
@@ -48,7 +49,6 @@ impl Connection {
                 Ok(rows)
             }
             Ok(Err(mysql_async::Error::Server(e))) => {
-                *live = Some(conn);
                 Err(self.fail(format!("{} (error {})", e.message, e.code)))
             }
             Ok(Err(e)) => Err(self.fail(e.to_string())),
