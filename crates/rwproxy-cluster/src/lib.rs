@@ -1,5 +1,6 @@
 //! rwproxy-cluster owns how a node learns the cluster's state: the sources that read it (a
-//! static primary, the LiteFS mount and API, a JSON status URL, or a PostgreSQL server) and the single task that
+//! static primary, the LiteFS mount and API, a JSON status URL, a PostgreSQL server, or a MySQL or
+//! MariaDB server) and the single task that
 //! publishes it as a [`NodeState`] on a `tokio::sync::watch` channel. The request path only reads
 //! that channel; nothing else writes it.
 //!
@@ -54,6 +55,12 @@
 //!   replay has not reached, published in 100 ms steps; polls every 5 ms (not [`FAST_POLL`])
 //!   while reads wait; the token after a write is `pg_current_wal_insert_lsn()`, read on a
 //!   second connection. Details in `postgres/mod.rs` and `docs/postgres.md`.
+//! * **MySQL / MariaDB** (`mysql/`): two queries per poll on one long-lived connection (the
+//!   variables, then `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS`); replication configured is a
+//!   replica, none and writable is the primary, none and read-only is a replica with no primary;
+//!   the one position is the number of transactions in the server's GTID set (rwproxy-core's
+//!   `GtidSet`); lag as for PostgreSQL; the token after a write is the primary's GTID set,
+//!   counted, read on a second connection. Details in `mysql/` and `docs/mysql.md`.
 //! * **A panicking source** (a bug) publishes unknown and is restarted after a second, rather
 //!   than leaving the last value (perhaps Primary) frozen on the channel.
 

@@ -1,7 +1,8 @@
 //! rwproxy-core owns the domain of rwproxy with no networking: what a node knows about the
 //! cluster ([`NodeState`]), replication positions and the client's consistency token
-//! ([`Token`]), how a request is classified ([`Classifier`]), the pure routing decision
-//! ([`decide`]) and the codes rwproxy answers with when it answers itself ([`ErrorCode`]).
+//! ([`Token`]), MySQL and MariaDB GTID sets ([`GtidSet`]), how a request is classified
+//! ([`Classifier`]), the pure routing decision ([`decide`]) and the codes rwproxy answers with
+//! when it answers itself ([`ErrorCode`]).
 
 pub mod class;
 pub mod demand;
