@@ -134,6 +134,8 @@ fn malformed_texts_are_rejected_whole() {
         assert_eq!(GtidSet::parse(bad), None, "{bad:?}");
     }
     assert_eq!(GtidSet::parse_as(&format!("{U1}:1"), Flavor::MariaDb), None);
+    // A bare UUID, read as MySQL: a stream with no interval is not a set.
+    assert_eq!(GtidSet::parse_as(U1, Flavor::MySql), None);
     assert_eq!(GtidSet::parse_as("0-1-2", Flavor::MySql), None);
 }
 
