@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use super::query::Snapshot;
 // The same naming settings and lag design as the PostgreSQL source.
-use crate::postgres::derive::{in_steps, LagTracker, Naming};
+use crate::postgres::derive::{host_name, in_steps, LagTracker, Naming};
 
 /// The node's state from one poll.
 pub(crate) fn derive(
@@ -79,16 +79,6 @@ pub(crate) fn derive(
         lag: lag.observe(now, applied, target).map(in_steps),
         ready: true,
         problem: None,
-    }
-}
-
-/// The source host as a name for `{primary}` in `writes.primary_url`: an IPv6 address gets its
-/// brackets.
-fn host_name(host: &str) -> Arc<str> {
-    if host.contains(':') && !host.starts_with('[') {
-        Arc::from(format!("[{host}]"))
-    } else {
-        Arc::from(host)
     }
 }
 

@@ -156,7 +156,7 @@ pub(crate) fn in_steps(lag: Duration) -> Duration {
 
 /// `sender_host` as a name for `{primary}` in `writes.primary_url`: an IPv6 address gets its
 /// brackets, a Unix socket directory (the primary on this machine) becomes `localhost`.
-fn host_name(host: &str) -> Arc<str> {
+pub(crate) fn host_name(host: &str) -> Arc<str> {
     if host.starts_with('/') {
         Arc::from("localhost")
     } else if host.contains(':') && !host.starts_with('[') {
