@@ -21,7 +21,6 @@
 //! primary writes, and an IO thread cut off from its primary grows it from the last poll that
 //! saw it connected.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rwproxy_core::{GtidSet, NodeState, Positions, Role};
@@ -84,6 +83,8 @@ pub(crate) fn derive(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::super::query::Replication;
     use super::*;
 
