@@ -1,7 +1,7 @@
 //! The MySQL and MariaDB source (`[cluster] source = "mysql"`): polls this node's own server, a
 //! primary or a GTID replica, over one long-lived connection.
 //!
-//! * flavour: configured, or detected once per connection from `@@version`;
+//! * flavour: configured, or asked once from `@@version` (on the first successful answer);
 //! * role: see [`derive`] (replication configured is a replica; none and writable is the
 //!   primary);
 //! * primary: on a replica, the host it replicates from while its IO thread is connected (or
