@@ -62,6 +62,7 @@ fn every_example_config_validates() {
     for expected in [
         "fly.toml",
         "litefs.toml",
+        "mysql.toml",
         "postgres.toml",
         "patroni.toml",
         "static-primary.toml",

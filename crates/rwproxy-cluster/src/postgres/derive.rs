@@ -148,7 +148,7 @@ pub(crate) fn derive(
 const LAG_STEP: Duration = Duration::from_millis(100);
 
 /// `lag` rounded down to a whole [`LAG_STEP`].
-fn in_steps(lag: Duration) -> Duration {
+pub(crate) fn in_steps(lag: Duration) -> Duration {
     let step = LAG_STEP.as_nanos();
     let steps = lag.as_nanos() / step;
     Duration::from_nanos(u64::try_from(steps * step).unwrap_or(u64::MAX))

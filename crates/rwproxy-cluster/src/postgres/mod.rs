@@ -12,7 +12,7 @@
 //! queries a second), not every [`crate::FAST_POLL`].
 
 mod connect;
-mod derive;
+pub(crate) mod derive;
 mod query;
 mod tls;
 

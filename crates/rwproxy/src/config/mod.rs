@@ -289,6 +289,21 @@ pub enum SourceConfig {
         /// `cluster.timeout`: bound on each query and each Patroni request.
         timeout: Duration,
     },
+    /// `"mysql"`: this node's own MySQL or MariaDB server, a primary or a GTID replica.
+    Mysql {
+        /// `cluster.url`: `mysql://USER[:PASSWORD]@HOST[:PORT]` (may hold the password).
+        url: String,
+        /// `cluster.password_file`: read when the URL has no password (else `MYSQL_PWD`).
+        password_file: Option<PathBuf>,
+        /// `cluster.primary`: the primary's name instead of the replica's source host.
+        primary: Option<String>,
+        /// `cluster.flavor`: `None` detects MariaDB or MySQL from the server's version.
+        flavor: Option<rwproxy_core::gtid::Flavor>,
+        /// `cluster.poll`: how often the server is polled.
+        poll: Duration,
+        /// `cluster.timeout`: bound on connecting and on each query.
+        timeout: Duration,
+    },
 }
 
 impl SourceConfig {
@@ -300,6 +315,7 @@ impl SourceConfig {
             SourceConfig::Http { .. } => "http",
             SourceConfig::Postgres { .. } => "postgres",
             SourceConfig::Patroni { .. } => "patroni",
+            SourceConfig::Mysql { .. } => "mysql",
         }
     }
 }

@@ -100,6 +100,7 @@ pub(crate) struct RawCluster {
     pub peers: Option<Vec<String>>,
     pub peers_dns: Option<String>,
     pub peer_poll: Option<DurationText>,
+    pub flavor: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -464,7 +464,7 @@ fn bad_enums() {
         problems(&text),
         vec![
             "cluster.mount: invalid type: integer `5`, expected a string",
-            "cluster.source: invalid value \"consul\" (expected \"static\", \"litefs\", \"http\", \"postgres\" or \"patroni\")",
+            "cluster.source: invalid value \"consul\" (expected \"static\", \"litefs\", \"http\", \"postgres\", \"patroni\" or \"mysql\")",
             "consistency.on_timeout: invalid value \"retry\" (expected \"forward\" or \"error\")",
             "consistency.session: invalid value \"all\" (expected \"writes\" or \"reads-too\")",
             "log.format: invalid value \"xml\" (expected \"text\" or \"json\")",
@@ -836,6 +836,49 @@ fn patroni_source_keys() {
 }
 
 #[test]
+fn mysql_source_keys() {
+    let c = ok(&format!(
+        "{MINIMAL}[cluster]\nsource = \"mysql\"\nurl = \"mysql://rwproxy@127.0.0.1:3306\"\n\
+         password_file = \"/run/secrets/my\"\nflavor = \"mariadb\"\nprimary = \"db-1\"\n"
+    ));
+    match &c.cluster.source {
+        SourceConfig::Mysql {
+            url,
+            password_file,
+            primary,
+            flavor,
+            poll,
+            timeout,
+        } => {
+            assert_eq!(url, "mysql://rwproxy@127.0.0.1:3306");
+            assert_eq!(
+                password_file.as_deref(),
+                Some(std::path::Path::new("/run/secrets/my"))
+            );
+            assert_eq!(primary.as_deref(), Some("db-1"));
+            assert_eq!(*flavor, Some(rwproxy_core::gtid::Flavor::MariaDb));
+            assert_eq!(*poll, Duration::from_millis(100));
+            assert_eq!(*timeout, Duration::from_secs(1));
+        }
+        other => panic!("expected mysql, got {other:?}"),
+    }
+    assert_eq!(c.cluster.databases, vec!["gtid"], "one GTID position");
+    assert_eq!(c.cluster.source.name(), "mysql");
+    for (text, expected) in [
+        ("auto", None),
+        ("mysql", Some(rwproxy_core::gtid::Flavor::MySql)),
+    ] {
+        let c = ok(&format!(
+            "{MINIMAL}[cluster]\nsource = \"mysql\"\nurl = \"mysql://u@h\"\nflavor = \"{text}\"\n"
+        ));
+        assert!(
+            matches!(&c.cluster.source, SourceConfig::Mysql { flavor, .. } if *flavor == expected),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn patroni_source_problems_name_the_key() {
     assert_eq!(
         problems_with("[cluster]\nsource = \"patroni\"\n"),
@@ -905,5 +948,38 @@ fn slow_client_bounds_default_to_nginx_and_apache_values() {
     assert!(
         found.iter().any(|p| p.starts_with("proxy.body_timeout: ")),
         "{found:?}"
+    );
+}
+
+#[test]
+fn mysql_source_problems_name_the_key() {
+    assert_eq!(
+        problems_with("[cluster]\nsource = \"mysql\"\n"),
+        vec![
+            "cluster.url: required key missing (the local server's URL, e.g. \
+             \"mysql://rwproxy@127.0.0.1:3306\", required when cluster.source = \"mysql\")"
+        ]
+    );
+    let bad = problems_with(
+        "[cluster]\nsource = \"mysql\"\nurl = \"postgres://u@h\"\n\
+         databases = [\"a\", \"b\"]\nprimary = \"two words\"\nflavor = \"oracle\"\n",
+    );
+    assert_eq!(bad.len(), 4, "{bad:?}");
+    assert!(bad[0].starts_with("cluster.databases: the mysql source has one GTID position"));
+    assert!(bad[1].starts_with("cluster.url: invalid URL \"postgres://u@h\""));
+    assert!(bad[2].starts_with("cluster.flavor: invalid value \"oracle\""));
+    assert!(bad[3].starts_with("cluster.primary: invalid name"));
+    assert_eq!(
+        problems_with("[cluster]\nsource = \"mysql\"\nurl = \"mysql://db.internal\"\n"),
+        vec!["cluster.url: the URL must name a user (mysql://USER@HOST:PORT)"]
+    );
+    let tls = problems_with(
+        "[cluster]\nsource = \"mysql\"\nurl = \"mysql://u:hunter2@h?require_ssl=true\"\n",
+    );
+    assert!(tls[0].contains("TLS"), "{tls:?}");
+    let secret = problems_with("[cluster]\nsource = \"mysql\"\nurl = \"mysql://u:hunter2@h:x\"\n");
+    assert!(
+        !secret[0].contains("hunter2"),
+        "passwords never reach a message: {secret:?}"
     );
 }

@@ -15,6 +15,7 @@ use super::raw::{
 };
 use super::values::{self, parse_choice, parse_duration};
 
+mod mysql;
 mod patroni;
 mod peers;
 mod tls;
@@ -176,6 +177,7 @@ enum SourceKind {
     Http,
     Postgres,
     Patroni,
+    Mysql,
 }
 
 fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
@@ -185,6 +187,7 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
         ("http", Some(SourceKind::Http)),
         ("postgres", Some(SourceKind::Postgres)),
         ("patroni", Some(SourceKind::Patroni)),
+        ("mysql", Some(SourceKind::Mysql)),
     ];
     let kind = c.value(
         "cluster.source",
@@ -197,6 +200,8 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
         None if matches!(kind, Some(SourceKind::Postgres | SourceKind::Patroni)) => {
             vec!["wal".to_owned()]
         }
+        // MySQL and MariaDB: one GTID position for the whole server, as for PostgreSQL.
+        None if matches!(kind, Some(SourceKind::Mysql)) => vec!["gtid".to_owned()],
         None => vec!["app.db".to_owned()],
         Some(list) => {
             check_databases(c, &list);
@@ -205,6 +210,13 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
                     "cluster.databases",
                     "the postgres source has one WAL position for the whole server: name it \
                      with one entry (default \"wal\")",
+                );
+            }
+            if matches!(kind, Some(SourceKind::Mysql)) && list.len() > 1 {
+                c.report(
+                    "cluster.databases",
+                    "the mysql source has one GTID position for the whole server: name it \
+                     with one entry (default \"gtid\")",
                 );
             }
             list
@@ -244,6 +256,7 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
         },
         Some(SourceKind::Postgres) => postgres_source(c, &raw),
         Some(SourceKind::Patroni) => patroni::source(c, &raw),
+        Some(SourceKind::Mysql) => mysql::mysql_source(c, &raw),
         Some(SourceKind::Litefs) | None => {
             let mount = raw.mount.unwrap_or_else(|| "/litefs".to_owned());
             if mount.is_empty() {

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, SourceConfig};
 use http::uri::Authority;
-use rwproxy_cluster::{HttpSpec, LitefsSpec, PatroniSpec, PostgresSpec, SourceSpec};
+use rwproxy_cluster::{HttpSpec, LitefsSpec, MysqlSpec, PatroniSpec, PostgresSpec, SourceSpec};
 use rwproxy_core::{Classifier, RoutePolicy};
 use rwproxy_http::health::AppCheck;
 use rwproxy_http::{ConsistencyParams, HealthParams, PrimaryUrl, ProxyParams};
@@ -64,6 +64,26 @@ pub(crate) fn source_spec(config: &Config) -> SourceSpec {
             },
             member: member.clone().unwrap_or_else(|| config.node.clone()),
             naming: naming.clone(),
+        }),
+        SourceConfig::Mysql {
+            url,
+            password_file,
+            primary,
+            flavor,
+            poll,
+            timeout,
+        } => SourceSpec::Mysql(MysqlSpec {
+            url: url.clone(),
+            password_file: password_file.clone(),
+            primary: primary.clone(),
+            flavor: *flavor,
+            poll: *poll,
+            timeout: *timeout,
+            // The first database names the one GTID position (validation keeps it to one).
+            position_key: databases
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "gtid".to_owned()),
         }),
     }
 }

@@ -134,7 +134,11 @@ impl Reloader {
             Ok(applied) => format!("restart to apply {}", applied.needs_restart.join(", ")),
             Err(Refused::Invalid(problems)) => format!(
                 "refused: {}",
-                problems.0.first().map(ToString::to_string).unwrap_or_default()
+                problems
+                    .0
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
             ),
             Err(refused) => format!("refused: {refused}"),
         };
