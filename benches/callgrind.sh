@@ -4,8 +4,8 @@
 # load benchmark's app: GET and a 16-byte POST on the primary, and the same POST sent to a
 # replica that forwards it to the primary (the replica is the process measured).
 #
-#   cargo build --release -p rwproxy -p rwproxy-benches
-#   bash benches/callgrind.sh target/release/rwproxy target/release/load [SECONDS]
+#   cargo build --profile profiling -p rwproxy -p rwproxy-benches
+#   bash benches/callgrind.sh target/profiling/rwproxy target/profiling/load [SECONDS]
 #
 # Needs valgrind, wrk and curl. Counters are zeroed after a 2 s warm-up, then wrk -t1 -c10
 # runs SECONDS (5) and the total is divided by the requests wrk completed. Loopback only;

@@ -137,16 +137,31 @@ impl Cluster {
         for _ in 0..n {
             listeners.push(bind_listeners().await);
         }
+        Self::start_on(listeners, databases, |_, config| tweak(config))
+            .await
+            .0
+    }
+
+    /// Starts a node on each pair of `(proxy, admin)` listeners, node 0 primary, `tweak`
+    /// given each node's index; returns the settled cluster and each node's configuration.
+    pub(crate) async fn start_on(
+        listeners: Vec<(TcpListener, TcpListener)>,
+        databases: &[&str],
+        tweak: impl Fn(usize, &mut Config),
+    ) -> (Cluster, Vec<Config>) {
         let names: Vec<String> = listeners
             .iter()
             .map(|(p, _)| p.local_addr().expect("addr").to_string())
             .collect();
         let mut nodes = Vec::new();
+        let mut configs = Vec::new();
         for (i, (proxy, admin)) in listeners.into_iter().enumerate() {
-            let (mount, app, config) = node_parts(i, &names, databases, &tweak).await;
+            let (mount, app, mut config) = node_parts(i, &names, databases, &|_| {}).await;
+            tweak(i, &mut config);
             let node = Node::start_on(&config, proxy, Some(admin))
                 .await
                 .expect("start node");
+            configs.push(config);
             nodes.push(TestNode {
                 name: names[i].clone(),
                 mount,
@@ -159,7 +174,7 @@ impl Cluster {
             databases: databases.iter().map(|s| s.to_string()).collect(),
         };
         cluster.settled().await;
-        cluster
+        (cluster, configs)
     }
 
     /// Waits until every running node's state matches its mount (primary known or claimed).

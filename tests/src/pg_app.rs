@@ -26,6 +26,9 @@ struct Shared {
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
     writes: AtomicUsize,
     reads: AtomicUsize,
+    /// Commits wait for the server's `synchronous_commit` (on: a synchronous standby too, under
+    /// Patroni's `synchronous_mode`) instead of `off`.
+    durable: bool,
 }
 
 /// A running app; stops when dropped.
@@ -44,6 +47,16 @@ impl Drop for PgApp {
 impl PgApp {
     /// Starts an app called `name` on a free port, using the server at `database_url`.
     pub async fn start(name: &str, database_url: &str) -> PgApp {
+        Self::start_with(name, database_url, false).await
+    }
+
+    /// As [`PgApp::start`], but an acknowledged write is as durable as the server's own
+    /// `synchronous_commit` makes it (the Patroni tests prove no acknowledged write is lost).
+    pub async fn start_durable(name: &str, database_url: &str) -> PgApp {
+        Self::start_with(name, database_url, true).await
+    }
+
+    async fn start_with(name: &str, database_url: &str, durable: bool) -> PgApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
         let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared {
@@ -52,6 +65,7 @@ impl PgApp {
             client: tokio::sync::Mutex::new(None),
             writes: AtomicUsize::new(0),
             reads: AtomicUsize::new(0),
+            durable,
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
         PgApp { addr, shared, task }
@@ -136,10 +150,12 @@ async fn client(shared: &Shared) -> Result<Arc<Client>, String> {
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    client
-        .batch_execute("SET synchronous_commit = off")
-        .await
-        .map_err(|e| e.to_string())?;
+    if !shared.durable {
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let client = Arc::new(client);
     *slot = Some(client.clone());
     Ok(client)

@@ -32,7 +32,32 @@ impl PgNode {
         tweak: impl FnOnce(&mut config::Config),
     ) -> PgNode {
         let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on(proxy, server_url, app_url, primary, tweak).await
+    }
+
+    /// [`PgNode::start`] with the proxy listening on `proxy` (a layout with one loopback
+    /// address per node, where `writes.primary_url` names the same port on each).
+    pub async fn start_on(
+        proxy: TcpListener,
+        server_url: &str,
+        app_url: &str,
+        primary: Option<&str>,
+        tweak: impl FnOnce(&mut config::Config),
+    ) -> PgNode {
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_with_admin(proxy, admin, server_url, app_url, primary, tweak).await
+    }
+
+    /// Like [`PgNode::start`] on listeners bound already (peers need each other's admin
+    /// addresses before any of them starts).
+    pub async fn start_with_admin(
+        proxy: TcpListener,
+        admin: TcpListener,
+        server_url: &str,
+        app_url: &str,
+        primary: Option<&str>,
+        tweak: impl FnOnce(&mut config::Config),
+    ) -> PgNode {
         let name = proxy.local_addr().expect("addr").to_string();
         let app = PgApp::start(&format!("app-{name}"), app_url).await;
         let primary = primary.map_or(String::new(), |p| format!("primary = \"{p}\"\n"));

@@ -85,8 +85,18 @@ impl PgBin {
         command
     }
 
+    /// The directory of `initdb`, `pg_ctl` and friends.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// True when the servers run as the `postgres` OS user (the tests run as root).
+    pub fn as_postgres(&self) -> bool {
+        self.as_postgres
+    }
+
     /// Hands `path` to the `postgres` user (when the servers run as `postgres`).
-    fn own(&self, path: &Path) {
+    pub fn own(&self, path: &Path) {
         if self.as_postgres {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -157,12 +167,18 @@ impl PgServer {
 
     /// A streaming replica of `primary` (`pg_basebackup -R`) on a free port, started.
     pub fn replica_of(primary: &PgServer) -> PgServer {
+        Self::replica_via(primary, "127.0.0.1")
+    }
+
+    /// A streaming replica of `upstream` (a primary, or a replica for cascading replication)
+    /// that reaches it at `host` (its `sender_host`), on a free port, started.
+    pub fn replica_via(primary: &PgServer, host: &str) -> PgServer {
         let bin = primary.bin.clone();
         let dir = tempfile::tempdir().expect("tempdir");
         bin.own(dir.path());
         let data = dir.path().join("data");
         let conninfo = format!(
-            "host=127.0.0.1 port={} user=postgres password={PASSWORD}",
+            "host={host} port={} user=postgres password={PASSWORD}",
             primary.port
         );
         bin.run(
@@ -201,6 +217,63 @@ impl PgServer {
             self.port
         ));
         std::fs::write(&conf, text).expect("write postgresql.conf");
+    }
+
+    /// Turns TLS on (`ssl = on` with this certificate and key) and makes the monitoring role
+    /// connect over TLS only (`hostssl` accepted, `hostnossl` rejected), then restarts.
+    pub fn enable_tls(&mut self, cert_pem: &str, key_pem: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let cert = self.data.join("server.crt");
+        let key = self.data.join("server.key");
+        std::fs::write(&cert, cert_pem).expect("write server.crt");
+        std::fs::write(&key, key_pem).expect("write server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        self.bin.own(&cert);
+        self.bin.own(&key);
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        let hba = self.data.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!(
+                "hostnossl all {MONITOR_USER} 127.0.0.1/32 reject\n\
+                 hostssl all {MONITOR_USER} 127.0.0.1/32 scram-sha-256\n{rules}"
+            ),
+        )
+        .expect("write pg_hba.conf");
+        self.stop();
+        self.start();
+    }
+
+    /// Opens a Unix socket in a new directory (besides TCP), restarts, and returns the
+    /// directory. Local connections are trusted (`initdb --auth-local=trust`).
+    pub fn unix_socket(&mut self) -> PathBuf {
+        let dir = self.data.with_file_name("sock");
+        std::fs::create_dir_all(&dir).expect("socket dir");
+        self.bin.own(&dir);
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(&format!(
+            "\nunix_socket_directories = '{}'\n",
+            path_str(&dir)
+        ));
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        self.stop();
+        self.start();
+        dir
+    }
+
+    /// Listens on `address` too (besides 127.0.0.1), then restarts.
+    pub fn listen_also(&mut self, address: &str) {
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str(&format!("\nlisten_addresses = '127.0.0.1,{address}'\n"));
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        self.stop();
+        self.start();
     }
 
     /// The server's log file.

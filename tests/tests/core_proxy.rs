@@ -200,13 +200,36 @@ async fn a_write_waiting_for_a_primary_goes_through_when_one_appears() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_request_is_never_forwarded_twice() {
     let c = Cluster::start(3, |_| {}).await;
-    // Node 1 believes node 2 is primary, but node 2 believes node 0 is.
+    // Node 1 believes node 2 is primary, but node 2 believes node 0 is (a cascading replica).
+    // Node 2 forwards nothing: it refuses with `loop`, naming its own primary, and node 1, the
+    // sender, follows that chain to node 0.
     c.follow(1, 2).await;
     let r = c.nodes[1].post("/w").body("once").answer().await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        c.writes_seen(),
+        [1, 0, 0],
+        "only the primary's app saw the write"
+    );
+    let refused = c.nodes[2]
+        .post("/w")
+        .header("rwproxy-forwarded-by", "someone")
+        .body("direct")
+        .answer()
+        .await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["rwproxy-error"], "loop");
+    assert_eq!(
+        refused.headers()["rwproxy-primary"],
+        c.nodes[0].name.as_str()
+    );
+    // A chain that leads back to the sender is cut: 503 loop, no app sees the write.
+    c.follow(2, 1).await;
+    let r = c.nodes[1].post("/w").body("never").answer().await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["rwproxy-error"], "loop");
     assert!(r.headers().contains_key("retry-after"));
-    assert_eq!(c.writes_seen(), [0, 0, 0], "an app saw the write");
+    assert_eq!(c.writes_seen(), [1, 0, 0], "an app saw a looping write");
     c.stop().await;
 }
 
@@ -556,4 +579,75 @@ async fn past_the_app_connection_cap_requests_queue_then_get_overloaded() {
     })
     .await;
     c.stop().await;
+}
+
+/// An HTTP/1.0 app (one answer per connection, `HTTP/1.0` status line, Python's `http.server`
+/// style): the client is still answered in its own protocol, HTTP/1.1 with keep-alive (RFC 9110
+/// §2.5: the version is hop-by-hop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_app_does_not_downgrade_the_client() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_addr = listener.local_addr().unwrap();
+    let app = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut stream = tokio::io::BufReader::new(stream);
+                let mut line = String::new();
+                // The request head ends with an empty line.
+                while stream.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let _ = stream
+                    .get_mut()
+                    .write_all(b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\nhello")
+                    .await;
+            });
+        }
+    });
+    let c = Cluster::start(1, |config| {
+        config.proxy.app = format!("http://{app_addr}").parse().unwrap();
+    })
+    .await;
+    let addr = c.nodes[0].url().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /page HTTP/1.1\r\nHost: example.test\r\n\r\n")
+            .await
+            .unwrap();
+        // One answer: the head, then a chunked body that ends with the last chunk.
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !answer.ends_with(b"0\r\n\r\n") {
+                let mut buf = [0u8; 1024];
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(
+                    n > 0,
+                    "the connection closed: {:?}",
+                    String::from_utf8_lossy(&answer)
+                );
+                answer.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .expect("an answer within 10 s");
+        seen.push(String::from_utf8_lossy(&answer).into_owned());
+    }
+    for answer in &seen {
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("hello"), "{answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    app.abort();
 }

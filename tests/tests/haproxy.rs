@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rwproxy_tests::cluster::Cluster;
+use rwproxy_tests::peered::{health_becomes, Peered};
 use rwproxy_tests::{client, eventually, external_program, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -107,8 +108,22 @@ impl Haproxy {
         served
     }
 
+    /// Waits until HAProxy marks server `name` down.
+    async fn until_down(&self, name: &str) {
+        eventually(WAIT, &format!("haproxy to mark {name} down"), || async {
+            self.server(name).await.0.starts_with("DOWN").then_some(())
+        })
+        .await;
+    }
+
     /// `(status, weight)` of server `name` on HAProxy's stats page (`show stat`).
     async fn server(&self, name: &str) -> (String, String) {
+        let fields = self.server_fields(name, &["status", "weight"]).await;
+        (fields[0].clone(), fields[1].clone())
+    }
+
+    /// The `columns` of server `name`'s row on HAProxy's stats page (`show stat`).
+    async fn server_fields(&self, name: &str, columns: &[&str]) -> Vec<String> {
         let mut stream = tokio::net::UnixStream::connect(self.socket())
             .await
             .unwrap();
@@ -123,13 +138,31 @@ impl Haproxy {
             .split(',')
             .collect();
         let column = |n: &str| header.iter().position(|h| *h == n).unwrap();
-        let (status, weight) = (column("status"), column("weight"));
         let row: Vec<&str> = lines
             .map(|l| l.split(',').collect::<Vec<_>>())
             .find(|r| r.get(1) == Some(&name))
             .unwrap_or_else(|| panic!("no server {name} in\n{csv}"));
-        (row[status].to_owned(), row[weight].to_owned())
+        columns.iter().map(|c| row[column(c)].to_owned()).collect()
     }
+}
+
+/// The HTTP-check backend of nodes 1 and 2 as `r1` and `r2`: `GET /health` every 100 ms.
+fn http_check_backend(c: &Cluster) -> String {
+    format!(
+        "    option httpchk GET /health\n    http-check expect status 200\n    \
+         default-server inter 100ms fall 2 rise 2\n    \
+         server r1 {} check\n    server r2 {} check\n",
+        c.nodes[1].name, c.nodes[2].name
+    )
+}
+
+/// How often HAProxy marked r1 and r2 down so far (`chkdown` of `show stat`).
+async fn checks_down(haproxy: &Haproxy) -> Vec<String> {
+    let mut downs = Vec::new();
+    for server in ["r1", "r2"] {
+        downs.push(haproxy.server_fields(server, &["chkdown"]).await.remove(0));
+    }
+    downs
 }
 
 fn assert_exists(path: &Path) {
@@ -144,13 +177,7 @@ async fn haproxy_takes_a_lagging_replica_out_and_back_in() {
         config.reads.max_lag = Duration::from_secs(60);
     })
     .await;
-    let backend = format!(
-        "    option httpchk GET /health\n    http-check expect status 200\n    \
-         default-server inter 100ms fall 2 rise 2\n    \
-         server r1 {} check\n    server r2 {} check\n",
-        c.nodes[1].name, c.nodes[2].name
-    );
-    let Some(haproxy) = Haproxy::start(&backend).await else {
+    let Some(haproxy) = Haproxy::start(&http_check_backend(&c)).await else {
         return;
     };
     assert_exists(&haproxy.socket());
@@ -161,15 +188,7 @@ async fn haproxy_takes_a_lagging_replica_out_and_back_in() {
     .await;
 
     c.nodes[1].mount.set_lag_ms(5000);
-    eventually(WAIT, "haproxy to mark r1 down", || async {
-        haproxy
-            .server("r1")
-            .await
-            .0
-            .starts_with("DOWN")
-            .then_some(())
-    })
-    .await;
+    haproxy.until_down("r1").await;
     let served = haproxy.batch(20).await;
     assert!(
         served.iter().all(|s| s == "app2"),
@@ -247,4 +266,67 @@ async fn haproxy_follows_the_agent_weight_down_and_drain_words() {
     );
     drop(haproxy);
     c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_keeps_reads_flowing_when_the_primary_is_lost_and_pulls_only_a_cut_off_replica() {
+    let mut p = Peered::start(3, |config| {
+        config.peers.poll = Duration::from_millis(100);
+        config.reads.max_lag = Duration::from_secs(1);
+        config.writes.primary_wait = Duration::from_millis(200);
+    })
+    .await;
+    let c = &p.cluster;
+    let Some(haproxy) = Haproxy::start(&http_check_backend(c)).await else {
+        return;
+    };
+    let both_serve = || async {
+        let served = haproxy.batch(6).await;
+        (served.iter().any(|s| s == "app1") && served.iter().any(|s| s == "app2")).then_some(())
+    };
+    eventually(WAIT, "both replicas to get traffic", both_serve).await;
+
+    // A replica cut off from the primary the other still reaches: HAProxy drops it alone.
+    c.nodes[1].lose_primary(60_000).await;
+    haproxy.until_down("r1").await;
+    let served = haproxy.batch(10).await;
+    assert!(served.iter().all(|s| s == "app2"), "{served:?}");
+    assert_eq!(haproxy.server("r2").await.0, "UP");
+    c.follow(1, 0).await;
+    eventually(WAIT, "traffic to return to r1", both_serve).await;
+
+    // The primary is lost by everyone: both replicas stay in, reads keep flowing.
+    let downs_before = checks_down(&haproxy).await;
+    p.cluster.nodes[0].stop().await;
+    for i in [1, 2] {
+        p.cluster.nodes[i].mount.lose_primary(60_000);
+    }
+    for i in [1, 2] {
+        let url = format!("{}/health", p.cluster.nodes[i].url());
+        health_becomes(&url, 200, "degraded", WAIT).await;
+    }
+    let served = haproxy.batch(20).await;
+    assert!(
+        served.iter().any(|s| s == "app1") && served.iter().any(|s| s == "app2"),
+        "both degraded replicas keep serving reads: {served:?}\n{}",
+        haproxy.log()
+    );
+    assert!(served.iter().all(|s| s.starts_with("app")), "{served:?}");
+    assert_eq!(
+        checks_down(&haproxy).await,
+        downs_before,
+        "HAProxy never marked a replica down during the primary loss\n{}",
+        haproxy.log()
+    );
+    let write = client()
+        .post(format!("http://127.0.0.1:{}/items", haproxy.port))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 503);
+    assert_eq!(write.headers()["rwproxy-error"], "no-primary");
+    assert!(write.headers().contains_key("retry-after"));
+    drop(haproxy);
+    p.cluster.stop().await;
 }

@@ -1,7 +1,7 @@
 //! End to end: what operators watch. `/metrics` after real traffic (the contract's names, types
 //! and labels, label values only from fixed sets, `promtool check metrics`), the alert rules
 //! (`promtool check rules` and `promtool test rules`), request ids across two nodes, and JSON
-//! access and warning logs.
+//! access, warning and event (`rwproxy::event`) logs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -165,11 +165,13 @@ async fn metrics_after_traffic_match_the_contract_and_pass_promtool() {
             "reason" => {
                 codes.contains(&value.as_str()) || ["warm", "demand"].contains(&value.as_str())
             }
-            "state" => value == "open" || value == "warm",
             "db" => value == "app.db",
             "upstream" => value == "app" || value == "primary",
+            // Peers' states (rwproxy_peers) and connections to the primary (open, warm).
+            "state" => ["known", "heard", "lost-primary", "open", "warm"].contains(&value.as_str()),
             "version" => value == env!("CARGO_PKG_VERSION"),
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
+            "result" => value == "success" || value == "failure",
             _ => false,
         };
         assert!(allowed, "label {label}={value:?} is not from a fixed set");
@@ -372,6 +374,20 @@ fn access_and_warning_logs_are_json_objects() {
         assert_eq!(line["path"], "/json-log");
         assert_eq!(line["class"], "write");
         assert_eq!(line["status"], 200);
+    }
+    // The node's history (#25): each event is one line on target `rwproxy::event`.
+    let started: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "rwproxy::event" && l["kind"] == "started")
+        .collect();
+    assert_eq!(started.len(), 2, "one `started` event per node:\n{stderr}");
+    for line in started {
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["count"], 1);
+        assert!(line["id"].as_u64().is_some(), "{line}");
+        assert!(line["node"].as_str().is_some(), "{line}");
+        let message = line["message"].as_str().unwrap();
+        assert!(message.starts_with("history started (role "), "{line}");
     }
     let warned = lines.iter().any(|l| {
         l["level"] == "WARN"

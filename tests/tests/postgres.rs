@@ -214,6 +214,13 @@ async fn a_lost_primary_stops_writes_and_a_promoted_replica_takes_them_and_is_fo
                 .is_some_and(|p| p.contains("password authentication failed"))
     })
     .await;
+    // A write there says the source is the problem (the details stay in /health and the log).
+    let write = client().post(bad.url("/items/never")).answer().await;
+    assert_eq!(write.status(), 503);
+    assert_eq!(write.headers()["rwproxy-error"], "no-primary");
+    let body = write.text().await.unwrap();
+    assert!(body.contains("cluster state source fails"), "{body}");
+    assert!(!body.contains("password"), "{body}");
 
     // A second replica, named to follow whichever node is promoted (cluster.primary), as a
     // DNS name kept by a failover manager would.

@@ -32,6 +32,9 @@ pub(crate) enum SourceError {
     /// The local PostgreSQL server could not be reached or did not answer as expected.
     #[error("postgres {target}: {reason}")]
     Postgres { target: String, reason: String },
+    /// The local MySQL or MariaDB server could not be reached or did not answer as expected.
+    #[error("mysql {target}: {reason}")]
+    Mysql { target: String, reason: String },
     /// The HTTP client could not be built.
     #[error("cannot build http client: {0}")]
     Client(String),

@@ -1,5 +1,6 @@
 //! rwproxy-cluster owns how a node learns the cluster's state: the sources that read it (a
-//! static primary, the LiteFS mount and API, a JSON status URL, or a PostgreSQL server) and the single task that
+//! static primary, the LiteFS mount and API, a JSON status URL, a PostgreSQL server, a
+//! Patroni-managed one, or a MySQL or MariaDB server) and the single task that
 //! publishes it as a [`NodeState`] on a `tokio::sync::watch` channel. The request path only reads
 //! that channel; nothing else writes it.
 //!
@@ -54,6 +55,16 @@
 //!   replay has not reached, published in 100 ms steps; polls every 5 ms (not [`FAST_POLL`])
 //!   while reads wait; the token after a write is `pg_current_wal_insert_lsn()`, read on a
 //!   second connection. Details in `postgres/mod.rs` and `docs/postgres.md`.
+//! * **Patroni** (`patroni/`): the PostgreSQL source's poll, unchanged, combined with Patroni's
+//!   `GET /primary` and `GET /cluster` (asked once per `poll`, bounded by `timeout`); primary only
+//!   while the lock, the leader member and PostgreSQL all agree, `{primary}` from the leader
+//!   member by a configured rule. Details in `patroni/derive.rs` and `docs/patroni.md`.
+//! * **MySQL / MariaDB** (`mysql/`): two queries per poll on one long-lived connection (the
+//!   variables, then `SHOW SLAVE STATUS` / `SHOW REPLICA STATUS`); replication configured is a
+//!   replica, none and writable is the primary, none and read-only is a replica with no primary;
+//!   the one position is the number of transactions in the server's GTID set (rwproxy-core's
+//!   `GtidSet`); lag as for PostgreSQL; the token after a write is the primary's GTID set,
+//!   counted, read on a second connection. Details in `mysql/` and `docs/mysql.md`.
 //! * **A panicking source** (a bug) publishes unknown and is restarted after a second, rather
 //!   than leaving the last value (perhaps Primary) frozen on the channel.
 
@@ -64,6 +75,8 @@ mod error;
 mod http_client;
 mod http_source;
 mod litefs;
+mod mysql;
+mod patroni;
 mod postgres;
 mod probe;
 mod publish;
@@ -83,6 +96,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use http_client::client_builder;
+pub use mysql::check_url as check_mysql_url;
+pub use patroni::{MemberField, MemberNaming};
 pub use postgres::check_url as check_postgres_url;
 pub use probe::PositionReader;
 /// The shared count of waiting requests (defined in rwproxy-core so the HTTP side and the
@@ -106,6 +121,58 @@ pub enum SourceSpec {
     Http(HttpSpec),
     /// This node's own PostgreSQL server (a primary or a streaming replica).
     Postgres(PostgresSpec),
+    /// A Patroni-managed PostgreSQL node: Patroni's leader lock decides the primary.
+    Patroni(PatroniSpec),
+    /// This node's own MySQL or MariaDB server (a primary or a GTID replica).
+    Mysql(MysqlSpec),
+}
+
+/// Settings of the Patroni source.
+#[derive(Clone, Debug)]
+pub struct PatroniSpec {
+    /// Base URL of this node's Patroni REST API, e.g. `http://127.0.0.1:8008` (no trailing `/`).
+    pub api: String,
+    /// This node's PostgreSQL server, polled as the postgres source polls it (its `primary` is
+    /// unused: Patroni names the primary).
+    pub postgres: PostgresSpec,
+    /// This node's Patroni member name (`name` in its patroni.yml).
+    pub member: String,
+    /// How the leader member becomes `{primary}`.
+    pub naming: MemberNaming,
+}
+
+/// Settings of the MySQL / MariaDB source.
+#[derive(Clone)]
+pub struct MysqlSpec {
+    /// URL of this node's server, e.g. `mysql://rwproxy@127.0.0.1:3306`.
+    pub url: String,
+    /// File holding the password, used when the URL has none (else `MYSQL_PWD`).
+    pub password_file: Option<PathBuf>,
+    /// Name used for the primary instead of the replica's source host.
+    pub primary: Option<String>,
+    /// The server's flavour; `None` detects it from `@@version`.
+    pub flavor: Option<rwproxy_core::gtid::Flavor>,
+    /// How often the server is polled when nobody is waiting.
+    pub poll: Duration,
+    /// Upper bound on connecting and on each query.
+    pub timeout: Duration,
+    /// Key of the one GTID position in the positions map (the first configured database).
+    pub position_key: String,
+}
+
+impl std::fmt::Debug for MysqlSpec {
+    // By hand: the URL may hold a password, which must not reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlSpec")
+            .field("url", &mysql::redact(&self.url))
+            .field("password_file", &self.password_file)
+            .field("primary", &self.primary)
+            .field("flavor", &self.flavor)
+            .field("poll", &self.poll)
+            .field("timeout", &self.timeout)
+            .field("position_key", &self.position_key)
+            .finish()
+    }
 }
 
 /// Settings of the PostgreSQL source.
@@ -206,6 +273,8 @@ fn source_label(spec: &SourceSpec) -> &'static str {
         SourceSpec::Litefs(_) => "litefs",
         SourceSpec::Http(_) => "http",
         SourceSpec::Postgres(_) => "postgres",
+        SourceSpec::Patroni(_) => "patroni",
+        SourceSpec::Mysql(_) => "mysql",
     }
 }
 
@@ -239,6 +308,8 @@ async fn run_source(
         SourceSpec::Litefs(litefs) => litefs::run(node, litefs, demand, publisher).await,
         SourceSpec::Http(http) => http_source::run(node, http, demand, publisher).await,
         SourceSpec::Postgres(pg) => postgres::run(node, pg, demand, publisher).await,
+        SourceSpec::Patroni(spec) => patroni::run(node, spec, demand, publisher).await,
+        SourceSpec::Mysql(my) => mysql::run(node, my, demand, publisher).await,
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rwproxy_core::Positions;
 use tokio::sync::Semaphore;
 
-use crate::{http_client, http_source, litefs, postgres, HttpSpec, SourceSpec};
+use crate::{http_client, http_source, litefs, mysql, postgres, HttpSpec, SourceSpec};
 
 /// Most blocking mount reads the probe has in flight. A hung FUSE mount then holds at most this
 /// many blocking threads; further probes answer `None` at once instead of piling up threads.
@@ -36,6 +36,11 @@ enum Kind {
         conn: Arc<postgres::Connection>,
         key: Arc<str>,
     },
+    Mysql {
+        conn: Arc<mysql::Connection>,
+        flavor: Arc<mysql::FlavorCell>,
+        key: Arc<str>,
+    },
 }
 
 impl PositionReader {
@@ -48,9 +53,15 @@ impl PositionReader {
                 databases: l.databases.iter().map(|d| Arc::from(d.as_str())).collect(),
                 reads: Arc::new(Semaphore::new(MAX_BLOCKING_READS)),
             },
-            SourceSpec::Postgres(p) => Kind::Postgres {
+            SourceSpec::Postgres(p)
+            | SourceSpec::Patroni(crate::PatroniSpec { postgres: p, .. }) => Kind::Postgres {
                 conn: Arc::new(postgres::Connection::new(p)),
                 key: Arc::from(p.position_key.as_str()),
+            },
+            SourceSpec::Mysql(m) => Kind::Mysql {
+                conn: Arc::new(mysql::Connection::new(m)),
+                flavor: Arc::new(mysql::FlavorCell::new(m.flavor)),
+                key: Arc::from(m.position_key.as_str()),
             },
             SourceSpec::Http(h) => match http_client::build() {
                 Ok(client) => Kind::Http {
@@ -88,7 +99,8 @@ impl PositionReader {
             }
             // A server in recovery refuses writes by itself, so a demoted PostgreSQL primary
             // cannot take a write: no extra query per write is needed.
-            Kind::None | Kind::Http { .. } | Kind::Postgres { .. } => None,
+            // A replica's server refuses writes by itself (read_only), as PostgreSQL does.
+            Kind::None | Kind::Http { .. } | Kind::Postgres { .. } | Kind::Mysql { .. } => None,
         }
     }
 
@@ -113,6 +125,9 @@ impl PositionReader {
                 .ok()
                 .map(|s| s.positions),
             Kind::Postgres { conn, key } => Box::pin(postgres::token_position(conn, key)).await,
+            Kind::Mysql { conn, flavor, key } => {
+                Box::pin(mysql::token_position(conn, flavor, key)).await
+            }
         }
     }
 }

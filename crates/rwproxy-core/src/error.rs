@@ -33,6 +33,9 @@ pub enum ErrorCode {
     BadRequest,
     /// The request body exceeds the configured limit.
     TooLarge,
+    /// The client sent its request body too slowly (`proxy.body_timeout`,
+    /// `proxy.body_min_rate`); the upstream request was aborted.
+    BodyTimeout,
     /// The request asks for something rwproxy does not do: `CONNECT` (it is not a forward
     /// proxy), or a transfer coding other than `chunked`.
     NotImplemented,
@@ -49,7 +52,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics registration and documentation tests.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::NoPrimary,
         ErrorCode::PrimaryUnreachable,
         ErrorCode::PrimaryTimeout,
@@ -67,6 +70,7 @@ impl ErrorCode {
         ErrorCode::FlyReplay,
         ErrorCode::Redirect,
         ErrorCode::Internal,
+        ErrorCode::BodyTimeout,
     ];
 
     /// The value of the `rwproxy-error` header and the `reason` metric label.
@@ -84,6 +88,7 @@ impl ErrorCode {
             ErrorCode::Loop => "loop",
             ErrorCode::BadRequest => "bad-request",
             ErrorCode::TooLarge => "too-large",
+            ErrorCode::BodyTimeout => "body-timeout",
             ErrorCode::NotImplemented => "not-implemented",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::FlyReplay => "fly-replay",
@@ -109,6 +114,7 @@ impl ErrorCode {
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             // Outside Fly.io nothing replays it: a 4xx, never a silent 200.
             ErrorCode::FlyReplay => StatusCode::MISDIRECTED_REQUEST,
@@ -131,6 +137,7 @@ impl ErrorCode {
             ErrorCode::Loop => "a forwarded request reached a node that is not the primary; it was not applied, retry",
             ErrorCode::BadRequest => "malformed request",
             ErrorCode::TooLarge => "request body too large",
+            ErrorCode::BodyTimeout => "request body sent too slowly; the request was aborted",
             ErrorCode::NotImplemented => "rwproxy does not support this request (CONNECT, or a transfer coding other than chunked)",
             ErrorCode::Overloaded => "too many requests are waiting on this node, retry",
             ErrorCode::FlyReplay => "this write must be replayed on the primary by Fly.io's edge; it was not applied here",
@@ -166,6 +173,7 @@ impl ErrorCode {
                 | ErrorCode::Overloaded
                 | ErrorCode::BadRequest
                 | ErrorCode::TooLarge
+                | ErrorCode::BodyTimeout
                 | ErrorCode::NotImplemented
                 | ErrorCode::ConsistencyTimeout
                 | ErrorCode::FlyReplay
@@ -186,7 +194,7 @@ mod tests {
     use ErrorCode::*;
 
     /// (code, name, status, Retry-After seconds, never reached an app): the contract, row by row.
-    const TABLE: [(ErrorCode, &str, u16, Option<u64>, bool); 17] = [
+    const TABLE: [(ErrorCode, &str, u16, Option<u64>, bool); 18] = [
         (NoPrimary, "no-primary", 503, Some(5), true),
         (
             PrimaryUnreachable,
@@ -210,6 +218,7 @@ mod tests {
         (FlyReplay, "fly-replay", 421, None, true),
         (Redirect, "redirect", 307, None, true),
         (Internal, "internal", 500, None, false),
+        (BodyTimeout, "body-timeout", 408, None, true),
     ];
 
     #[test]

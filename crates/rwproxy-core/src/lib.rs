@@ -1,11 +1,13 @@
 //! rwproxy-core owns the domain of rwproxy with no networking: what a node knows about the
 //! cluster ([`NodeState`]), replication positions and the client's consistency token
-//! ([`Token`]), how a request is classified ([`Classifier`]), the pure routing decision
-//! ([`decide`]) and the codes rwproxy answers with when it answers itself ([`ErrorCode`]).
+//! ([`Token`]), MySQL and MariaDB GTID sets ([`GtidSet`]), how a request is classified
+//! ([`Classifier`]), the pure routing decision ([`decide`]) and the codes rwproxy answers with
+//! when it answers itself ([`ErrorCode`]).
 
 pub mod class;
 pub mod demand;
 pub mod error;
+pub mod gtid;
 pub mod route;
 pub mod state;
 pub mod token;
@@ -13,6 +15,7 @@ pub mod token;
 pub use class::{Classifier, ClassifierError, RequestClass};
 pub use demand::{Demand, DemandGuard};
 pub use error::ErrorCode;
+pub use gtid::GtidSet;
 pub use route::{
     decide, Reason, Route, RouteInput, RoutePolicy, StalePolicy, TimeoutPolicy, WaitState,
     WriteMode,

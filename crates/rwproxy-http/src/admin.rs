@@ -1,9 +1,11 @@
-//! The admin listener: `/metrics`, `/health` (and `/status`), `/health/agent` and `/live`.
+//! The admin listener: `/metrics`, `/health` (and `/status`), `/health/agent`, `/live`, and the
+//! node's history (`/events`, `/series`) with the operator's page (`/`, `/ui`).
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::body::Body;
+use crate::peer_auth;
 use crate::proxy::Proxy;
 use crate::respond;
 
@@ -15,6 +17,10 @@ pub struct Admin {
     /// Reads waiting for a position (read when metrics are scraped, so a client that hung up
     /// is never counted).
     pub demand: rwproxy_core::Demand,
+    /// The node's recent history (`/events`, `/series`).
+    pub history: crate::History,
+    /// `admin.ui`: serve the operator's page on `/` and `/ui`.
+    pub ui: bool,
 }
 
 impl Admin {
@@ -56,7 +62,7 @@ impl Admin {
                 .proxy
                 .health_view()
                 .respond(method, request.uri().query()),
-            "/status" => self.status(method, request.uri().query()),
+            "/status" => self.status(method, request.uri().query(), request.headers()),
             // HAProxy's agent-check words, for people and scripts (HAProxy itself speaks the
             // raw TCP form on `admin.agent_listen`).
             "/health/agent" => respond::plain(
@@ -67,18 +73,27 @@ impl Admin {
             // Liveness: the process runs and answers. Never tied to lag or the primary, so an
             // orchestrator does not restart a node that only needs to catch up.
             "/live" => respond::plain(StatusCode::OK, "text/plain; charset=utf-8", "live\n"),
-            _ => respond::plain(
-                StatusCode::NOT_FOUND,
-                "text/plain; charset=utf-8",
-                "not found; try /health, /status, /health/agent, /live or /metrics\n",
-            ),
+            path => match crate::history::answer(
+                &self.history,
+                self.ui,
+                method,
+                path,
+                request.uri().query(),
+            ) {
+                Some(response) => response,
+                None => respond::plain(
+                    StatusCode::NOT_FOUND,
+                    "text/plain; charset=utf-8",
+                    "not found; try /, /health, /status, /events, /series, /health/agent, /live or /metrics\n",
+                ),
+            },
         }
     }
 
     /// `/status`: the health document plus what `rwproxy status` shows beside it (version,
     /// uptime). Always `200` when answered: the verdict is in `status`, and a tool reading
     /// this must not mistake an unhealthy node for an unreachable one.
-    fn status(&self, method: &Method, query: Option<&str>) -> Response<Body> {
+    fn status(&self, method: &Method, query: Option<&str>, headers: &HeaderMap) -> Response<Body> {
         #[derive(Serialize)]
         struct Extra {
             version: &'static str,
@@ -96,6 +111,29 @@ impl Admin {
                 },
             )
         };
-        respond::plain(StatusCode::OK, "application/json", body)
+        let proof = signature(self.proxy.cluster_secret(), headers, &body);
+        let mut response = respond::plain(StatusCode::OK, "application/json", body);
+        if let Some(proof) = proof {
+            response
+                .headers_mut()
+                .insert(peer_auth::PEER_PROOF.clone(), proof);
+        }
+        response
     }
+}
+
+/// With `cluster.secret` set, a peer's poll (it carries a nonce) gets a signed answer, so the
+/// asking node knows the answer comes from a node holding the secret.
+fn signature(
+    secret: Option<&HeaderValue>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<HeaderValue> {
+    let secret = secret?;
+    let nonce = headers.get(&peer_auth::PEER_NONCE)?;
+    if nonce.len() > peer_auth::MAX_NONCE_LEN {
+        return None;
+    }
+    let proof = peer_auth::sign(secret.as_bytes(), nonce.as_bytes(), body);
+    HeaderValue::from_str(&proof).ok()
 }

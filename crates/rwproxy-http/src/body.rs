@@ -15,6 +15,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use pin_project_lite::pin_project;
 
+use crate::body_clock::{BodyClock, BodyTimedOut, BodyTimeouts};
+
 /// A client body grew past `proxy.max_body` while streaming.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("request body exceeds proxy.max_body")]
@@ -37,6 +39,9 @@ pub fn client_fault(error: &(dyn std::error::Error + 'static)) -> Option<rwproxy
         }
         if e.is::<ClientBodyError>() {
             return Some(rwproxy_core::ErrorCode::BadRequest);
+        }
+        if e.is::<BodyTimedOut>() {
+            return Some(rwproxy_core::ErrorCode::BodyTimeout);
         }
         current = e.source();
     }
@@ -67,6 +72,8 @@ pin_project! {
             remaining: Option<u64>,
             // A client's request body: its errors are the client's fault.
             from_client: bool,
+            // A client's request body: bounds the waits on the client (`proxy.body_timeout`).
+            clock: Option<Box<BodyClock>>,
         },
         // A small body rwproxy made (error messages, health documents, metrics).
         Full { data: Option<Bytes> },
@@ -172,12 +179,23 @@ impl Body {
 
     /// A streamed client body that fails once it exceeds `limit` bytes (`proxy.max_body`).
     pub fn limited(inner: Incoming, limit: Option<u64>) -> Self {
+        Body::client(inner, limit, None)
+    }
+
+    /// A streamed client body limited to `limit` bytes whose waits on the client are bounded
+    /// by `timeouts` (`proxy.body_timeout`, `proxy.body_min_rate`; `None`: unbounded).
+    pub fn client(inner: Incoming, limit: Option<u64>, timeouts: Option<BodyTimeouts>) -> Self {
+        // A body that is already complete (no body, or all of it read with the head) never waits.
+        let clock = timeouts
+            .filter(|t| t.enabled() && !inner.is_end_stream())
+            .map(|t| Box::new(BodyClock::new(t)));
         Body {
             kind: Kind::Stream {
                 inner,
                 checkin: None,
                 remaining: limit,
                 from_client: true,
+                clock,
             },
         }
     }
@@ -190,11 +208,21 @@ impl Body {
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        Body::from_any_timed(body, limit, None)
+    }
+
+    /// [`Body::from_any`], a client's [`Incoming`] body also bounded by `timeouts`
+    /// ([`Body::client`]).
+    pub fn from_any_timed<B>(body: B, limit: Option<u64>, timeouts: Option<BodyTimeouts>) -> Self
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         // The type checks are resolved at compile time for each `B`: no cost at run time.
         let mut slot = Some(body);
         if let Some(incoming) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Incoming>>() {
             if let Some(incoming) = incoming.take() {
-                return Body::limited(incoming, limit);
+                return Body::client(incoming, limit, timeouts);
             }
         }
         if limit.is_none() {
@@ -223,6 +251,7 @@ impl Body {
                 checkin: None,
                 remaining: None,
                 from_client: false,
+                clock: None,
             },
         }
     }
@@ -235,6 +264,7 @@ impl Body {
                 checkin: Some(checkin),
                 remaining: None,
                 from_client: false,
+                clock: None,
             },
         };
         // A response without a body (204, 304, HEAD) ends at once.
@@ -281,6 +311,7 @@ impl HttpBody for Body {
                 checkin,
                 remaining,
                 from_client,
+                clock,
             } => {
                 let polled = inner.as_mut().poll_frame(cx);
                 if let Poll::Ready(Some(Ok(frame))) = &polled {
@@ -288,6 +319,21 @@ impl HttpBody for Body {
                         // Stop the stream: the upstream sees an aborted request, never a
                         // truncated one that looks complete.
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                }
+                if let Some(clock) = clock {
+                    match &polled {
+                        Poll::Ready(Some(Ok(frame))) => clock.progressed(
+                            frame
+                                .data_ref()
+                                .map_or(0, |d| bytes::Buf::remaining(d) as u64),
+                        ),
+                        // Waiting on the client: as with a body too large, the upstream sees
+                        // an aborted request.
+                        Poll::Pending if clock.poll_waiting(cx).is_ready() => {
+                            return Poll::Ready(Some(Err(Box::new(BodyTimedOut))));
+                        }
+                        _ => {}
                     }
                 }
                 let finished = match &polled {

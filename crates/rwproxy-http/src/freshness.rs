@@ -25,6 +25,15 @@ impl Freshness {
         }
     }
 
+    /// A tracker for a new `max_lag` (a reload) that starts where this one is, so a fresh
+    /// replica does not forward its reads until it proves it caught up again.
+    pub fn with_max_lag(&self, max_lag: Duration) -> Self {
+        let next = Freshness::new(max_lag);
+        next.fresh
+            .store(self.fresh.load(Ordering::Relaxed), Ordering::Relaxed);
+        next
+    }
+
     /// Folds in the current state and says whether local reads are allowed. Unknown lag, an
     /// unknown role and a node that is not ready are always stale.
     pub fn observe(&self, state: &NodeState) -> bool {
@@ -51,7 +60,7 @@ impl Freshness {
                 if now_fresh {
                     "replica caught up: serving reads locally"
                 } else {
-                    "replica lag over threshold: reads leave this node"
+                    stale_message(state.remote_primary().is_some())
                 }
             );
         }
@@ -59,8 +68,27 @@ impl Freshness {
     }
 }
 
+/// The log line for a replica turning stale: its reads go to the primary only when one is
+/// known; without one they follow `reads.when_stale` (`forward` then has nowhere to go and
+/// answers 503 `stale`).
+fn stale_message(primary_known: bool) -> &'static str {
+    if primary_known {
+        "replica lag over threshold: reads leave this node"
+    } else {
+        "replica lag over threshold and no primary is known: stale reads follow \
+         reads.when_stale (forward answers 503 stale)"
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_stale_line_says_where_reads_go() {
+        assert!(super::stale_message(true).contains("reads leave this node"));
+        assert!(!super::stale_message(false).contains("leave this node"));
+        assert!(super::stale_message(false).contains("no primary"));
+    }
+
     use super::*;
     use rwproxy_core::Positions;
 

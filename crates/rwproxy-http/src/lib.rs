@@ -4,13 +4,17 @@
 
 pub mod admin;
 pub mod body;
+pub mod body_clock;
 pub mod consistency;
 pub mod freshness;
 pub mod head;
 pub mod health;
+pub mod history;
 pub mod hygiene;
+pub mod live;
 pub mod metrics;
 pub mod params;
+pub mod peer_auth;
 pub mod proxy;
 pub mod respond;
 pub mod server;
@@ -22,6 +26,8 @@ pub use admin::Admin;
 pub use body::Body;
 pub use consistency::{ConsistencyParams, NoProbe, PositionProbe};
 pub use health::{HealthView, SharedHealth};
+pub use history::History;
+pub use live::{Live, LiveDuration, LiveService};
 pub use metrics::Metrics;
 pub use params::{HealthParams, PrimaryUrl, ProxyParams};
 pub use proxy::{Draining, Proxy, ProxyService, RequestId, RwproxyLayer};

@@ -2,7 +2,7 @@
 //! sets, so the request path records without formatting or allocating. Each proxy owns its own
 //! recorder (not the process-global one), so several proxies can live in one test process.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
@@ -11,6 +11,9 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use rwproxy_core::{ErrorCode, NodeState, RequestClass, Role};
+
+mod reload;
+use reload::ReloadMetrics;
 
 const CLASSES: [RequestClass; 3] = [
     RequestClass::Read,
@@ -29,8 +32,10 @@ static METADATA: Metadata<'static> = Metadata::new("rwproxy", metrics::Level::IN
 /// All of rwproxy's metric handles and the renderer for `/metrics`.
 pub struct Metrics {
     handle: PrometheusHandle,
-    requests: Vec<Counter>,
-    durations: Vec<Histogram>,
+    /// Kept to register a request series the first time an unexpected combination occurs.
+    recorder: PrometheusRecorder,
+    requests: Vec<OnceLock<Counter>>,
+    durations: Vec<OnceLock<Histogram>>,
     errors: Vec<Counter>,
     forward_duration: Histogram,
     in_flight: Gauge,
@@ -48,8 +53,11 @@ pub struct Metrics {
     app_queued: Gauge,
     reads_max_lag: Gauge,
     health_max_lag: Gauge,
+    fail_static: FailStaticGauges,
     started: Instant,
     version: &'static str,
+    client_write_timeouts: Counter,
+    reloads: ReloadMetrics,
     primary_path: PrimaryPathMetrics,
 }
 
@@ -109,22 +117,23 @@ impl Metrics {
         for class in CLASSES {
             for route in ROUTES {
                 for code in CODES {
-                    requests.push(counter(
-                        "rwproxy_requests_total",
-                        vec![
-                            Label::from_static_parts("class", class.as_str()),
-                            Label::from_static_parts("route", route),
-                            Label::from_static_parts("code", code),
-                        ],
+                    let slot = OnceLock::new();
+                    if series::expected(class, route, code) {
+                        let _ = slot.set(counter(
+                            "rwproxy_requests_total",
+                            series::request_labels(class, route, code),
+                        ));
+                    }
+                    requests.push(slot);
+                }
+                let slot = OnceLock::new();
+                if series::expected_route(class, route) {
+                    let _ = slot.set(histogram(
+                        "rwproxy_request_duration_seconds",
+                        series::duration_labels(class, route),
                     ));
                 }
-                durations.push(histogram(
-                    "rwproxy_request_duration_seconds",
-                    vec![
-                        Label::from_static_parts("class", class.as_str()),
-                        Label::from_static_parts("route", route),
-                    ],
-                ));
+                durations.push(slot);
             }
         }
         let errors = ErrorCode::ALL
@@ -183,6 +192,21 @@ impl Metrics {
             app_queued: gauge("rwproxy_app_queued_requests", vec![]),
             reads_max_lag: gauge("rwproxy_reads_max_lag_seconds", vec![]),
             health_max_lag: gauge("rwproxy_health_max_lag_seconds", vec![]),
+            fail_static: FailStaticGauges {
+                degraded: gauge("rwproxy_degraded", vec![]),
+                known: gauge(
+                    "rwproxy_peers",
+                    vec![Label::from_static_parts("state", "known")],
+                ),
+                heard: gauge(
+                    "rwproxy_peers",
+                    vec![Label::from_static_parts("state", "heard")],
+                ),
+                lost: gauge(
+                    "rwproxy_peers",
+                    vec![Label::from_static_parts("state", "lost-primary")],
+                ),
+            },
             started: Instant::now(),
             version,
             primary_path: PrimaryPathMetrics {
@@ -203,11 +227,13 @@ impl Metrics {
                     vec![Label::from_static_parts("reason", "demand")],
                 ),
             },
+            client_write_timeouts: counter("rwproxy_client_write_timeouts_total", vec![]),
+            reloads: ReloadMetrics::register(&recorder),
+            // Last: the registration closures above borrow it.
+            recorder,
         };
         // No failure seen yet: the primary counts as reachable until a connect to it fails.
         metrics.primary_reachable.set(1.0);
-        // Keep the recorder alive through the handle's shared storage.
-        drop(recorder);
         metrics
     }
 
@@ -220,6 +246,11 @@ impl Metrics {
     pub fn max_lag(&self, reads: Duration, health: Duration) {
         self.reads_max_lag.set(reads.as_secs_f64());
         self.health_max_lag.set(health.as_secs_f64());
+    }
+
+    /// Counts a configuration reload, applied or refused.
+    pub fn config_reload(&self, applied: bool) {
+        self.reloads.attempt(applied);
     }
 
     /// How long ago this node's metrics (and so the node) started.
@@ -241,15 +272,32 @@ impl Metrics {
 
     /// Records one finished request.
     pub fn request(&self, class: RequestClass, route: &str, status: StatusCode, elapsed: Duration) {
-        let (c, r) = (class_index(class), route_index(route));
-        if let Some(counter) = self
-            .requests
-            .get((c * ROUTES.len() + r) * CODES.len() + code_index(status))
-        {
-            counter.increment(1);
+        let (c, r, k) = (class_index(class), route_index(route), code_index(status));
+        if let Some(slot) = self.requests.get((c * ROUTES.len() + r) * CODES.len() + k) {
+            // Only series that can occur are exported from the start; one that was not
+            // expected is registered the first time it happens, so it is still counted.
+            slot.get_or_init(|| {
+                self.recorder.register_counter(
+                    &Key::from_parts(
+                        "rwproxy_requests_total",
+                        series::request_labels(CLASSES[c], ROUTES[r], CODES[k]),
+                    ),
+                    &METADATA,
+                )
+            })
+            .increment(1);
         }
-        if let Some(h) = self.durations.get(c * ROUTES.len() + r) {
-            h.record(elapsed.as_secs_f64());
+        if let Some(slot) = self.durations.get(c * ROUTES.len() + r) {
+            slot.get_or_init(|| {
+                self.recorder.register_histogram(
+                    &Key::from_parts(
+                        "rwproxy_request_duration_seconds",
+                        series::duration_labels(CLASSES[c], ROUTES[r]),
+                    ),
+                    &METADATA,
+                )
+            })
+            .record(elapsed.as_secs_f64());
         }
     }
 
@@ -258,6 +306,11 @@ impl Metrics {
         if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
             self.errors[i].increment(1);
         }
+    }
+
+    /// Records a client connection closed by `proxy.write_timeout` (no answer can be sent).
+    pub fn client_write_timeout(&self) {
+        self.client_write_timeouts.increment(1);
     }
 
     /// Records the time to the primary's response head.
@@ -332,6 +385,26 @@ impl Metrics {
     }
 }
 
+/// Peer-aware health's gauges (`health.fail_static`).
+struct FailStaticGauges {
+    degraded: Gauge,
+    known: Gauge,
+    heard: Gauge,
+    lost: Gauge,
+}
+
+impl Metrics {
+    /// Records the fail-static verdict: degraded or not, and how many peers are known, answered
+    /// and lost the primary too (called by the state-watch task, not per request).
+    pub fn fail_static(&self, degraded: bool, known: usize, heard: usize, lost: usize) {
+        let g = &self.fail_static;
+        g.degraded.set(f64::from(u8::from(degraded)));
+        g.known.set(known as f64);
+        g.heard.set(heard as f64);
+        g.lost.set(lost as f64);
+    }
+}
+
 /// How often [`upkeep`] drains histogram samples. Samples wait in memory until drained (~0.7 MiB
 /// per second at 50,000 requests/s): every second keeps that under a MiB where the exporter's
 /// own 5 s let it reach 3.5 MiB; the work per sample is the same either way.
@@ -349,6 +422,58 @@ pub async fn upkeep(metrics: Arc<Metrics>, stop: impl std::future::Future<Output
             _ = tick.tick() => metrics.run_upkeep(),
             () = &mut stop => return,
         }
+    }
+}
+
+/// Which `rwproxy_requests_total` / `rwproxy_request_duration_seconds` series exist (at zero)
+/// from start-up: only the combinations that can occur, so dashboards and `/metrics` are not
+/// padded with impossible ones such as `class="passthrough",route="rejected",code="2xx"`.
+mod series {
+    use metrics::Label;
+    use rwproxy_core::RequestClass;
+
+    /// Whether requests of `class` can take `route`: reads and passthrough paths never get a
+    /// `fly-replay` or a redirect (only writes honour `writes.mode`), and passthrough paths are
+    /// never forwarded to the primary.
+    pub(super) fn expected_route(class: RequestClass, route: &str) -> bool {
+        matches!(
+            (class, route),
+            (_, "local" | "rejected")
+                | (RequestClass::Read | RequestClass::Write, "primary")
+                | (RequestClass::Write, "replay" | "redirect")
+        )
+    }
+
+    /// Whether a response of status class `code` can end on `route`: rwproxy's own refusals
+    /// are 4xx/5xx, a fly-replay answer is a 421 and a redirect a 307; the app (local or the
+    /// primary's) may answer anything, 1xx being a `101` upgrade.
+    pub(super) fn expected(class: RequestClass, route: &str, code: &str) -> bool {
+        expected_route(class, route)
+            && match route {
+                "rejected" => matches!(code, "4xx" | "5xx"),
+                "replay" => code == "4xx",
+                "redirect" => code == "3xx",
+                _ => true,
+            }
+    }
+
+    pub(super) fn request_labels(
+        class: RequestClass,
+        route: &'static str,
+        code: &'static str,
+    ) -> Vec<Label> {
+        vec![
+            Label::from_static_parts("class", class.as_str()),
+            Label::from_static_parts("route", route),
+            Label::from_static_parts("code", code),
+        ]
+    }
+
+    pub(super) fn duration_labels(class: RequestClass, route: &'static str) -> Vec<Label> {
+        vec![
+            Label::from_static_parts("class", class.as_str()),
+            Label::from_static_parts("route", route),
+        ]
     }
 }
 
@@ -380,6 +505,11 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_primary_connections_created_total",
             None,
             "Connections opened to the primary's rwproxy: ahead of writes (warm) or by a write that found none (demand).",
+        ),
+        d(
+            "rwproxy_client_write_timeouts_total",
+            None,
+            "Client connections closed because the client left a response unread for proxy.write_timeout.",
         ),
     ] {
         recorder.describe_counter(name, unit, help);
@@ -475,6 +605,16 @@ fn describe(recorder: &PrometheusRecorder) {
             "When this node started, in seconds since the Unix epoch.",
         ),
         d(
+            "rwproxy_degraded",
+            None,
+            "1 while fail-static: no primary anywhere reachable, reads served from local data, writes refused.",
+        ),
+        d(
+            "rwproxy_peers",
+            None,
+            "Peers of peer-aware health by state: known, heard (answered the last poll), lost-primary.",
+        ),
+        d(
             "rwproxy_build_info",
             None,
             "Always 1; the version label says which build runs.",
@@ -508,5 +648,41 @@ mod tests {
             ),
             "{text}"
         );
+    }
+    #[test]
+    fn only_possible_request_series_start_at_zero_and_others_still_count() {
+        let m = Metrics::new(&[], "test");
+        let text = m.render();
+        let series = |t: &str| {
+            t.lines()
+                .filter(|l| l.starts_with("rwproxy_requests_total{"))
+                .count()
+        };
+        assert_eq!(series(&text), 33, "{text}");
+        for impossible in [
+            "class=\"passthrough\",route=\"rejected\",code=\"2xx\"",
+            "class=\"read\",route=\"replay\"",
+            "class=\"passthrough\",route=\"primary\"",
+        ] {
+            assert!(!text.contains(impossible), "{impossible} in {text}");
+        }
+        assert!(!text
+            .contains("rwproxy_request_duration_seconds_count{class=\"read\",route=\"redirect\"}"));
+        // Should one happen after all, it is counted, not lost.
+        m.request(
+            RequestClass::Passthrough,
+            "rejected",
+            StatusCode::OK,
+            Duration::from_millis(1),
+        );
+        m.run_upkeep();
+        let text = m.render();
+        assert!(
+            text.contains(
+                "rwproxy_requests_total{class=\"passthrough\",route=\"rejected\",code=\"2xx\"} 1"
+            ),
+            "{text}"
+        );
+        assert_eq!(series(&text), 34);
     }
 }

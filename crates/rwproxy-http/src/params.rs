@@ -58,6 +58,9 @@ pub struct ProxyParams {
     /// `proxy.allow_underscores_in_headers`: pass on header names containing `_` (dropped by
     /// default, see [`crate::hygiene::drop_underscored_headers`]).
     pub allow_underscores_in_headers: bool,
+    /// `proxy.body_timeout` and `proxy.body_min_rate`: how slowly a client may send a request
+    /// body before the request is aborted (`408 body-timeout`).
+    pub body_timeouts: crate::body_clock::BodyTimeouts,
     /// `writes.warm_connections` and `writes.http2`: the path to the primary.
     pub warm_path: crate::upstream::warm::WarmPathParams,
 }

@@ -3,12 +3,14 @@
 //! `main.rs` only parses the command line.
 
 pub mod config;
+pub mod connect_check;
 pub mod demo;
 pub mod embed;
 pub mod healthcheck;
 pub mod logging;
 pub mod node;
 pub mod probe;
+pub mod reload_command;
 pub mod signals;
 pub mod status;
 mod tls;

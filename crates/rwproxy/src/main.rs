@@ -16,10 +16,29 @@ const EXIT_CONFIG: u8 = 64;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `rwproxy --version`: the version, the commit and the date (see build.rs).
+const VERSION: &str = if env!("RWPROXY_BUILD_DATE").is_empty() {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("RWPROXY_COMMIT"),
+        ")"
+    )
+} else {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("RWPROXY_COMMIT"),
+        ", ",
+        env!("RWPROXY_BUILD_DATE"),
+        ")"
+    )
+};
+
 #[derive(Parser)]
 #[command(
     name = "rwproxy",
-    version,
+    version = VERSION,
     about = "A write-forwarding HTTP reverse proxy for replicated apps (LiteFS and others)"
 )]
 struct Cli {
@@ -35,11 +54,27 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
+    /// Ask the running node to re-read its configuration file (as SIGHUP does).
+    ///
+    /// Asks through the admin listener FILE names (POST /reload): exit 0 when applied, 64
+    /// when FILE does not validate, 1 when the node refused it or could not be reached.
+    Reload {
+        /// The configuration file the node runs from.
+        #[arg(short = 'c', long = "config", value_name = "FILE", default_value = rwproxy::reload_command::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// How long the node may take to answer.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = config::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Validate the configuration and exit: 0 and `ok`, or 64 and one line per problem.
     Check {
         /// The configuration file (TOML).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
+        /// Also read the cluster state source once (connect, authenticate, query) and say
+        /// what it found; exit 1 with its problem when it fails.
+        #[arg(long)]
+        connect: bool,
     },
     /// Start a local demo cluster (three notes apps, each behind its own rwproxy, one primary
     /// and two replicas, on 127.0.0.1) and print what to try. Ctrl-C stops it.
@@ -92,11 +127,20 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
+        Command::Check { config, connect } => match config::load(&config) {
             Ok(config) => {
                 // Valid but likely wrong: said, without failing the check.
                 for warning in config::warnings(&config) {
                     eprintln!("warning: {warning}");
+                }
+                if connect {
+                    match rwproxy::connect_check::run(&config) {
+                        Ok(found) => println!("{found}"),
+                        Err(problem) => {
+                            eprintln!("cluster source: {problem}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
                 }
                 println!("ok");
                 ExitCode::SUCCESS
@@ -135,8 +179,9 @@ fn main() -> ExitCode {
             watch,
             timeout,
         }),
-        Command::Run { config } => match config::load(&config) {
-            Ok(config) => run(config),
+        Command::Reload { config, timeout } => rwproxy::reload_command::run(&config, timeout),
+        Command::Run { config: file } => match config::load(&file) {
+            Ok(config) => run(config, file),
             Err(errors) => {
                 eprintln!("{errors}");
                 ExitCode::from(EXIT_CONFIG)
@@ -145,8 +190,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> ExitCode {
-    logging::init(config.log.format, &config.log.level);
+fn run(config: Config, file: PathBuf) -> ExitCode {
+    let log_level = logging::init(config.log.format, &config.log.level);
     for warning in config::warnings(&config) {
         tracing::warn!(key = %warning.key, "{}", warning.message);
     }
@@ -177,7 +222,11 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        node.reloader().set_file(file);
+        node.reloader().set_log_level(log_level);
+        let reloads = tokio::spawn(rwproxy::node::reload_on_hangup(node.reloader().clone()));
         rwproxy::signals::shutdown_signal().await;
+        reloads.abort();
         tracing::info!("shutting down: draining");
         node.shutdown().await;
         tracing::info!("stopped");

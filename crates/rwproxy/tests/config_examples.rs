@@ -62,7 +62,9 @@ fn every_example_config_validates() {
     for expected in [
         "fly.toml",
         "litefs.toml",
+        "mysql.toml",
         "postgres.toml",
+        "patroni.toml",
         "static-primary.toml",
         "static-replica.toml",
     ] {

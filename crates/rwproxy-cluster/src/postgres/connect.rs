@@ -8,7 +8,10 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, Config, NoTls, Socket};
+
+use super::tls;
 
 use crate::error::SourceError;
 use crate::{AbortOnDrop, PostgresSpec};
@@ -71,9 +74,34 @@ impl Connection {
             return Ok(open.client.clone());
         }
         *live = None;
-        let config = self.config()?;
+        let (config, connector) = self.config()?;
+        let (client, driver) = match connector {
+            Some(tls) => self.open(&config, tls).await?,
+            None => self.open(&config, NoTls).await?,
+        };
+        let client = Arc::new(client);
+        *live = Some(Live {
+            client: client.clone(),
+            _driver: AbortOnDrop(driver),
+        });
+        Ok(client)
+    }
+
+    /// Connects with `tls` (the connector, or `NoTls`) and spawns the task that drives the
+    /// connection.
+    async fn open<T>(
+        &self,
+        config: &Config,
+        tls: T,
+    ) -> Result<(Client, tokio::task::JoinHandle<()>), SourceError>
+    where
+        T: MakeTlsConnect<Socket> + Send,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
         let (client, connection) =
-            match tokio::time::timeout(self.spec.timeout, config.connect(NoTls)).await {
+            match tokio::time::timeout(self.spec.timeout, config.connect(tls)).await {
                 Ok(Ok(open)) => open,
                 Ok(Err(e)) => return Err(self.fail(connect_failure(&e))),
                 Err(_) => {
@@ -89,18 +117,18 @@ impl Connection {
                 tracing::debug!(target = %target, error = %describe(&e), "postgres connection ended");
             }
         });
-        let client = Arc::new(client);
-        *live = Some(Live {
-            client: client.clone(),
-            _driver: AbortOnDrop(driver),
-        });
-        Ok(client)
+        Ok((client, driver))
     }
 
-    /// The connection settings: the URL, plus the password from `password_file` or
-    /// `PGPASSWORD` when the URL has none.
-    fn config(&self) -> Result<Config, SourceError> {
-        let mut config = Config::from_str(&self.spec.url).map_err(|e| self.fail(describe(&e)))?;
+    /// The connection settings and the TLS connector (`None` for `sslmode=disable`): the URL,
+    /// plus the password from `password_file` or `PGPASSWORD` when the URL has none.
+    fn config(
+        &self,
+    ) -> Result<(Config, Option<tokio_postgres_rustls::MakeRustlsConnect>), SourceError> {
+        let tls = tls::split(&self.spec.url).map_err(|e| self.fail(e))?;
+        let mut config = Config::from_str(&tls.url).map_err(|e| self.fail(describe(&e)))?;
+        config.ssl_mode(tls.ssl_mode());
+        let connector = tls.connector().map_err(|e| self.fail(e))?;
         if config.get_password().is_none() {
             if let Some(path) = &self.spec.password_file {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -115,7 +143,7 @@ impl Connection {
             config.application_name("rwproxy");
         }
         config.connect_timeout(self.spec.timeout);
-        Ok(config)
+        Ok((config, connector))
     }
 
     /// A server answer rwproxy cannot use (not the shape its queries give).
@@ -133,7 +161,10 @@ impl Connection {
 
 /// `host:port/dbname` of a URL, without user or password, for logs and health reasons.
 pub(crate) fn describe_target(url: &str) -> String {
-    let Ok(config) = Config::from_str(url) else {
+    let Some(config) = tls::split(url)
+        .ok()
+        .and_then(|t| Config::from_str(&t.url).ok())
+    else {
         return "(invalid url)".to_owned();
     };
     let host = match config.get_hosts().first() {
@@ -172,7 +203,7 @@ fn connect_failure(error: &tokio_postgres::Error) -> String {
 }
 
 /// Checks a `cluster.url` for the postgres source: a URL tokio-postgres accepts, naming a user
-/// and a host, without TLS (not supported yet).
+/// and a host, with TLS options rwproxy supports (see [`tls`]).
 pub fn check_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(format!(
@@ -180,7 +211,8 @@ pub fn check_url(url: &str) -> Result<(), String> {
             redact(url)
         ));
     }
-    let config = Config::from_str(url).map_err(|e| {
+    let tls = tls::split(url)?;
+    let config = Config::from_str(&tls.url).map_err(|e| {
         format!(
             "invalid URL {:?}: {}",
             redact(url),
@@ -193,14 +225,31 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if config.get_hosts().is_empty() {
         return Err("the URL must name a host (postgres://USER@HOST/DBNAME)".to_owned());
     }
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(
-            "sslmode=require: TLS to PostgreSQL is not supported yet (connect to the local \
-             server over loopback or a Unix socket)"
-                .to_owned(),
-        );
+    monitoring_options(&config)
+}
+
+/// Options that cannot be right for a connection that watches this node's own server: they
+/// would make rwproxy watch another server, or none, after a failover.
+fn monitoring_options(config: &Config) -> Result<(), String> {
+    use tokio_postgres::config::TargetSessionAttrs;
+    let hosts = config.get_hosts().len();
+    if hosts > 1 || config.get_hostaddrs().len() > 1 {
+        return Err(format!(
+            "the URL names {} hosts: rwproxy watches this node's own server, name only that one",
+            hosts.max(config.get_hostaddrs().len())
+        ));
     }
-    Ok(())
+    match config.get_target_session_attrs() {
+        TargetSessionAttrs::Any => Ok(()),
+        other => Err(format!(
+            "target_session_attrs={}: rwproxy must connect to this node's server whatever its \
+             role (a replica would be refused); remove the option",
+            match other {
+                TargetSessionAttrs::ReadWrite => "read-write",
+                _ => "read-only",
+            }
+        )),
+    }
 }
 
 /// The URL with any password replaced, for messages.
@@ -234,10 +283,28 @@ mod tests {
         assert!(check_url("postgres://127.0.0.1/app")
             .unwrap_err()
             .contains("user"));
-        assert!(check_url("postgres://u@h/app?sslmode=require")
+        assert_eq!(check_url("postgres://u@h/app?sslmode=require"), Ok(()));
+        assert_eq!(
+            check_url("postgres://u@h/app?sslmode=verify-full&sslrootcert=/ca.pem"),
+            Ok(())
+        );
+        assert!(check_url("postgres://u@h/app?sslmode=verify-ca")
             .unwrap_err()
-            .contains("TLS"));
+            .contains("sslrootcert"));
         assert!(check_url("postgres://u@h:notaport/app").is_err());
+        assert!(check_url("postgres://u@h1,h2/app")
+            .unwrap_err()
+            .contains("2 hosts"));
+        assert!(
+            check_url("postgres://u@h/app?target_session_attrs=read-write")
+                .unwrap_err()
+                .contains("target_session_attrs=read-write")
+        );
+        assert_eq!(
+            check_url("postgres://u@h/app?application_name=mine"),
+            Ok(()),
+            "a chosen application_name is used as given"
+        );
         assert_eq!(
             redact("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"

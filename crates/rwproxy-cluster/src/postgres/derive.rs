@@ -148,7 +148,7 @@ pub(crate) fn derive(
 const LAG_STEP: Duration = Duration::from_millis(100);
 
 /// `lag` rounded down to a whole [`LAG_STEP`].
-fn in_steps(lag: Duration) -> Duration {
+pub(crate) fn in_steps(lag: Duration) -> Duration {
     let step = LAG_STEP.as_nanos();
     let steps = lag.as_nanos() / step;
     Duration::from_nanos(u64::try_from(steps * step).unwrap_or(u64::MAX))
@@ -156,7 +156,7 @@ fn in_steps(lag: Duration) -> Duration {
 
 /// `sender_host` as a name for `{primary}` in `writes.primary_url`: an IPv6 address gets its
 /// brackets, a Unix socket directory (the primary on this machine) becomes `localhost`.
-fn host_name(host: &str) -> Arc<str> {
+pub(crate) fn host_name(host: &str) -> Arc<str> {
     if host.starts_with('/') {
         Arc::from("localhost")
     } else if host.contains(':') && !host.starts_with('[') {

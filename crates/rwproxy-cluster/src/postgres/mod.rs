@@ -12,8 +12,9 @@
 //! queries a second), not every [`crate::FAST_POLL`].
 
 mod connect;
-mod derive;
+pub(crate) mod derive;
 mod query;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::{schedule, Demand, PostgresSpec};
 
 pub use connect::check_url;
 pub(crate) use connect::{redact, Connection};
-use derive::{LagTracker, Naming};
+pub(crate) use derive::{host_name, LagTracker, Naming};
 
 /// Poll interval while a read waits for this node to reach its token: the server sees at most
 /// 200 cheap queries a second however many reads wait.
@@ -49,16 +50,26 @@ pub(crate) async fn run(
     };
     let mut lag = LagTracker::default();
     loop {
-        let state = match query::poll(&conn).await {
-            Ok(snapshot) => derive::derive(&naming, &snapshot, &mut lag, Instant::now()),
-            Err(e) => NodeState::unknown(e.to_string()),
-        };
+        let state = poll_state(&conn, &naming, &mut lag).await;
         publisher.publish(state);
         if demand.active() > 0 {
             tokio::time::sleep(WAITING_POLL.min(spec.poll)).await;
         } else {
             schedule::pause(spec.poll, demand, None).await;
         }
+    }
+}
+
+/// One poll of the server, derived into this node's state (unknown when the poll fails). The
+/// Patroni source composes exactly this.
+pub(crate) async fn poll_state(
+    conn: &Connection,
+    naming: &Naming<'_>,
+    lag: &mut LagTracker,
+) -> NodeState {
+    match query::poll(conn).await {
+        Ok(snapshot) => derive::derive(naming, &snapshot, lag, Instant::now()),
+        Err(e) => NodeState::unknown(e.to_string()),
     }
 }
 

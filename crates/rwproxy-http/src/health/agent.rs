@@ -29,6 +29,7 @@ pub fn weight_percent(lag: Option<Duration>, max_lag: Duration) -> u32 {
 ///
 /// * `up ready NN%`: healthy; `ready` cancels a `drain` this agent set earlier (HAProxy keeps
 ///   an agent's administrative state until the agent reverts it), `NN%` is [`weight_percent`];
+/// * `up ready 100%` when `degraded` (fail-static: serving reads, no primary anywhere);
 /// * `drain`: shutting down: no new connections, established ones finish;
 /// * `down #<status>`: unhealthy for another reason, the status as the description HAProxy
 ///   shows on its stats page.
@@ -41,6 +42,9 @@ pub fn agent_line(status: HealthStatus, state: &NodeState, max_lag: Duration) ->
             };
             format!("up ready {}%\n", weight_percent(lag, max_lag))
         }
+        // Every reachable node lost the same primary: all stay up at full weight (their lag
+        // grows alike and says nothing about which is better).
+        HealthStatus::Degraded => "up ready 100%\n".to_owned(),
         HealthStatus::Draining => "drain\n".to_owned(),
         other => format!("down #{}\n", other.as_str()),
     }

@@ -9,6 +9,7 @@
 
 mod agent;
 mod app_check;
+mod fail_static;
 mod tracker;
 mod view;
 
@@ -20,6 +21,10 @@ use serde::Serialize;
 
 pub use agent::{agent_line, serve_agent, weight_percent};
 pub use app_check::{run_app_check, AppCheck};
+pub use fail_static::{
+    fail_static, DegradedClock, FailStaticPolicy, Outcome, PeerReport, PeerVerdict, PeerView,
+    Stance,
+};
 pub use tracker::{AppState, HealthTracker, Observation, SharedHealth};
 pub use view::HealthView;
 
@@ -45,11 +50,14 @@ pub enum HealthStatus {
     Unknown,
     /// The local app fails its health check (`health.app_path`).
     AppDown,
+    /// No primary anywhere this node can hear, and no peer better off: still `200`, reads are
+    /// served from local data, writes get `503 no-primary` (`health.fail_static`).
+    Degraded,
 }
 
 impl HealthStatus {
     /// Every status, in encoding order.
-    pub const ALL: [HealthStatus; 7] = [
+    pub const ALL: [HealthStatus; 8] = [
         HealthStatus::Ok,
         HealthStatus::Lagging,
         HealthStatus::NoPrimary,
@@ -57,11 +65,17 @@ impl HealthStatus {
         HealthStatus::Draining,
         HealthStatus::Unknown,
         HealthStatus::AppDown,
+        HealthStatus::Degraded,
     ];
 
-    /// 200 for `ok`, 503 for everything else.
+    /// True when the node should receive traffic: `ok`, or `degraded` (reads only).
+    pub fn serves(self) -> bool {
+        matches!(self, HealthStatus::Ok | HealthStatus::Degraded)
+    }
+
+    /// 200 for `ok` and `degraded`, 503 for everything else.
     pub fn http_status(self) -> StatusCode {
-        if self == HealthStatus::Ok {
+        if self.serves() {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
@@ -78,6 +92,7 @@ impl HealthStatus {
             HealthStatus::Draining => "draining",
             HealthStatus::Unknown => "unknown",
             HealthStatus::AppDown => "app-down",
+            HealthStatus::Degraded => "degraded",
         }
     }
 
@@ -87,7 +102,10 @@ impl HealthStatus {
     /// accepting; an app-down verdict was already debounced by the app checker. Only lag, which
     /// hovers around its threshold, waits for `fall` observations.
     pub fn skips_fall(self) -> bool {
-        !matches!(self, HealthStatus::Ok | HealthStatus::Lagging)
+        !matches!(
+            self,
+            HealthStatus::Ok | HealthStatus::Lagging | HealthStatus::Degraded
+        )
     }
 }
 

@@ -1,10 +1,12 @@
 //! Rise/fall debouncing of the health verdict, and the lock-free cell that carries the result
 //! (and the app check's result) from the background tasks to the responders.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use super::HealthStatus;
+use tokio::sync::watch;
+
+use super::{HealthStatus, PeerVerdict};
 
 /// What the app check (`health.app_path`) last concluded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +69,15 @@ pub struct SharedHealth(Arc<Cells>);
 struct Cells {
     reported: AtomicU8,
     app: AtomicU8,
+    /// Peer-aware health is on (`health.fail_static` with peers): a lost primary waits for the
+    /// peers' word before it turns the node unhealthy.
+    peer_aware: AtomicBool,
+    /// The latest fail-static verdict, for the health document's reason (probes only).
+    peers: watch::Sender<Option<Arc<PeerVerdict>>>,
+    /// A problem worth an operator's attention that does not change the verdict (a primary
+    /// that answers to another name than the one this replica follows). Read only by health
+    /// documents, never by the request path.
+    warning: std::sync::Mutex<Option<Arc<str>>>,
 }
 
 impl Default for SharedHealth {
@@ -75,6 +86,9 @@ impl Default for SharedHealth {
         SharedHealth(Arc::new(Cells {
             reported: AtomicU8::new(encode_status(HealthStatus::Unknown)),
             app: AtomicU8::new(AppState::Unchecked.encode()),
+            peer_aware: AtomicBool::new(false),
+            peers: watch::Sender::new(None),
+            warning: std::sync::Mutex::new(None),
         }))
     }
 }
@@ -93,6 +107,48 @@ impl SharedHealth {
     /// Records the app check's conclusion (the app checker is the only writer).
     pub fn set_app(&self, state: AppState) {
         self.0.app.store(state.encode(), Ordering::Relaxed);
+    }
+
+    /// Whether peer-aware health is on (see [`SharedHealth::set_peer_aware`]).
+    pub fn peer_aware(&self) -> bool {
+        self.0.peer_aware.load(Ordering::Relaxed)
+    }
+
+    /// Turns peer-aware health on: the state-watch task then decides when a lost primary turns
+    /// the node unhealthy (after the peers had their say), and responders follow its verdict.
+    pub fn set_peer_aware(&self, on: bool) {
+        self.0.peer_aware.store(on, Ordering::Relaxed);
+    }
+
+    /// The latest fail-static verdict, if peer-aware health is on.
+    pub fn peer_verdict(&self) -> Option<Arc<PeerVerdict>> {
+        self.0.peers.borrow().clone()
+    }
+
+    /// Publishes the latest fail-static verdict (the state-watch task is the only writer).
+    pub fn set_peer_verdict(&self, verdict: Option<Arc<PeerVerdict>>) {
+        self.0.peers.send_replace(verdict);
+    }
+
+    /// The current warning (see [`SharedHealth::set_warning`]).
+    pub fn warning(&self) -> Option<Arc<str>> {
+        self.0
+            .warning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets or clears the warning health documents carry; true when it changed.
+    pub fn set_warning(&self, warning: Option<Arc<str>>) -> bool {
+        let mut cell = self
+            .0
+            .warning
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = *cell != warning;
+        *cell = warning;
+        changed
     }
 
     fn set_reported(&self, status: HealthStatus) {
@@ -154,12 +210,13 @@ impl HealthTracker {
             // No new evidence: the last observation already said the same.
             return self.reported;
         }
-        let healthy_now = self.reported == HealthStatus::Ok;
-        let next = match (healthy_now, observed == HealthStatus::Ok) {
-            // Agreement: nothing pending.
+        let healthy_now = self.reported.serves();
+        let next = match (healthy_now, observed.serves()) {
+            // Agreement: nothing pending (`ok` and `degraded` both serve: no debounce between
+            // them).
             (true, true) => {
                 self.streak = 0;
-                HealthStatus::Ok
+                observed
             }
             (false, false) => {
                 self.streak = 0;
@@ -169,7 +226,7 @@ impl HealthTracker {
             (false, true) => {
                 self.streak += 1;
                 if self.streak >= self.rise {
-                    HealthStatus::Ok
+                    observed
                 } else {
                     self.reported
                 }
@@ -180,7 +237,7 @@ impl HealthTracker {
                 if observed.skips_fall() || self.streak >= self.fall {
                     observed
                 } else {
-                    HealthStatus::Ok
+                    self.reported
                 }
             }
         };
@@ -280,6 +337,25 @@ mod tests {
             change(&mut t, HealthStatus::NoPrimary),
             HealthStatus::NoPrimary
         );
+    }
+
+    #[test]
+    fn degraded_serves_and_moves_to_and_from_ok_without_debounce() {
+        let deg = HealthStatus::Degraded;
+        let mut t = HealthTracker::new(2, 3, SharedHealth::default());
+        run(&mut t, &[OK, OK]);
+        assert_eq!(tick(&mut t, deg), deg);
+        assert_eq!(tick(&mut t, OK), OK);
+        assert_eq!(
+            tick(&mut t, HealthStatus::NoPrimary),
+            HealthStatus::NoPrimary
+        );
+        assert_eq!(
+            run(&mut t, &[deg, deg]),
+            [HealthStatus::NoPrimary, deg],
+            "rise"
+        );
+        assert_eq!(run(&mut t, &[LAG, LAG, LAG]), [deg, deg, LAG], "fall");
     }
 
     #[test]

@@ -10,8 +10,9 @@ use rwproxy_core::NodeState;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{agent_line, evaluate_with_app, HealthStatus, SharedHealth};
+use super::{agent_line, evaluate_with_app, HealthStatus, PeerVerdict, SharedHealth};
 use crate::body::Body;
+use crate::live::LiveDuration;
 use crate::proxy::Draining;
 use crate::respond;
 
@@ -31,6 +32,16 @@ struct HealthDoc<'a> {
     app: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<&'a str>,
+    /// Why the node is `degraded`, or why it is not although it lost its primary (peer-aware
+    /// health only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    /// The fail-static verdict from the peers' view (peer-aware health only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<&'a PeerVerdict>,
+    /// Something wrong that does not change the verdict (see `SharedHealth::set_warning`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'a str>,
 }
 
 /// Everything a health answer reads: cheap to clone, shared by the proxy and admin listeners
@@ -39,7 +50,8 @@ struct HealthDoc<'a> {
 pub struct HealthView {
     node: Arc<str>,
     state: watch::Receiver<NodeState>,
-    max_lag: Duration,
+    /// `health.max_lag`, shared by every clone and changed in place by a reload.
+    max_lag: LiveDuration,
     draining: Draining,
     shared: SharedHealth,
 }
@@ -56,33 +68,66 @@ impl HealthView {
         HealthView {
             node,
             state,
-            max_lag,
+            max_lag: LiveDuration::new(max_lag),
             draining,
             shared,
         }
     }
 
+    /// `health.max_lag` now; [`HealthView::set_max_lag`] changes it for every clone.
+    pub fn max_lag(&self) -> Duration {
+        self.max_lag.get()
+    }
+
+    /// Changes `health.max_lag` for this view, its clones and the verdict's debouncing task.
+    pub fn set_max_lag(&self, max_lag: Duration) {
+        self.max_lag.set(max_lag);
+    }
+
     /// The verdict the edge sees now: the debounced one, except that statuses which skip `fall`
-    /// take effect at once (the watch task may not have run since `draining` was set).
-    fn current(&self, state: &NodeState, max_lag: Duration) -> (HealthStatus, HealthStatus) {
+    /// take effect at once (the watch task may not have run since `draining` was set). With
+    /// peer-aware health, a lost primary is the state-watch task's call (it may be `degraded`);
+    /// `strict` asks for the answer without the peers (`?strict`), as before fail-static.
+    fn current(
+        &self,
+        state: &NodeState,
+        max_lag: Duration,
+        strict: bool,
+    ) -> (HealthStatus, HealthStatus) {
         let observed = evaluate_with_app(
             state,
             max_lag,
             self.draining.is_draining(),
             self.shared.app(),
         );
-        let status = if observed.skips_fall() {
+        let reported = self.shared.reported();
+        let peers_decide = self.shared.peer_aware() && observed == HealthStatus::NoPrimary;
+        let status = if (observed.skips_fall() && !peers_decide) || contradicted(reported, state) {
             observed
         } else {
-            self.shared.reported()
+            reported
+        };
+        let status = match status {
+            HealthStatus::Degraded | HealthStatus::Ok if strict && peers_decide => observed,
+            HealthStatus::Degraded if strict => observed,
+            status => status,
         };
         (status, observed)
+    }
+
+    /// True when this replica fails static (`degraded`): it serves reads from local data
+    /// whatever `reads.max_lag` says, since nothing newer exists anywhere reachable. Never on a
+    /// node whose state is unknown or not ready.
+    pub fn serves_stale_reads(&self, state: &NodeState) -> bool {
+        state.role == rwproxy_core::Role::Replica
+            && state.ready
+            && self.shared.reported() == HealthStatus::Degraded
     }
 
     /// The debounced verdict (what `GET /health` answers without `?max_lag=`).
     pub fn status(&self) -> HealthStatus {
         let state = self.state.borrow();
-        self.current(&state, self.max_lag).0
+        self.current(&state, self.max_lag.get(), false).0
     }
 
     /// Answers a health probe (`GET`/`HEAD`, optional `?max_lag=<duration>`). A probe with its
@@ -122,11 +167,25 @@ impl HealthView {
     ) -> (HealthStatus, R) {
         let state = self.state.borrow();
         let max_lag_override = query.and_then(max_lag_override);
-        let max_lag = max_lag_override.unwrap_or(self.max_lag);
-        let (mut status, observed) = self.current(&state, max_lag);
-        if max_lag_override.is_some() {
+        let max_lag = max_lag_override.unwrap_or_else(|| self.max_lag.get());
+        let strict = query.is_some_and(strict_asked);
+        let (mut status, observed) = self.current(&state, max_lag, strict);
+        // A probe's own threshold changes the lag verdict, not the peers' (a degraded node has no
+        // primary whatever the threshold).
+        if max_lag_override.is_some() && status != HealthStatus::Degraded {
             status = observed;
         }
+        let peers = self.shared.peer_verdict();
+        let reason = peers
+            .as_deref()
+            .filter(|_| {
+                matches!(
+                    status,
+                    HealthStatus::Degraded | HealthStatus::NoPrimary | HealthStatus::Lagging
+                )
+            })
+            .map(|p| p.reason.as_str());
+        let warning = self.shared.warning();
         let doc = HealthDoc {
             status,
             node: &self.node,
@@ -142,6 +201,9 @@ impl HealthView {
             observed,
             app: self.shared.app().as_label(),
             problem: state.problem.as_deref(),
+            reason,
+            peers: peers.as_deref(),
+            warning: warning.as_deref(),
         };
         (status, f(&doc))
     }
@@ -149,9 +211,18 @@ impl HealthView {
     /// The HAProxy agent-check line for the current verdict (see [`agent_line`]).
     pub fn agent_line(&self) -> String {
         let state = self.state.borrow();
-        let (status, _) = self.current(&state, self.max_lag);
-        agent_line(status, &state, self.max_lag)
+        let max_lag = self.max_lag.get();
+        let (status, _) = self.current(&state, max_lag, false);
+        agent_line(status, &state, max_lag)
     }
+}
+
+/// Whether the debounced verdict names a fact the current state denies: a node that is the
+/// primary is never `no-primary`, even while the tracker is still confirming its recovery (a
+/// promotion takes writes at once, so the edge should see it at once too).
+fn contradicted(reported: HealthStatus, state: &NodeState) -> bool {
+    matches!(reported, HealthStatus::NoPrimary | HealthStatus::Degraded)
+        && state.role == rwproxy_core::Role::Primary
 }
 
 /// `max_lag=<duration>` from a query string, e.g. `?max_lag=2s`.
@@ -163,9 +234,62 @@ fn max_lag_override(query: &str) -> Option<Duration> {
         .and_then(|(_, v)| humantime::parse_duration(v).ok())
 }
 
+/// `?strict` (or `strict=1`, `strict=true`): today's answer, without the peers' view.
+fn strict_asked(query: &str) -> bool {
+    query.split('&').any(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        k == "strict" && matches!(v, "" | "1" | "true")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_promoted_node_is_never_no_primary_while_rise_confirms() {
+        let shared = SharedHealth::default();
+        let mut tracker = super::super::HealthTracker::new(3, 1, shared.clone());
+        tracker.observe(HealthStatus::NoPrimary, super::super::Observation::Tick);
+        let (tx, rx) = watch::channel(NodeState {
+            role: rwproxy_core::Role::Primary,
+            primary: Some("me".into()),
+            positions: rwproxy_core::Positions::new(),
+            lag: None,
+            ready: true,
+            problem: None,
+        });
+        let view = HealthView::new(
+            "me".into(),
+            rx,
+            Duration::from_secs(10),
+            Draining::default(),
+            shared.clone(),
+        );
+        assert_eq!(shared.reported(), HealthStatus::NoPrimary);
+        assert_eq!(view.status(), HealthStatus::Ok);
+        // A replica that lost its primary stays no-primary, and one whose primary is back still
+        // recovers through rise.
+        tx.send_modify(|s| {
+            s.role = rwproxy_core::Role::Replica;
+            s.primary = None;
+        });
+        assert_eq!(view.status(), HealthStatus::NoPrimary);
+        tx.send_modify(|s| {
+            s.primary = Some("p".into());
+            s.lag = Some(Duration::ZERO);
+        });
+        assert_eq!(view.status(), HealthStatus::NoPrimary);
+    }
+
+    #[test]
+    fn strict_is_a_flag() {
+        assert!(strict_asked("strict"));
+        assert!(strict_asked("max_lag=2s&strict=1"));
+        assert!(strict_asked("strict=true"));
+        assert!(!strict_asked("strict=0"));
+        assert!(!strict_asked("stricter"));
+    }
 
     #[test]
     fn query_overrides_threshold() {

@@ -120,11 +120,27 @@ fn log(line: &Line, response: &Response<Body>) {
         path = line.path.as_str(),
         class,
         route = routed.map_or("local", |r| r.route),
-        reason = routed.map_or(rwproxy_core::Reason::Normal, |r| r.reason).as_str(),
+        reason = logged_reason(routed.as_ref(), response),
         status = status.as_u16(),
         duration_ms = duration_ms(line.started.elapsed()),
         client = %line.client.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
     );
+}
+
+/// The access log's `reason`: why the request went where it went, and for rwproxy's own
+/// refusals the `rwproxy-error` code (`loop`, `no-primary`...), which says more than the
+/// route's reason (a refused request has none of its own).
+fn logged_reason(routed: Option<&Routed>, response: &Response<Body>) -> &'static str {
+    match routed {
+        Some(r) if r.route == "rejected" => response
+            .headers()
+            .get(&RWPROXY_ERROR)
+            .and_then(|v| v.to_str().ok())
+            .and_then(rwproxy_core::ErrorCode::from_code)
+            .map_or(r.reason.as_str(), |c| c.as_str()),
+        Some(r) => r.reason.as_str(),
+        None => rwproxy_core::Reason::Normal.as_str(),
+    }
 }
 
 /// True for the answer to a caught panic.
@@ -154,5 +170,26 @@ mod tests {
         assert_eq!(printed(Duration::from_nanos(999)), "0.001");
         assert_eq!(printed(Duration::from_nanos(400)), "0.0");
         assert_eq!(printed(Duration::from_micros(20_000_123)), "20000.123");
+    }
+
+    #[test]
+    fn a_refusal_is_logged_with_its_code_not_reason_normal() {
+        use rwproxy_core::{ErrorCode, Reason, RequestClass};
+        let refused = super::super::outcome::routed(
+            crate::respond::error(ErrorCode::Loop),
+            RequestClass::Write,
+            "rejected",
+            Reason::Normal,
+        );
+        let routed = Routed::of(&refused);
+        assert_eq!(logged_reason(routed.as_ref(), &refused), "loop");
+        let forwarded = super::super::outcome::routed(
+            Response::new(Body::empty()),
+            RequestClass::Write,
+            "primary",
+            Reason::Write,
+        );
+        let routed = Routed::of(&forwarded);
+        assert_eq!(logged_reason(routed.as_ref(), &forwarded), "write");
     }
 }

@@ -127,6 +127,8 @@ where
                 )
             }
         };
+        // `log.level = "debug"`: the client's token against this node's position.
+        tracing::debug!(?token, positions = ?shared.state.borrow().positions, behind, must_wait, "position token compared");
         if !must_wait {
             let wait = match behind {
                 true => WaitState::Behind,
@@ -161,5 +163,11 @@ pub(super) async fn wait_for_position(shared: &Shared, token: &Token) -> WaitSta
     shared
         .metrics
         .consistency_wait(started.elapsed(), outcome == WaitState::TimedOut);
+    tracing::debug!(
+        ?token,
+        ?outcome,
+        waited_ms = started.elapsed().as_millis() as u64,
+        "position wait ended"
+    );
     outcome
 }

@@ -22,6 +22,7 @@ use http_body::Body as HttpBody;
 use http_body_util::BodyExt as _;
 use rwproxy_core::{ErrorCode, Reason, RequestClass};
 
+use super::chain::Chain;
 use super::meta::{carry_back, prepare_head, RequestMeta};
 use super::outcome::{rejected, route_header, routed};
 use super::shared::Shared;
@@ -112,13 +113,23 @@ where
         if let Some(secret) = &inner.params.forward_secret {
             parts.headers.insert(FORWARD_SECRET.clone(), secret.clone());
         }
+        let timeouts = Some(inner.params.body_timeouts);
         let payload = if class == RequestClass::Write && replayable(&parts, &body) {
+            // Bounded in time like a streamed body: a slow client must not hold the write.
+            let body = Body::from_any_timed(body, inner.params.max_body, timeouts);
             match body.collect().await {
                 Ok(collected) => Payload::Kept(collected.to_bytes()),
-                Err(_) => return Forwarded::Done(rejected(class, ErrorCode::BadRequest)),
+                Err(error) => {
+                    let code = crate::body::client_fault(&*error).unwrap_or(ErrorCode::BadRequest);
+                    return Forwarded::Done(rejected(class, code));
+                }
             }
         } else {
-            Payload::Streamed(Some(Body::from_any(body, inner.params.max_body)))
+            Payload::Streamed(Some(Body::from_any_timed(
+                body,
+                inner.params.max_body,
+                timeouts,
+            )))
         };
         let head = Head {
             parts,
@@ -163,6 +174,7 @@ async fn forward(
     } = head;
     let request_id = request_id.as_ref().map_or("-", RequestId::as_str);
     let mut idempotent_retries = 0;
+    let mut chain = Chain::new(&primary);
     loop {
         let Some(authority) = params.primary_url.authority(&primary) else {
             tracing::error!(request_id, %primary, "writes.primary_url gives no valid URL for this primary");
@@ -192,7 +204,15 @@ async fn forward(
                 let request = Request::from_parts(head, body);
                 match attempt(shared, &target, request, &primary, request_id).await {
                     Attempt::Done(response) => match refused_as_loop(&response, &payload, class) {
-                        true => Retry::Unsent(ErrorCode::Loop),
+                        true => match chain.follow(&response, &inner.hop, request_id) {
+                            // A replica of a replica (cascading replication): its upstream is
+                            // tried at once, the same safety holding (nothing reached an app).
+                            Some(upstream) => {
+                                primary = upstream;
+                                continue;
+                            }
+                            None => Retry::Unsent(ErrorCode::Loop),
+                        },
                         false => return forwarded(shared, response, extensions, class, reason),
                     },
                     Attempt::Unsent(back) => {
@@ -348,6 +368,7 @@ fn forwarded(
 ) -> Forwarded {
     let (mut parts, body) = response.into_parts();
     prepare_response(&mut parts);
+    super::chain::strip_upstream(&mut parts.headers, class);
     carry_back(extensions, &mut parts.extensions);
     if shared.params.route_header {
         route_header(&mut parts.headers, "primary", reason);

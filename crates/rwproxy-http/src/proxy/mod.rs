@@ -6,15 +6,18 @@ mod access_log;
 mod admission;
 mod answers;
 mod app;
+mod chain;
 mod classify;
 mod consistency;
 mod forward;
 mod health;
 mod meta;
 mod metrics;
+mod no_primary;
 mod outcome;
 mod panic;
 mod primary_path;
+mod reconfigure;
 mod request_id;
 mod route;
 mod shared;
@@ -118,7 +121,7 @@ impl Proxy {
             multiplexed: Multiplexed::new(params.upstream_tls.clone(), primary_connections.clone()),
             primary_connections,
             alive: Arc::new(()),
-            breakers: Breakers::new(BreakerConfig::default()),
+            breakers: Arc::new(Breakers::new(BreakerConfig::default())),
             params,
             state,
             demand,
@@ -188,6 +191,16 @@ impl Proxy {
     /// Requests waiting for a connection to the local app (`proxy.app_max_connections` open).
     pub fn queued_for_app(&self) -> usize {
         self.shared.app_pool.queued_total()
+    }
+
+    /// `cluster.secret`, when set (the admin listener signs peers' `/status` answers with it).
+    pub(crate) fn cluster_secret(&self) -> Option<&http::HeaderValue> {
+        self.shared.params.forward_secret.as_ref()
+    }
+
+    /// The upstreams (primaries' rwproxies) whose circuit breaker is open now, sorted.
+    pub fn open_breakers(&self) -> Vec<String> {
+        self.shared.breakers.open_upstreams()
     }
 
     /// How long forwarded requests may take.

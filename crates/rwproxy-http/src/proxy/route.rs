@@ -112,12 +112,22 @@ where
             let input = RouteInput {
                 class,
                 state: &state,
-                fresh: shared.freshness.observe(&state),
+                fresh: shared.freshness.observe(&state) || shared.health.serves_stale_reads(&state),
                 forwarded,
                 wait: token_wait.map_or(WaitState::Satisfied, |t| t.wait),
                 waited_for_primary: false,
             };
             let decision = decide(input, &shared.params.policy);
+            // `log.level = "debug"`: why each request went where it went.
+            tracing::debug!(
+                class = class.as_str(),
+                role = state.role.as_str(),
+                primary = state.primary.as_deref(),
+                fresh = input.fresh,
+                token_wait = ?input.wait,
+                ?decision,
+                "route decided"
+            );
             match decision {
                 // A write on the primary gets a token; it is re-checked against a demotion
                 // first where the source can tell (LiteFS): the full path then.
@@ -175,7 +185,7 @@ where
                 })));
             }
         };
-        let request = local_request(request, shared.params.max_body, internal_headers);
+        let request = local_request(request, &shared.params, internal_headers);
         let served = LocalFuture {
             inner: self.inner.call(request),
             class,
@@ -207,12 +217,13 @@ enum Path {
 }
 
 /// The request as the inner service gets it: internal routing headers are for rwproxy, not
-/// for the app; the body is limited to `proxy.max_body`. `internal_headers` is false when
+/// for the app; the body is limited to `proxy.max_body` and bounded in time by
+/// `proxy.body_timeout` / `proxy.body_min_rate`. `internal_headers` is false when
 /// admission's walk over the head saw neither (the request's metadata says so): two hashed
 /// removals saved on almost every request.
 fn local_request<B>(
     request: Request<B>,
-    max_body: Option<u64>,
+    params: &crate::params::ProxyParams,
     internal_headers: bool,
 ) -> Request<Body>
 where
@@ -224,7 +235,8 @@ where
         parts.headers.remove(&FORWARDED_BY);
         parts.headers.remove(&FORWARD_SECRET);
     }
-    Request::from_parts(parts, Body::from_any(body, max_body))
+    let body = Body::from_any_timed(body, params.max_body, Some(params.body_timeouts));
+    Request::from_parts(parts, body)
 }
 
 /// Marks the inner service's response as served here (unless the leaf refused it itself).
@@ -416,7 +428,7 @@ where
             let input = RouteInput {
                 class,
                 state: &state,
-                fresh: shared.freshness.observe(&state),
+                fresh: shared.freshness.observe(&state) || shared.health.serves_stale_reads(&state),
                 forwarded,
                 wait,
                 waited_for_primary,
@@ -446,12 +458,17 @@ where
                 ))
                 .await;
                 waited_for_primary = true;
-                if !matches!(found, Ok(Ok(_))) {
+                let found_primary = matches!(found, Ok(Ok(_)));
+                // Releases the state borrowed by `wait_for` before reading the problem.
+                drop(found);
+                if !found_primary {
+                    let problem = state_rx.borrow().problem.clone();
                     tracing::warn!(
                         request_id = RequestId::of(&request)
                             .as_ref()
                             .map_or("-", RequestId::as_str),
                         wait_ms = params.primary_wait.as_millis() as u64,
+                        problem = problem.as_deref().unwrap_or("-"),
                         "no primary known; write refused"
                     );
                 }
@@ -496,7 +513,7 @@ where
                 let internal_headers = meta.is_none_or(|m| m.may_have_internal_headers);
                 let client = client_of(meta, request.extensions());
                 let tls = action.may_issue() && tokens::secure(client, request.headers());
-                let request = local_request(request, params.max_body, internal_headers);
+                let request = local_request(request, params, internal_headers);
                 return serve_here(shared, inner, request, class, reason, action, tls).await;
             }
             Decision::Primary(reason) => {
@@ -549,7 +566,15 @@ where
                 continue;
             }
             Decision::Reject(code) => {
-                return Box::pin(drain_then_reject(request, class, code)).await
+                let mut answer = Box::pin(drain_then_reject(request, class, code)).await;
+                if code == ErrorCode::Loop {
+                    super::chain::name_upstream(&mut answer, primary.as_deref());
+                }
+                if code == ErrorCode::NoPrimary {
+                    let problem = state_rx.borrow().problem.clone();
+                    super::no_primary::explain(&mut answer, problem.as_deref());
+                }
+                return answer;
             }
         }
     }

@@ -31,7 +31,8 @@ pub(crate) struct Shared {
     pub(crate) primary_connections: Arc<ConnectionCounts>,
     /// Held while the pipeline lives: the warmer stops once it is gone.
     pub(crate) alive: Arc<()>,
-    pub(crate) breakers: Breakers,
+    /// Shared with the proxies a reload builds: a primary's failures outlive a reload.
+    pub(crate) breakers: Arc<Breakers>,
     pub(crate) app: Target,
     pub(crate) hop: HopIdentity,
     pub(crate) freshness: Freshness,

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::drain::DrainSignal;
+use super::write_deadline::WriteDeadline;
 use super::ListenerLimits;
 use rwproxy_core::ErrorCode;
 
@@ -39,7 +40,8 @@ impl Builders {
             // Exact, whatever sizes the reads come in (the buffer limit alone is only reached
             // when a head arrives in several reads).
             .max_header_size(limits.max_header_bytes)
-            .writev(false);
+            .writev(false)
+            .title_case_headers(limits.title_case_headers);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32);
@@ -56,6 +58,8 @@ pub(crate) struct ConnSettings {
     pub(crate) builders: Builders,
     /// Bounds the TLS handshake, and the wait for a plaintext connection's first bytes.
     pub(crate) first_bytes_timeout: Duration,
+    /// `proxy.write_timeout`: see [`WriteDeadline`].
+    pub(crate) write_timeout: Option<Duration>,
     pub(crate) draining: DrainSignal,
     /// Where hyper's own refusals are counted (the proxy listener's; none for the admin one).
     pub(crate) metrics: Option<Arc<Metrics>>,
@@ -123,6 +127,7 @@ pub(crate) async fn serve_http<I>(
 {
     let builders = &settings.builders;
     let draining = &settings.draining;
+    let io = WriteDeadline::new(io, settings.write_timeout, settings.metrics.clone());
     let result = match protocol {
         Protocol::Http1 => {
             let connection = builders

@@ -5,6 +5,7 @@ mod conn;
 mod drain;
 mod spare;
 mod tls_conn;
+mod write_deadline;
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -42,6 +43,12 @@ pub struct ListenerLimits {
     /// Most client connections open at once; past it the listener stops accepting (the kernel's
     /// backlog holds new ones) until one closes.
     pub max_connections: usize,
+    /// Longest a client may leave a response unread (no write progress) before its connection
+    /// is closed (`proxy.write_timeout`); `None`: unbounded.
+    pub write_timeout: Option<Duration>,
+    /// Write HTTP/1.1 response header names in Title-Case (`Content-Type`), as Go servers (and
+    /// so LiteFS's proxy) do, for clients that wrongly depend on it (`proxy.title_case_headers`).
+    pub title_case_headers: bool,
 }
 
 impl Default for ListenerLimits {
@@ -50,6 +57,8 @@ impl Default for ListenerLimits {
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            write_timeout: Some(Duration::from_secs(60)),
+            title_case_headers: false,
         }
     }
 }
@@ -186,6 +195,7 @@ async fn serve_connections<M, C>(
     let settings = ConnSettings {
         builders: Builders::new(&limits),
         first_bytes_timeout: limits.header_read_timeout,
+        write_timeout: limits.write_timeout,
         draining: DrainSignal::new(),
         metrics,
     };

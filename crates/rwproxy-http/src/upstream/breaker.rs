@@ -95,6 +95,19 @@ impl Breakers {
         }
     }
 
+    /// The upstreams whose breaker is open now (half-open included), sorted: what the history
+    /// observer compares on its tick. Takes the lock once; never called on the request path.
+    pub fn open_upstreams(&self) -> Vec<String> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open: Vec<String> = entries
+            .iter()
+            .filter(|(_, e)| e.open_until.is_some())
+            .map(|(target, _)| target.to_string())
+            .collect();
+        open.sort();
+        open
+    }
+
     /// The probe ended without a verdict (its client went away): let another probe through.
     pub fn release_probe(&self, target: &Authority) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);

@@ -224,6 +224,10 @@ pub fn prepare_request(
 /// Strips hop-by-hop headers from an upstream response before it goes to the client; a `101`
 /// keeps the `Upgrade` it agreed to.
 pub fn prepare_response(parts: &mut response::Parts) {
+    // The version is hop-by-hop too (RFC 9110 §2.5): the client is answered in its own
+    // protocol, which hyper picks from the request, not in the app's (an HTTP/1.0 app would
+    // otherwise cost an HTTP/1.1 client its keep-alive).
+    parts.version = Version::HTTP_11;
     if !has_hop_by_hop(&parts.headers) {
         return;
     }

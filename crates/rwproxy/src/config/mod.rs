@@ -131,6 +131,31 @@ pub struct Config {
     pub health: HealthConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// Peer-aware health: `cluster.peers*` and `health.fail_static*`.
+    pub peers: PeersConfig,
+}
+
+/// Peer-aware health (`cluster.peers`, `cluster.peers_dns`, `cluster.peer_poll`,
+/// `health.fail_static*`): who this node asks about the primary, and what it makes of the
+/// answers.
+#[derive(Clone, Debug)]
+pub struct PeersConfig {
+    /// `cluster.peers`: other nodes' admin URLs (`http://10.0.0.6:9090`).
+    pub urls: Vec<String>,
+    /// `cluster.peers_dns`: `NAME:PORT`, every A/AAAA record at that port; `None` when absent
+    /// or `""`.
+    pub dns: Option<String>,
+    /// `cluster.peer_poll`: how often the peers are asked (also the bound on one answer).
+    pub poll: Duration,
+    /// `health.fail_static` and its policy keys.
+    pub policy: rwproxy_http::health::FailStaticPolicy,
+}
+
+impl PeersConfig {
+    /// True when there is anyone to ask.
+    pub fn any(&self) -> bool {
+        !self.urls.is_empty() || self.dns.is_some()
+    }
 }
 
 /// `[proxy]`: the client-facing listener and the local app.
@@ -170,6 +195,18 @@ pub struct ProxyConfig {
     /// `proxy.allow_underscores_in_headers`: pass on request header names containing `_`
     /// (default false: dropped, as nginx does).
     pub allow_underscores_in_headers: bool,
+    /// `proxy.body_timeout`: longest pause while a client sends a request body, and the grace
+    /// before `body_min_rate` applies (default 60 s, nginx's `client_body_timeout`; 0 s: off).
+    pub body_timeout: Duration,
+    /// `proxy.body_min_rate`: average bytes a second a request body must keep after
+    /// `body_timeout` (default 500, Apache's `MinRate`; 0: no rate bound).
+    pub body_min_rate: u64,
+    /// `proxy.write_timeout`: longest a client may leave a response unread before its
+    /// connection is closed (default 60 s, nginx's `send_timeout`; 0 s: off).
+    pub write_timeout: Duration,
+    /// `proxy.title_case_headers`: HTTP/1.1 response header names in Title-Case, as LiteFS's
+    /// proxy (Go) wrote them (default false: lower case).
+    pub title_case_headers: bool,
 }
 
 /// `[admin]`: the metrics/health/status listener.
@@ -179,6 +216,8 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// `admin.agent_listen`: the HAProxy agent-check TCP listener; `None` when `""` or absent.
     pub agent_listen: Option<SocketAddr>,
+    /// `admin.ui`: serve the operator's page on `/` and `/ui` (default true).
+    pub ui: bool,
 }
 
 /// `[cluster]`: where this node learns the primary, positions and lag.
@@ -233,6 +272,38 @@ pub enum SourceConfig {
         /// `cluster.timeout`: bound on connecting and on each query.
         timeout: Duration,
     },
+    /// `"patroni"`: a Patroni-managed PostgreSQL node; Patroni's leader lock decides the primary.
+    Patroni {
+        /// `cluster.api`: this node's Patroni REST API origin.
+        api: Uri,
+        /// `cluster.member`: this node's Patroni member name; `None` means the node's name.
+        member: Option<String>,
+        /// `cluster.primary_from` and `[cluster.members]`: how the leader becomes `{primary}`.
+        naming: rwproxy_cluster::MemberNaming,
+        /// `cluster.url`: this node's PostgreSQL server (positions, tokens, lag).
+        url: String,
+        /// `cluster.password_file`: read when the URL has no password (else `PGPASSWORD`).
+        password_file: Option<PathBuf>,
+        /// `cluster.poll`: how often PostgreSQL and Patroni are polled.
+        poll: Duration,
+        /// `cluster.timeout`: bound on each query and each Patroni request.
+        timeout: Duration,
+    },
+    /// `"mysql"`: this node's own MySQL or MariaDB server, a primary or a GTID replica.
+    Mysql {
+        /// `cluster.url`: `mysql://USER[:PASSWORD]@HOST[:PORT]` (may hold the password).
+        url: String,
+        /// `cluster.password_file`: read when the URL has no password (else `MYSQL_PWD`).
+        password_file: Option<PathBuf>,
+        /// `cluster.primary`: the primary's name instead of the replica's source host.
+        primary: Option<String>,
+        /// `cluster.flavor`: `None` detects MariaDB or MySQL from the server's version.
+        flavor: Option<rwproxy_core::gtid::Flavor>,
+        /// `cluster.poll`: how often the server is polled.
+        poll: Duration,
+        /// `cluster.timeout`: bound on connecting and on each query.
+        timeout: Duration,
+    },
 }
 
 impl SourceConfig {
@@ -243,6 +314,8 @@ impl SourceConfig {
             SourceConfig::Litefs { .. } => "litefs",
             SourceConfig::Http { .. } => "http",
             SourceConfig::Postgres { .. } => "postgres",
+            SourceConfig::Patroni { .. } => "patroni",
+            SourceConfig::Mysql { .. } => "mysql",
         }
     }
 }

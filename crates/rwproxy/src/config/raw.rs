@@ -54,6 +54,10 @@ pub(crate) struct RawProxy {
     pub drain_delay: Option<DurationText>,
     pub header_timeout: Option<DurationText>,
     pub allow_underscores_in_headers: Option<bool>,
+    pub body_timeout: Option<DurationText>,
+    pub body_min_rate: Option<u64>,
+    pub write_timeout: Option<DurationText>,
+    pub title_case_headers: Option<bool>,
 }
 
 /// `[proxy.tls]`.
@@ -70,6 +74,8 @@ pub(crate) struct RawProxyTls {
 pub(crate) struct RawAdmin {
     pub listen: Option<String>,
     pub agent_listen: Option<String>,
+    /// `admin.ui`: the operator's page on `/` and `/ui` (default true).
+    pub ui: Option<bool>,
 }
 
 /// Keys of every source live side by side; only the selected source's keys are checked.
@@ -86,6 +92,15 @@ pub(crate) struct RawCluster {
     pub timeout: Option<DurationText>,
     pub secret: Option<String>,
     pub password_file: Option<String>,
+    // source = "patroni"
+    pub member: Option<String>,
+    pub primary_from: Option<String>,
+    pub members: Option<std::collections::BTreeMap<String, String>>,
+    // Peer-aware health (validated in validate/peers.rs).
+    pub peers: Option<Vec<String>>,
+    pub peers_dns: Option<String>,
+    pub peer_poll: Option<DurationText>,
+    pub flavor: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +156,11 @@ pub(crate) struct RawHealth {
     pub app_path: Option<String>,
     pub app_interval: Option<DurationText>,
     pub app_timeout: Option<DurationText>,
+    // Peer-aware health (validated in validate/peers.rs).
+    pub fail_static: Option<bool>,
+    pub fail_static_agree: Option<f64>,
+    pub fail_static_min_peers: Option<u32>,
+    pub fail_static_max: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -298,7 +318,26 @@ fn syntax_problem(text: &str, origin: Option<&str>, err: &toml::de::Error) -> Pr
         Some(file) => format!("{file}:{line}:{column}"),
         None => format!("line {line}, column {column}"),
     };
-    Problem::new(key, format!("invalid TOML: {}", one_line(err.message())))
+    let hint = match err.span() {
+        Some(span) if follows_backslash(text, span.start) => BACKSLASH_HINT,
+        _ => "",
+    };
+    Problem::new(
+        key,
+        format!("invalid TOML: {}{hint}", one_line(err.message())),
+    )
+}
+
+/// Why a backslash in a glob fails to parse, and the two spellings that work (LiteFS users
+/// escape glob characters, and every example uses double-quoted strings).
+const BACKSLASH_HINT: &str = "; in a \"double-quoted\" TOML string a backslash starts an \
+     escape: write a glob's literal character in single quotes ('/file\\?.txt') or double the \
+     backslash (\"/file\\\\?.txt\")";
+
+/// Whether the parser stopped on or just after a backslash (a bad escape sequence).
+fn follows_backslash(text: &str, at: usize) -> bool {
+    let bytes = text.as_bytes();
+    bytes.get(at) == Some(&b'\\') || (at > 0 && bytes.get(at - 1) == Some(&b'\\'))
 }
 
 /// Problems are one line each; multi-line parser messages are joined with `; `.

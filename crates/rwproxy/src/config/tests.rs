@@ -464,7 +464,7 @@ fn bad_enums() {
         problems(&text),
         vec![
             "cluster.mount: invalid type: integer `5`, expected a string",
-            "cluster.source: invalid value \"consul\" (expected \"static\", \"litefs\", \"http\" or \"postgres\")",
+            "cluster.source: invalid value \"consul\" (expected \"static\", \"litefs\", \"http\", \"postgres\", \"patroni\" or \"mysql\")",
             "consistency.on_timeout: invalid value \"retry\" (expected \"forward\" or \"error\")",
             "consistency.session: invalid value \"all\" (expected \"writes\" or \"reads-too\")",
             "log.format: invalid value \"xml\" (expected \"text\" or \"json\")",
@@ -776,11 +776,208 @@ fn postgres_source_problems_name_the_key() {
         vec!["cluster.url: the URL must name a user (postgres://USER@HOST/DBNAME)"]
     );
     let secret = problems_with(
-        "[cluster]\nsource = \"postgres\"\nurl = \"postgres://u:hunter2@h/app?sslmode=require\"\n",
+        "[cluster]\nsource = \"postgres\"\nurl = \"postgres://u:hunter2@h/app?sslmode=verify-full\"\n",
     );
-    assert!(secret[0].contains("TLS"), "{secret:?}");
+    assert!(secret[0].contains("needs sslrootcert"), "{secret:?}");
+    assert!(!secret[0].contains("hunter2"), "{secret:?}");
     let secret =
         problems_with("[cluster]\nsource = \"postgres\"\nurl = \"postgres://u:hunter2@h:x/app\"\n");
+    assert!(
+        !secret[0].contains("hunter2"),
+        "passwords never reach a message: {secret:?}"
+    );
+}
+
+#[test]
+fn patroni_source_keys() {
+    let c = ok(&format!(
+        "{MINIMAL}[cluster]\nsource = \"patroni\"\napi = \"http://127.0.0.1:8008\"\n\
+         url = \"postgres://rwproxy@127.0.0.1:5432/postgres\"\nmember = \"pg-1\"\n\
+         primary_from = \"name\"\npoll = \"50ms\"\n[cluster.members]\npg-2 = \"10.0.0.2\"\n"
+    ));
+    match &c.cluster.source {
+        SourceConfig::Patroni {
+            api,
+            member,
+            naming,
+            url,
+            poll,
+            timeout,
+            ..
+        } => {
+            assert_eq!(api.to_string(), "http://127.0.0.1:8008/");
+            assert_eq!(member.as_deref(), Some("pg-1"));
+            assert_eq!(naming.field, rwproxy_cluster::MemberField::Name);
+            assert_eq!(
+                naming.table.get("pg-2").map(String::as_str),
+                Some("10.0.0.2")
+            );
+            assert_eq!(url, "postgres://rwproxy@127.0.0.1:5432/postgres");
+            assert_eq!(*poll, Duration::from_millis(50));
+            assert_eq!(*timeout, Duration::from_secs(1));
+        }
+        other => panic!("expected patroni, got {other:?}"),
+    }
+    assert_eq!(c.cluster.databases, vec!["wal"]);
+    assert_eq!(c.cluster.source.name(), "patroni");
+    // Defaults: the member is the node's name (None here), the leader is named by its host.
+    let c = ok(&format!(
+        "{MINIMAL}[cluster]\nsource = \"patroni\"\napi = \"http://127.0.0.1:8008\"\n\
+         url = \"postgres://rwproxy@127.0.0.1:5432/postgres\"\n"
+    ));
+    match &c.cluster.source {
+        SourceConfig::Patroni { member, naming, .. } => {
+            assert_eq!(member, &None);
+            assert_eq!(naming.field, rwproxy_cluster::MemberField::Host);
+            assert!(naming.table.is_empty());
+        }
+        other => panic!("expected patroni, got {other:?}"),
+    }
+}
+
+#[test]
+fn mysql_source_keys() {
+    let c = ok(&format!(
+        "{MINIMAL}[cluster]\nsource = \"mysql\"\nurl = \"mysql://rwproxy@127.0.0.1:3306\"\n\
+         password_file = \"/run/secrets/my\"\nflavor = \"mariadb\"\nprimary = \"db-1\"\n"
+    ));
+    match &c.cluster.source {
+        SourceConfig::Mysql {
+            url,
+            password_file,
+            primary,
+            flavor,
+            poll,
+            timeout,
+        } => {
+            assert_eq!(url, "mysql://rwproxy@127.0.0.1:3306");
+            assert_eq!(
+                password_file.as_deref(),
+                Some(std::path::Path::new("/run/secrets/my"))
+            );
+            assert_eq!(primary.as_deref(), Some("db-1"));
+            assert_eq!(*flavor, Some(rwproxy_core::gtid::Flavor::MariaDb));
+            assert_eq!(*poll, Duration::from_millis(100));
+            assert_eq!(*timeout, Duration::from_secs(1));
+        }
+        other => panic!("expected mysql, got {other:?}"),
+    }
+    assert_eq!(c.cluster.databases, vec!["gtid"], "one GTID position");
+    assert_eq!(c.cluster.source.name(), "mysql");
+    for (text, expected) in [
+        ("auto", None),
+        ("mysql", Some(rwproxy_core::gtid::Flavor::MySql)),
+    ] {
+        let c = ok(&format!(
+            "{MINIMAL}[cluster]\nsource = \"mysql\"\nurl = \"mysql://u@h\"\nflavor = \"{text}\"\n"
+        ));
+        assert!(
+            matches!(&c.cluster.source, SourceConfig::Mysql { flavor, .. } if *flavor == expected),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn patroni_source_problems_name_the_key() {
+    assert_eq!(
+        problems_with("[cluster]\nsource = \"patroni\"\n"),
+        vec![
+            "cluster.api: required key missing (this node's Patroni REST API, e.g. \
+             \"http://127.0.0.1:8008\", required when cluster.source = \"patroni\")",
+            "cluster.url: required key missing (this node's PostgreSQL URL, e.g. \
+             \"postgres://rwproxy@127.0.0.1:5432/postgres\", required when cluster.source = \
+             \"patroni\")",
+        ]
+    );
+    let bad = problems_with(
+        "[cluster]\nsource = \"patroni\"\napi = \"127.0.0.1:8008\"\n\
+         url = \"http://127.0.0.1:5432\"\nprimary = \"pg-1\"\nmember = \"\"\n\
+         primary_from = \"ip\"\npoll = \"0s\"\n[cluster.members]\npg-2 = \"two words\"\n",
+    );
+    assert_eq!(bad.len(), 7, "{bad:?}");
+    assert!(bad[0].starts_with("cluster.api: invalid URL"), "{bad:?}");
+    assert!(bad[1].starts_with("cluster.primary: not used with cluster.source = \"patroni\""));
+    assert_eq!(bad[2], "cluster.member: must not be empty");
+    assert_eq!(
+        bad[3],
+        "cluster.primary_from: invalid value \"ip\" (expected \"host\" or \"name\")"
+    );
+    assert!(bad[4].starts_with("cluster.members.pg-2: invalid name"));
+    assert!(bad[5].starts_with("cluster.url: invalid URL"));
+    assert_eq!(bad[6], "cluster.poll: must be greater than zero");
+}
+
+#[test]
+fn a_backslash_escape_in_a_double_quoted_glob_is_explained() {
+    let found = problems(
+        "[proxy]\napp = \"http://127.0.0.1:8081\"\n[routing]\npassthrough = [\"/file\\?.txt\"]\n",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("line 4, column "), "{found:?}");
+    assert!(
+        found[0].contains("single quotes ('/file\\?.txt')"),
+        "{found:?}"
+    );
+    assert!(found[0].contains("(\"/file\\\\?.txt\")"), "{found:?}");
+    // Both spellings it suggests parse, and mean a literal `?`.
+    let single =
+        ok("[proxy]\napp = \"http://127.0.0.1:8081\"\n[routing]\npassthrough = ['/file\\?.txt']\n");
+    let double = ok(
+        "[proxy]\napp = \"http://127.0.0.1:8081\"\n[routing]\npassthrough = [\"/file\\\\?.txt\"]\n",
+    );
+    assert_eq!(single.routing.passthrough, ["/file\\?.txt"]);
+    assert_eq!(double.routing.passthrough, single.routing.passthrough);
+    // Other syntax errors get no such hint.
+    let other = problems("[proxy\n");
+    assert!(!other[0].contains("backslash"), "{other:?}");
+}
+
+#[test]
+fn slow_client_bounds_default_to_nginx_and_apache_values() {
+    let c = ok("[proxy]\napp = \"http://127.0.0.1:8081\"\n");
+    assert_eq!(c.proxy.body_timeout, Duration::from_secs(60));
+    assert_eq!(c.proxy.body_min_rate, 500);
+    assert_eq!(c.proxy.write_timeout, Duration::from_secs(60));
+    assert!(!c.proxy.title_case_headers);
+    let c = ok("[proxy]\napp = \"http://127.0.0.1:8081\"\nbody_timeout = \"0s\"\nbody_min_rate = 0\nwrite_timeout = \"5s\"\n");
+    assert_eq!(c.proxy.body_timeout, Duration::ZERO);
+    assert_eq!(c.proxy.body_min_rate, 0);
+    assert_eq!(c.proxy.write_timeout, Duration::from_secs(5));
+    let found = problems("[proxy]\napp = \"http://127.0.0.1:8081\"\nbody_timeout = \"soon\"\n");
+    assert!(
+        found.iter().any(|p| p.starts_with("proxy.body_timeout: ")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn mysql_source_problems_name_the_key() {
+    assert_eq!(
+        problems_with("[cluster]\nsource = \"mysql\"\n"),
+        vec![
+            "cluster.url: required key missing (the local server's URL, e.g. \
+             \"mysql://rwproxy@127.0.0.1:3306\", required when cluster.source = \"mysql\")"
+        ]
+    );
+    let bad = problems_with(
+        "[cluster]\nsource = \"mysql\"\nurl = \"postgres://u@h\"\n\
+         databases = [\"a\", \"b\"]\nprimary = \"two words\"\nflavor = \"oracle\"\n",
+    );
+    assert_eq!(bad.len(), 4, "{bad:?}");
+    assert!(bad[0].starts_with("cluster.databases: the mysql source has one GTID position"));
+    assert!(bad[1].starts_with("cluster.url: invalid URL \"postgres://u@h\""));
+    assert!(bad[2].starts_with("cluster.flavor: invalid value \"oracle\""));
+    assert!(bad[3].starts_with("cluster.primary: invalid name"));
+    assert_eq!(
+        problems_with("[cluster]\nsource = \"mysql\"\nurl = \"mysql://db.internal\"\n"),
+        vec!["cluster.url: the URL must name a user (mysql://USER@HOST:PORT)"]
+    );
+    let tls = problems_with(
+        "[cluster]\nsource = \"mysql\"\nurl = \"mysql://u:hunter2@h?require_ssl=true\"\n",
+    );
+    assert!(tls[0].contains("TLS"), "{tls:?}");
+    let secret = problems_with("[cluster]\nsource = \"mysql\"\nurl = \"mysql://u:hunter2@h:x\"\n");
     assert!(
         !secret[0].contains("hunter2"),
         "passwords never reach a message: {secret:?}"

@@ -15,6 +15,9 @@ use super::raw::{
 };
 use super::values::{self, parse_choice, parse_duration};
 
+mod mysql;
+mod patroni;
+mod peers;
 mod tls;
 use super::{
     AdminConfig, ClusterConfig, Config, ConsistencyConfig, HealthConfig, LogConfig, LogFormat,
@@ -58,6 +61,7 @@ pub(crate) fn validate(
                 None,
             ),
         },
+        ui: raw.admin.ui.unwrap_or(true),
     };
     if let Some(admin_listen) = admin.listen {
         if conflicts(admin_listen, proxy.listen) {
@@ -84,10 +88,12 @@ pub(crate) fn validate(
             }
         }
     }
+    let peers = peers::peers(&mut c, &raw.cluster, &raw.health);
     Config {
         node,
         proxy,
         admin,
+        peers,
         cluster: cluster(&mut c, raw.cluster),
         writes: writes(&mut c, raw.writes),
         reads: reads(&mut c, raw.reads),
@@ -156,6 +162,10 @@ fn proxy(c: &mut Checker<'_>, raw: RawProxy) -> ProxyConfig {
         header_timeout: c.nonzero_duration("proxy.header_timeout", &raw.header_timeout, secs(30)),
         drain_delay: c.duration("proxy.drain_delay", &raw.drain_delay, secs(0)),
         allow_underscores_in_headers: raw.allow_underscores_in_headers.unwrap_or(false),
+        body_timeout: c.duration("proxy.body_timeout", &raw.body_timeout, secs(60)),
+        body_min_rate: raw.body_min_rate.unwrap_or(500),
+        write_timeout: c.duration("proxy.write_timeout", &raw.write_timeout, secs(60)),
+        title_case_headers: raw.title_case_headers.unwrap_or(false),
     }
 }
 
@@ -166,6 +176,8 @@ enum SourceKind {
     Litefs,
     Http,
     Postgres,
+    Patroni,
+    Mysql,
 }
 
 fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
@@ -174,6 +186,8 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
         ("litefs", Some(SourceKind::Litefs)),
         ("http", Some(SourceKind::Http)),
         ("postgres", Some(SourceKind::Postgres)),
+        ("patroni", Some(SourceKind::Patroni)),
+        ("mysql", Some(SourceKind::Mysql)),
     ];
     let kind = c.value(
         "cluster.source",
@@ -183,15 +197,26 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
     );
     let databases = match raw.databases.take() {
         // PostgreSQL has one WAL position for the whole server: the token's key names it.
-        None if matches!(kind, Some(SourceKind::Postgres)) => vec!["wal".to_owned()],
+        None if matches!(kind, Some(SourceKind::Postgres | SourceKind::Patroni)) => {
+            vec!["wal".to_owned()]
+        }
+        // MySQL and MariaDB: one GTID position for the whole server, as for PostgreSQL.
+        None if matches!(kind, Some(SourceKind::Mysql)) => vec!["gtid".to_owned()],
         None => vec!["app.db".to_owned()],
         Some(list) => {
             check_databases(c, &list);
-            if matches!(kind, Some(SourceKind::Postgres)) && list.len() > 1 {
+            if matches!(kind, Some(SourceKind::Postgres | SourceKind::Patroni)) && list.len() > 1 {
                 c.report(
                     "cluster.databases",
                     "the postgres source has one WAL position for the whole server: name it \
                      with one entry (default \"wal\")",
+                );
+            }
+            if matches!(kind, Some(SourceKind::Mysql)) && list.len() > 1 {
+                c.report(
+                    "cluster.databases",
+                    "the mysql source has one GTID position for the whole server: name it \
+                     with one entry (default \"gtid\")",
                 );
             }
             list
@@ -230,6 +255,8 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
             timeout: c.nonzero_duration("cluster.timeout", &raw.timeout, secs(1)),
         },
         Some(SourceKind::Postgres) => postgres_source(c, &raw),
+        Some(SourceKind::Patroni) => patroni::source(c, &raw),
+        Some(SourceKind::Mysql) => mysql::mysql_source(c, &raw),
         Some(SourceKind::Litefs) | None => {
             let mount = raw.mount.unwrap_or_else(|| "/litefs".to_owned());
             if mount.is_empty() {

@@ -1,6 +1,7 @@
 //! What every node runs besides its listeners, shared by the binary's [`Node`](super::Node)
 //! and an embedded node ([`crate::embed`]): the cluster source, the pipeline's state, the
-//! state-watch task (health, gauges, role logs), the metrics upkeep and the app check.
+//! state-watch task (health, gauges, role logs), the metrics upkeep, the app check and the
+//! history observer.
 
 use std::io;
 use std::sync::Arc;
@@ -8,13 +9,17 @@ use std::sync::Arc;
 use rwproxy_cluster::ClusterHandle;
 use rwproxy_core::{Demand, NodeState};
 use rwproxy_http::health::{self, HealthTracker, SharedHealth};
+use rwproxy_http::history::{self, History, HistorySize, LagLimits, Observed};
 use rwproxy_http::{Admin, Draining, Metrics, Proxy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::fail_static::PeerJudge;
 use super::mapping::{app_check, proxy_params, source_spec};
+use super::peers::PeerPoller;
 use super::state_watch::{watch_state, Watch};
 use crate::config::Config;
+use crate::config::SourceConfig;
 use crate::probe;
 
 /// A started node core. Its tasks stop when `stop` is cancelled; the cluster source stops
@@ -48,6 +53,15 @@ impl Core {
         metrics.max_lag(config.reads.max_lag, config.health.max_lag);
         let draining = Draining::default();
         let stop = CancellationToken::new();
+        let history = History::new(
+            node.clone(),
+            &databases,
+            LagLimits {
+                reads: config.reads.max_lag,
+                health: config.health.max_lag,
+            },
+            HistorySize::default(),
+        );
         let params = proxy_params(config, node.clone(), databases)?;
         let app_check = app_check(config)?;
         let shared_health = SharedHealth::default();
@@ -63,7 +77,18 @@ impl Core {
         let admin = Admin {
             proxy: proxy.clone(),
             demand: demand.clone(),
+            history: history.clone(),
+            ui: config.admin.ui,
         };
+        tokio::spawn(history::observe(
+            history,
+            Observed {
+                state: state.clone(),
+                proxy: proxy.clone(),
+                draining: draining.clone(),
+            },
+            stop.clone().cancelled_owned(),
+        ));
         if let Some(check) = app_check {
             tokio::spawn(health::run_app_check(
                 check,
@@ -77,18 +102,33 @@ impl Core {
             metrics.clone(),
             stop.clone().cancelled_owned(),
         ));
+        let peers = start_peer_poller(config, &node, &state, &stop, &shared_health);
+        // LiteFS names the primary by its lease.hostname, which may not be the primary
+        // rwproxy's `node`; the postgres sources name it by address, never by `node`.
+        if matches!(config.cluster.source, SourceConfig::Litefs { .. }) {
+            tokio::spawn(super::primary_name::run(
+                super::primary_name::NameCheck {
+                    primary_url: config.writes.primary_url.clone(),
+                    health_path: config.health.path.clone(),
+                    shared: shared_health.clone(),
+                },
+                state.clone(),
+                stop.clone(),
+            ));
+        }
         tokio::spawn(watch_state(
             Watch {
                 node,
                 metrics,
                 draining: draining.clone(),
-                max_lag: config.health.max_lag,
+                view: proxy.health_view().clone(),
                 tracker: HealthTracker::new(
                     config.health.rise,
                     config.health.fall,
                     shared_health.clone(),
                 ),
                 shared: shared_health,
+                peers,
             },
             state.clone(),
             stop.clone(),
@@ -103,4 +143,34 @@ impl Core {
             cluster,
         })
     }
+}
+
+/// Starts the peer poller when `health.fail_static` is on and peers are configured, and turns
+/// peer-aware health on; returns the judge for the state-watch task.
+fn start_peer_poller(
+    config: &Config,
+    node: &Arc<str>,
+    state: &watch::Receiver<NodeState>,
+    stop: &CancellationToken,
+    shared: &SharedHealth,
+) -> Option<PeerJudge> {
+    let peers = &config.peers;
+    if !peers.policy.enabled || !peers.any() {
+        return None;
+    }
+    let (view_tx, view_rx) = watch::channel(Default::default());
+    let poller = PeerPoller {
+        node: node.clone(),
+        urls: peers.urls.clone(),
+        dns: peers.dns.clone(),
+        poll: peers.poll,
+        secret: config
+            .cluster
+            .secret
+            .as_deref()
+            .and_then(|s| http::HeaderValue::from_str(s).ok()),
+    };
+    tokio::spawn(poller.run(view_tx, state.clone(), stop.clone()));
+    shared.set_peer_aware(true);
+    Some(PeerJudge::new(view_rx, peers.policy, peers.poll))
 }

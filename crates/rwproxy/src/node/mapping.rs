@@ -3,14 +3,14 @@
 
 use crate::config::{Config, SourceConfig};
 use http::uri::Authority;
-use rwproxy_cluster::{HttpSpec, LitefsSpec, PostgresSpec, SourceSpec};
+use rwproxy_cluster::{HttpSpec, LitefsSpec, MysqlSpec, PatroniSpec, PostgresSpec, SourceSpec};
 use rwproxy_core::{Classifier, RoutePolicy};
 use rwproxy_http::health::AppCheck;
 use rwproxy_http::{ConsistencyParams, HealthParams, PrimaryUrl, ProxyParams};
 use std::io;
 use std::sync::Arc;
 
-pub(super) fn source_spec(config: &Config) -> SourceSpec {
+pub(crate) fn source_spec(config: &Config) -> SourceSpec {
     let databases = config.cluster.databases.clone();
     match &config.cluster.source {
         SourceConfig::Static { primary } => SourceSpec::Static {
@@ -42,13 +42,59 @@ pub(super) fn source_spec(config: &Config) -> SourceSpec {
             primary: primary.clone(),
             poll: *poll,
             timeout: *timeout,
-            // The first database names the one WAL position (validation keeps it to one).
+            position_key: wal_key(&databases),
+        }),
+        SourceConfig::Patroni {
+            api,
+            member,
+            naming,
+            url,
+            password_file,
+            poll,
+            timeout,
+        } => SourceSpec::Patroni(PatroniSpec {
+            api: api.to_string().trim_end_matches('/').to_owned(),
+            postgres: PostgresSpec {
+                url: url.clone(),
+                password_file: password_file.clone(),
+                primary: None,
+                poll: *poll,
+                timeout: *timeout,
+                position_key: wal_key(&databases),
+            },
+            member: member.clone().unwrap_or_else(|| config.node.clone()),
+            naming: naming.clone(),
+        }),
+        SourceConfig::Mysql {
+            url,
+            password_file,
+            primary,
+            flavor,
+            poll,
+            timeout,
+        } => SourceSpec::Mysql(MysqlSpec {
+            url: url.clone(),
+            password_file: password_file.clone(),
+            primary: primary.clone(),
+            flavor: *flavor,
+            poll: *poll,
+            timeout: *timeout,
+            // The first database names the one GTID position (validation keeps it to one).
             position_key: databases
                 .first()
                 .cloned()
-                .unwrap_or_else(|| "wal".to_owned()),
+                .unwrap_or_else(|| "gtid".to_owned()),
         }),
     }
+}
+
+/// The key of the one WAL position of the postgres and patroni sources: the first database
+/// (validation keeps it to one).
+fn wal_key(databases: &[String]) -> String {
+    databases
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "wal".to_owned())
 }
 
 pub(super) fn proxy_params(
@@ -112,6 +158,10 @@ pub(super) fn proxy_params(
         upstream_tls: crate::tls::upstream_tls(config)?,
         upgrade_idle_timeout: config.proxy.upgrade_idle_timeout,
         allow_underscores_in_headers: config.proxy.allow_underscores_in_headers,
+        body_timeouts: rwproxy_http::body_clock::BodyTimeouts {
+            pause: config.proxy.body_timeout,
+            min_rate: config.proxy.body_min_rate,
+        },
         warm_path: config.writes.warm_path,
     })
 }

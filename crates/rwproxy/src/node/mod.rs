@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use rwproxy_cluster::ClusterHandle;
 use rwproxy_core::{Demand, NodeState};
 use rwproxy_http::health;
-use rwproxy_http::{serve, serve_service, Draining, ListenerLimits};
+use rwproxy_http::{
+    serve, serve_service, Admin, Draining, ListenerLimits, Live, LiveService, Proxy,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -16,16 +18,23 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 mod core;
-mod mapping;
+mod fail_static;
+mod listen;
+pub(crate) mod mapping;
+mod peers;
+mod primary_name;
+mod reload;
+mod reload_endpoint;
 mod state_watch;
 
 pub(crate) use self::core::Core;
+pub use self::reload::{reload_on_hangup, Applied, Refused, Reloader};
 
 /// Binds the listener of configuration key `key`; the error names the key, so that several
 /// nodes on one host colliding on a default port (`admin.listen` is `127.0.0.1:9090`) know
 /// what to change.
 async fn bind(key: &str, addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|error| {
+    listen::bind_listener(addr).await.map_err(|error| {
         let hint = if error.kind() == io::ErrorKind::AddrInUse {
             format!(" (another process, or another rwproxy on this host, listens there: give `{key}` a free address)")
         } else {
@@ -47,6 +56,7 @@ pub struct Node {
     drain_delay: std::time::Duration,
     stop: CancellationToken,
     servers: Vec<JoinHandle<()>>,
+    reloader: Reloader,
     _cluster: ClusterHandle,
 }
 
@@ -73,7 +83,7 @@ impl Node {
         let core = Core::start(config)?;
         let Core {
             proxy,
-            admin,
+            admin: started_admin,
             state,
             draining,
             demand,
@@ -84,12 +94,22 @@ impl Node {
 
         let proxy_addr = listener.local_addr()?;
         let mut servers = Vec::new();
-        // The request pipeline: see rwproxy_http::proxy::stack.
-        let service = proxy.service();
+        // The request pipeline (see rwproxy_http::proxy::stack), swapped whole by a reload.
+        let live_proxy = Live::new(proxy.clone());
+        let live_service = Live::new(proxy.service());
+        let reloader = Reloader::new(
+            config.clone(),
+            live_proxy.clone(),
+            live_service.clone(),
+            started_admin.history.clone(),
+        );
+        let service = LiveService::new(live_service);
         let drain = config.proxy.drain_timeout;
         let limits = ListenerLimits {
             header_read_timeout: config.proxy.header_timeout,
             max_connections: config.proxy.max_connections,
+            write_timeout: Some(config.proxy.write_timeout).filter(|t| !t.is_zero()),
+            title_case_headers: config.proxy.title_case_headers,
             ..ListenerLimits::default()
         };
         let tls = crate::tls::server_tls(config)?;
@@ -106,9 +126,24 @@ impl Node {
         let mut admin_addr = None;
         if let Some(listener) = admin_listener {
             admin_addr = Some(listener.local_addr()?);
+            let reloader = reloader.clone();
+            let demand = demand.clone();
             let handler = move |request: http::Request<hyper::body::Incoming>, _client| {
-                let response = admin.handle(&request);
-                async move { response }
+                let reloader = reloader.clone();
+                // The proxy current now: its metrics, pools and health view.
+                let admin = Admin {
+                    proxy: Proxy::clone(&live_proxy.load()),
+                    demand: demand.clone(),
+                    history: started_admin.history.clone(),
+                    ui: started_admin.ui,
+                };
+                async move {
+                    if reload_endpoint::wants(&request) {
+                        reload_endpoint::answer(request.method(), &reloader).await
+                    } else {
+                        admin.handle(&request)
+                    }
+                }
             };
             // The admin listener stays up while the proxy drains, so probes see `draining`.
             servers.push(tokio::spawn(serve(
@@ -140,6 +175,7 @@ impl Node {
             drain_delay: config.proxy.drain_delay,
             stop,
             servers,
+            reloader,
             _cluster: cluster,
         })
     }
@@ -157,6 +193,11 @@ impl Node {
     /// Where the HAProxy agent-check listener accepts, if enabled (`admin.agent_listen`).
     pub fn agent_addr(&self) -> Option<SocketAddr> {
         self.agent_addr
+    }
+
+    /// What reloads this node's configuration (SIGHUP and `POST /reload` call it).
+    pub fn reloader(&self) -> &Reloader {
+        &self.reloader
     }
 
     /// The node's cluster state.

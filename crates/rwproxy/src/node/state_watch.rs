@@ -2,20 +2,28 @@
 
 use rwproxy_core::{NodeState, Role};
 use rwproxy_http::health::{self, HealthStatus, HealthTracker, Observation, SharedHealth};
-use rwproxy_http::{Draining, Metrics};
+use rwproxy_http::{Draining, HealthView, Metrics};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use super::fail_static::PeerJudge;
+
+/// While degraded, a warning is repeated this often (the first one comes at once).
+const DEGRADED_REMINDER: Duration = Duration::from_secs(60);
 
 /// What the state-watch task works with.
 pub(super) struct Watch {
     pub(super) node: Arc<str>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) draining: Draining,
-    pub(super) max_lag: Duration,
+    /// The health view whose `health.max_lag` (changed in place by a reload) the verdict uses.
+    pub(super) view: HealthView,
     pub(super) tracker: HealthTracker,
     pub(super) shared: SharedHealth,
+    /// Peer-aware health, when `health.fail_static` is on and peers are configured.
+    pub(super) peers: Option<PeerJudge>,
 }
 
 /// The role and primary last logged.
@@ -40,17 +48,45 @@ pub(super) async fn watch_state(
     let mut logged_health = HealthStatus::Unknown;
     let mut logged_role: Option<RoleView> = None;
     let mut kind = Observation::Change;
+    let mut reminded = tokio::time::Instant::now();
+    // A pending receiver that never changes when peer-aware health is off.
+    let (_no_peers, idle_view) = watch::channel(Default::default());
+    let mut view = w
+        .peers
+        .as_ref()
+        .map_or(idle_view, |judge| judge.view.clone());
     loop {
         let (reported, role, lag) = {
             let current = state.borrow_and_update();
             let observed = health::evaluate_with_app(
                 &current,
-                w.max_lag,
+                w.view.max_lag(),
                 w.draining.is_draining(),
                 w.shared.app(),
             );
-            let reported = w.tracker.observe(observed, kind);
-            w.metrics.state(&current, reported == HealthStatus::Ok);
+            let reported = match &mut w.peers {
+                None => w.tracker.observe(observed, kind),
+                Some(judge) => {
+                    let judged = judge.judge(observed, &current, std::time::Instant::now());
+                    if let Some(verdict) = judged.changed {
+                        w.shared.set_peer_verdict(Some(verdict));
+                    }
+                    let reported = if judged.pending {
+                        w.tracker.reported()
+                    } else {
+                        w.tracker.observe(judged.status, kind)
+                    };
+                    let (known, heard) = judge.counts();
+                    w.metrics.fail_static(
+                        reported == HealthStatus::Degraded,
+                        known,
+                        heard,
+                        judged.lost,
+                    );
+                    reported
+                }
+            };
+            w.metrics.state(&current, reported.serves());
             let role = RoleView {
                 role: current.role,
                 primary: current.primary.clone(),
@@ -70,6 +106,10 @@ pub(super) async fn watch_state(
         if reported != logged_health {
             log_health_change(&w, reported, lag);
             logged_health = reported;
+            reminded = tokio::time::Instant::now();
+        } else if reported == HealthStatus::Degraded && reminded.elapsed() >= DEGRADED_REMINDER {
+            log_health_change(&w, reported, lag);
+            reminded = tokio::time::Instant::now();
         }
         kind = tokio::select! {
             changed = state.changed() => match changed {
@@ -77,6 +117,8 @@ pub(super) async fn watch_state(
                 Err(_) => return,
             },
             _ = ticker.tick() => Observation::Tick,
+            // A new peer view is new evidence like a state change.
+            Ok(()) = view.changed() => Observation::Change,
             () = stop.cancelled() => {
                 w.metrics.state(&state.borrow(), false);
                 return;
@@ -122,9 +164,16 @@ fn log_role_change(node: &str, before: Option<&RoleView>, now: &RoleView) {
 fn log_health_change(w: &Watch, reported: HealthStatus, lag: Option<Duration>) {
     let node = &*w.node;
     let lag_ms = lag.map(|l| l.as_millis() as u64);
-    let max_lag_ms = w.max_lag.as_millis() as u64;
+    let max_lag_ms = w.view.max_lag().as_millis() as u64;
     match reported {
         HealthStatus::Ok => tracing::info!(node, lag_ms, "healthy: health answers 200"),
+        HealthStatus::Degraded => tracing::warn!(
+            node,
+            lag_ms,
+            reason = w.peers.as_ref().and_then(|p| p.reason()).unwrap_or(""),
+            "DEGRADED (fail-static): no primary anywhere reachable; health answers 200 degraded, \
+             reads are served from local data whatever reads.max_lag, writes get 503 no-primary"
+        ),
         HealthStatus::Lagging => tracing::warn!(
             node,
             lag_ms,
@@ -135,6 +184,7 @@ fn log_health_change(w: &Watch, reported: HealthStatus, lag: Option<Duration>) {
             node,
             status = status.as_str(),
             lag_ms,
+            peers = w.peers.as_ref().and_then(|p| p.reason()).unwrap_or(""),
             "unhealthy: health answers 503"
         ),
     }

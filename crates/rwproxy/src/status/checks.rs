@@ -56,14 +56,22 @@ pub fn problems(nodes: &[NodeReport]) -> Vec<String> {
             who.join("; ")
         ));
     }
+    // A replica following a name its primary does not answer to (LiteFS's lease.hostname is
+    // not the primary rwproxy's `node`) says so itself: only it knows its source. (With the
+    // postgres sources a replica follows an address, never a node's name.)
+    for doc in &docs {
+        if let Some(warning) = &doc.warning {
+            problems.push(format!("{}: {warning}", doc.node));
+        }
+    }
     for (primary, replicas) in &followed {
+        let verb = if replicas.len() == 1 {
+            "follows"
+        } else {
+            "follow"
+        };
         if let Some(named) = docs.iter().find(|d| d.node == *primary) {
             if named.role != "primary" {
-                let verb = if replicas.len() == 1 {
-                    "follows"
-                } else {
-                    "follow"
-                };
                 problems.push(format!(
                     "{} {verb} {primary}, which says it is {}",
                     replicas.join(", "),
@@ -166,6 +174,21 @@ mod tests {
         assert!(
             found.contains(&"a follows b, which says it is replica".to_owned()),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_nodes_warning_is_a_problem() {
+        // LiteFS's lease.hostname is `localhost`; the primary's rwproxy calls itself `vm`.
+        let mut nodes = vec![
+            node("vm", "primary", None, "ok"),
+            node("replica-1", "replica", Some("localhost"), "ok"),
+        ];
+        nodes[1].doc.as_mut().unwrap().warning =
+            Some("the rwproxy at http://localhost:8080 calls itself `vm`".to_owned());
+        assert_eq!(
+            problems(&nodes),
+            vec!["replica-1: the rwproxy at http://localhost:8080 calls itself `vm`"]
         );
     }
 

@@ -34,19 +34,11 @@ pub async fn fetch_all(
     urls: &[String],
     timeout: Duration,
 ) -> Vec<Fetched> {
-    let mut tasks = JoinSet::new();
-    for (index, url) in urls.iter().enumerate() {
-        let (client, url) = (client.clone(), url.clone());
-        tasks.spawn(async move { (index, fetch_node(&client, &url, timeout).await) });
-    }
-    let mut answers: Vec<Option<Fetched>> = vec![None; urls.len()];
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok((index, fetched)) = joined {
-            if let Some(slot) = answers.get_mut(index) {
-                *slot = Some(fetched);
-            }
-        }
-    }
+    let answers = each(urls, |url| {
+        let client = client.clone();
+        async move { fetch_node(&client, &url, timeout).await }
+    })
+    .await;
     answers
         .into_iter()
         .map(|a| {
@@ -56,6 +48,30 @@ pub async fn fetch_all(
             })
         })
         .collect()
+}
+
+/// Runs `fetch` for every URL at once; the results come back in `urls`' order (`None` where a
+/// task failed). Shared with the peer poller of peer-aware health.
+pub(crate) async fn each<T, F, Fut>(urls: &[String], fetch: F) -> Vec<Option<T>>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut tasks = JoinSet::new();
+    for (index, url) in urls.iter().enumerate() {
+        let fetching = fetch(url.clone());
+        tasks.spawn(async move { (index, fetching.await) });
+    }
+    let mut answers: Vec<Option<T>> = std::iter::repeat_with(|| None).take(urls.len()).collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((index, answer)) = joined {
+            if let Some(slot) = answers.get_mut(index) {
+                *slot = Some(answer);
+            }
+        }
+    }
+    answers
 }
 
 /// One node: document and metrics side by side, the whole bounded by `timeout`.

@@ -7,10 +7,10 @@
 //! previous one (the rate over the refresh interval).
 
 mod checks;
-mod fetch;
+pub(crate) mod fetch;
 mod model;
 mod render;
-mod targets;
+pub(crate) mod targets;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};

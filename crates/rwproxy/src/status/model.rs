@@ -29,6 +29,9 @@ pub struct NodeDoc {
     /// Why the cluster source fails, when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// A problem that does not change the verdict (a primary answering to another name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// The rwproxy version (only `/status` has it).
     #[serde(default)]
     pub version: Option<String>,

@@ -132,10 +132,9 @@ fn cells(node: &NodeReport) -> Vec<String> {
         return cells;
     };
     let positions = positions_cell(doc, &node.behind);
-    let health = match &doc.problem {
-        Some(problem) if !doc.healthy() => format!("{}: {problem}", doc.status),
-        _ => doc.status.clone(),
-    };
+    // The status alone: the problem's text (often a long server message) is on the node's
+    // PROBLEM line under the table, which wraps instead of widening every row.
+    let health = doc.status.clone();
     vec![
         doc.node.clone(),
         doc.role.clone(),
@@ -247,6 +246,22 @@ mod tests {
             lines[3],
             "PROBLEM: http://127.0.0.1:2 is unreachable: connection refused"
         );
+    }
+
+    #[test]
+    fn the_health_cell_is_short_and_the_problem_goes_under_the_table() {
+        let doc = NodeDoc {
+            node: "b".to_owned(),
+            role: "unknown".to_owned(),
+            status: "unknown".to_owned(),
+            problem: Some("postgres 127.0.0.1:5432/postgres: db error: FATAL: password authentication failed for user \"rwproxy\"".to_owned()),
+            ..NodeDoc::default()
+        };
+        let node = NodeReport {
+            doc: Some(doc),
+            ..report().nodes[0].clone()
+        };
+        assert_eq!(cells(&node)[5], "unknown");
     }
 
     #[test]
