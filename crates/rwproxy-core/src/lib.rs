@@ -8,6 +8,7 @@ pub mod demand;
 pub mod error;
 pub mod route;
 pub mod state;
+pub mod timeline;
 pub mod token;
 
 pub use class::{Classifier, ClassifierError, RequestClass};
@@ -18,4 +19,5 @@ pub use route::{
     WriteMode,
 };
 pub use state::{NodeState, Positions, Role};
+pub use timeline::{History, TimelineMark, Verdict};
 pub use token::Token;
