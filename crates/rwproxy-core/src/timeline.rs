@@ -228,8 +228,9 @@ pub fn current_timeline(positions: &Positions, key: &str) -> Option<u32> {
         .filter(|t| *t > 0)
 }
 
-/// PostgreSQL's `X/Y` LSN text as a 64-bit position.
-fn parse_lsn(text: &str) -> Option<u64> {
+/// Parses PostgreSQL's text form of an LSN, `X/Y` (two hex numbers of up to 8 digits), into the
+/// 64-bit WAL position `X << 32 | Y`: the number tokens carry.
+pub fn parse_lsn(text: &str) -> Option<u64> {
     let (high, low) = text.split_once('/')?;
     let part = |p: &str| {
         if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {

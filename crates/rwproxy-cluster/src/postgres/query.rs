@@ -132,18 +132,8 @@ fn parse_poll(row: &tokio_postgres::SimpleQueryRow) -> Result<Snapshot, String> 
     })
 }
 
-/// Parses PostgreSQL's text form of an LSN, `X/Y` (two hex numbers of up to 8 digits), into the
-/// 64-bit WAL position `X << 32 | Y`: the number tokens carry.
-pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
-    let (high, low) = text.split_once('/')?;
-    let part = |p: &str| {
-        if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u32::from_str_radix(p, 16).ok()
-    };
-    Some((u64::from(part(high)?) << 32) | u64::from(part(low)?))
-}
+/// Parses PostgreSQL's `X/Y` LSN text (shared with the history file's parser).
+pub(crate) use rwproxy_core::timeline::parse_lsn;
 
 #[cfg(test)]
 mod tests {
