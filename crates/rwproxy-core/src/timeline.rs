@@ -349,6 +349,7 @@ mod tests {
         // The file's exact point wins over an observed bound.
         let mut exact = History::parse(2, "1\t0/3000148\tr\n").expect("parses");
         exact.observe_switch(1, 2, 0x400_0000);
+        assert_eq!(exact.switches.len(), 1);
         assert_eq!(exact.switches[0].switch_lsn, 0x300_0148);
         // Never seen before: no switch can be recorded.
         let mut fresh = History::default();
@@ -369,6 +370,27 @@ mod tests {
         History::default().publish_into(&mut none, "wal");
         assert!(none.is_empty());
         assert_eq!(current_timeline(&none, "wal"), None);
+        none.insert(Arc::from("wal/timeline"), 0);
+        assert_eq!(current_timeline(&none, "wal"), None, "no timeline 0");
+    }
+
+    #[test]
+    fn lsns_parse_as_postgres_prints_them() {
+        assert_eq!(parse_lsn("0/3000060"), Some(0x300_0060));
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
+        for bad in [
+            "",
+            "0",
+            "/0",
+            "0/",
+            "0/+1",
+            "100000000/0",
+            "0/100000000",
+            "g/0",
+        ] {
+            assert_eq!(parse_lsn(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
