@@ -48,11 +48,14 @@ pub enum ErrorCode {
     /// rwproxy itself failed while handling the request (a bug caught before it took the
     /// connection down); the request may or may not have reached the app.
     Internal,
+    /// A read's token names a write that a failover lost: it was on an old PostgreSQL
+    /// timeline past the point where the current one branched off (see `timeline`).
+    TokenLost,
 }
 
 impl ErrorCode {
     /// Every code, for metrics registration and documentation tests.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::NoPrimary,
         ErrorCode::PrimaryUnreachable,
         ErrorCode::PrimaryTimeout,
@@ -71,6 +74,7 @@ impl ErrorCode {
         ErrorCode::Redirect,
         ErrorCode::Internal,
         ErrorCode::BodyTimeout,
+        ErrorCode::TokenLost,
     ];
 
     /// The value of the `rwproxy-error` header and the `reason` metric label.
@@ -94,6 +98,7 @@ impl ErrorCode {
             ErrorCode::FlyReplay => "fly-replay",
             ErrorCode::Redirect => "redirect",
             ErrorCode::Internal => "internal",
+            ErrorCode::TokenLost => "token-lost",
         }
     }
 
@@ -119,6 +124,8 @@ impl ErrorCode {
             // Outside Fly.io nothing replays it: a 4xx, never a silent 200.
             ErrorCode::FlyReplay => StatusCode::MISDIRECTED_REQUEST,
             ErrorCode::Redirect => StatusCode::TEMPORARY_REDIRECT,
+            // The client's state conflicts with the database's: no retry brings the write back.
+            ErrorCode::TokenLost => StatusCode::CONFLICT,
         }
     }
 
@@ -143,6 +150,7 @@ impl ErrorCode {
             ErrorCode::FlyReplay => "this write must be replayed on the primary by Fly.io's edge; it was not applied here",
             ErrorCode::Redirect => "this write must be sent to the primary; follow the Location header",
             ErrorCode::Internal => "rwproxy failed while handling this request; it may or may not have been applied",
+            ErrorCode::TokenLost => "the write your token names was lost in a database failover; this answer carries a new token",
         }
     }
 
@@ -178,6 +186,7 @@ impl ErrorCode {
                 | ErrorCode::ConsistencyTimeout
                 | ErrorCode::FlyReplay
                 | ErrorCode::Redirect
+                | ErrorCode::TokenLost
         )
     }
 
@@ -194,7 +203,7 @@ mod tests {
     use ErrorCode::*;
 
     /// (code, name, status, Retry-After seconds, never reached an app): the contract, row by row.
-    const TABLE: [(ErrorCode, &str, u16, Option<u64>, bool); 18] = [
+    const TABLE: [(ErrorCode, &str, u16, Option<u64>, bool); 19] = [
         (NoPrimary, "no-primary", 503, Some(5), true),
         (
             PrimaryUnreachable,
@@ -219,6 +228,7 @@ mod tests {
         (Redirect, "redirect", 307, None, true),
         (Internal, "internal", 500, None, false),
         (BodyTimeout, "body-timeout", 408, None, true),
+        (TokenLost, "token-lost", 409, None, true),
     ];
 
     #[test]

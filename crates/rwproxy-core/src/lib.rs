@@ -10,6 +10,7 @@ pub mod error;
 pub mod gtid;
 pub mod route;
 pub mod state;
+pub mod timeline;
 pub mod token;
 
 pub use class::{Classifier, ClassifierError, RequestClass};
@@ -21,4 +22,5 @@ pub use route::{
     WriteMode,
 };
 pub use state::{NodeState, Positions, Role};
+pub use timeline::{History, TimelineMark, Verdict};
 pub use token::Token;

@@ -12,6 +12,11 @@ use tokio::sync::watch;
 
 use crate::session::SessionMode;
 
+/// The token's companion naming the PostgreSQL timeline its write was on (8 hex digits); issued
+/// beside the position header when the source publishes a timeline, absent otherwise. A token
+/// without it is compared by position alone.
+pub static TIMELINE_HEADER: HeaderName = HeaderName::from_static("rwproxy-timeline");
+
 /// Consistency settings, mapped from the `[consistency]` config section.
 #[derive(Clone, Debug)]
 pub struct ConsistencyParams {
@@ -110,6 +115,16 @@ impl ConsistencyParams {
         }
         if let Ok(value) = HeaderValue::from_str(&Token::header_value(&configured)) {
             headers.insert(self.header.clone(), value);
+        }
+        if let Some(timeline) = self
+            .databases
+            .first()
+            .and_then(|db| rwproxy_core::timeline::current_timeline(positions, db))
+        {
+            let mark = rwproxy_core::TimelineMark(timeline).to_string();
+            if let Ok(value) = HeaderValue::from_str(&mark) {
+                headers.insert(TIMELINE_HEADER.clone(), value);
+            }
         }
         let Some(txid) = self
             .databases

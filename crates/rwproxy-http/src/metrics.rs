@@ -46,6 +46,7 @@ pub struct Metrics {
     positions: Vec<(Arc<str>, Gauge)>,
     consistency_wait: Histogram,
     consistency_timeouts: Counter,
+    tokens_lost: Counter,
     consistency_waiting: Gauge,
     primary_reachable: Gauge,
     idle_app: Gauge,
@@ -179,6 +180,7 @@ impl Metrics {
             positions,
             consistency_wait: histogram("rwproxy_consistency_wait_seconds", vec![]),
             consistency_timeouts: counter("rwproxy_consistency_timeouts_total", vec![]),
+            tokens_lost: counter("rwproxy_tokens_lost_total", vec![]),
             consistency_waiting: gauge("rwproxy_consistency_waiting", vec![]),
             primary_reachable: gauge("rwproxy_primary_reachable", vec![]),
             idle_app: gauge(
@@ -329,6 +331,11 @@ impl Metrics {
         if timed_out {
             self.consistency_timeouts.increment(1);
         }
+    }
+
+    /// Counts one read whose token named a write a failover lost.
+    pub fn token_lost(&self) {
+        self.tokens_lost.increment(1);
     }
 
     /// Tracks reads waiting for a position.
@@ -510,6 +517,11 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_client_write_timeouts_total",
             None,
             "Client connections closed because the client left a response unread for proxy.write_timeout.",
+        ),
+        d(
+            "rwproxy_tokens_lost_total",
+            None,
+            "Reads whose token named a write a database failover lost (answered 409 token-lost).",
         ),
     ] {
         recorder.describe_counter(name, unit, help);

@@ -40,6 +40,8 @@ pub(crate) struct LagTracker {
     noted: VecDeque<(u64, Instant)>,
     /// The last poll that saw the receiver streaming, and the lag then.
     last_streaming: Option<(Instant, Duration)>,
+    /// The timeline and its history, the other thing a poll remembers (see [`super::timeline`]).
+    pub(crate) timeline: super::TimelineTracker,
 }
 
 impl LagTracker {
@@ -191,6 +193,7 @@ mod tests {
                 sender_host: Some("10.0.0.1".into()),
                 latest_end: Some(received),
             }),
+            timeline: Some(1),
         }
     }
 
@@ -202,6 +205,7 @@ mod tests {
             position: Some(42),
             received: None,
             receiver: None,
+            timeline: Some(1),
         };
         let state = derive(
             &naming(&node, &key),

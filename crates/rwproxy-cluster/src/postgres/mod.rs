@@ -14,6 +14,7 @@
 mod connect;
 pub(crate) mod derive;
 mod query;
+mod timeline;
 mod tls;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::{schedule, Demand, PostgresSpec};
 pub use connect::check_url;
 pub(crate) use connect::{redact, Connection};
 pub(crate) use derive::{host_name, LagTracker, Naming};
+pub(crate) use timeline::TimelineTracker;
 
 /// Poll interval while a read waits for this node to reach its token: the server sees at most
 /// 200 cheap queries a second however many reads wait.
@@ -60,22 +62,34 @@ pub(crate) async fn run(
     }
 }
 
-/// One poll of the server, derived into this node's state (unknown when the poll fails). The
-/// Patroni source composes exactly this.
+/// One poll of the server, derived into this node's state (unknown when the poll fails), with
+/// the timeline history published beside the position. The Patroni source composes exactly this.
 pub(crate) async fn poll_state(
     conn: &Connection,
     naming: &Naming<'_>,
     lag: &mut LagTracker,
 ) -> NodeState {
     match query::poll(conn).await {
-        Ok(snapshot) => derive::derive(naming, &snapshot, lag, Instant::now()),
+        Ok(snapshot) => {
+            let mut state = derive::derive(naming, &snapshot, lag, Instant::now());
+            lag.timeline.follow(conn, &snapshot).await;
+            lag.timeline
+                .history
+                .publish_into(&mut state.positions, naming.position_key);
+            state
+        }
         Err(e) => NodeState::unknown(e.to_string()),
     }
 }
 
-/// Reads the position a token must carry right after a write: the primary's insert position.
-/// `None` on a replica or when the server cannot answer now.
+/// Reads the position a token must carry right after a write: the primary's insert position,
+/// and beside it the timeline it is on (issued as the token's `rwproxy-timeline`). `None` on a
+/// replica or when the server cannot answer now.
 pub(crate) async fn token_position(conn: &Connection, key: &Arc<str>) -> Option<Positions> {
-    let position = query::insert_position(conn).await.ok()?;
-    Some(Positions::from([(key.clone(), position)]))
+    let (position, timeline) = query::insert_position_timeline(conn).await.ok()?;
+    let mut positions = Positions::from([(key.clone(), position)]);
+    if let Some(timeline) = timeline {
+        rwproxy_core::timeline::History::from_current(timeline).publish_into(&mut positions, key);
+    }
+    Some(positions)
 }

@@ -8,16 +8,22 @@ use crate::error::SourceError;
 
 /// The poll: role, position and the WAL receiver, in one row. `pg_current_wal_lsn()` fails
 /// during recovery, so the CASE asks it only of a primary (volatile functions are not folded).
-/// The LEFT JOIN keeps the row when there is no WAL receiver.
+/// The LEFT JOIN keeps the row when there is no WAL receiver. The last column is the timeline:
+/// a primary's insertion timeline (the first 8 hex digits of its current WAL file's name;
+/// `pg_walfile_name` fails during recovery), a replica's receiving timeline.
 const POLL: &str = "SELECT pg_is_in_recovery(), \
      CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, \
-     pg_last_wal_receive_lsn(), r.status, r.sender_host, r.latest_end_lsn, r.pid \
+     pg_last_wal_receive_lsn(), r.status, r.sender_host, r.latest_end_lsn, r.pid, \
+     CASE WHEN pg_is_in_recovery() THEN r.received_tli::bigint \
+     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END \
      FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true";
 
 /// The token after a write: the end of the WAL inserted so far. It covers the write's commit
 /// record even when the app committed with `synchronous_commit = off` (acknowledged before the
 /// WAL is written or flushed); a replica reaches it once the WAL writer has sent it.
-const INSERT_POSITION: &str = "SELECT pg_current_wal_insert_lsn()";
+/// The name of the WAL file holding it carries the timeline the write is on.
+const INSERT_POSITION_TIMELINE: &str = "SELECT pg_current_wal_insert_lsn(), \
+     pg_walfile_name(pg_current_wal_insert_lsn())";
 
 /// What one poll saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +36,8 @@ pub(crate) struct Snapshot {
     pub received: Option<u64>,
     /// The WAL receiver, when one runs.
     pub receiver: Option<Receiver>,
+    /// The primary's insertion timeline or the replica's receiving timeline, when known.
+    pub timeline: Option<u32>,
 }
 
 /// The row of `pg_stat_wal_receiver`.
@@ -50,13 +58,28 @@ pub(crate) async fn poll(conn: &Connection) -> Result<Snapshot, SourceError> {
     parse_poll(row).map_err(|reason| conn.unexpected(&reason))
 }
 
-/// Reads the primary's insert position; fails on a replica.
-pub(crate) async fn insert_position(conn: &Connection) -> Result<u64, SourceError> {
-    let messages = conn.simple_query(INSERT_POSITION).await?;
-    first_row(&messages)
+/// Reads the primary's insert position and its timeline; fails on a replica.
+pub(crate) async fn insert_position_timeline(
+    conn: &Connection,
+) -> Result<(u64, Option<u32>), SourceError> {
+    let messages = conn.simple_query(INSERT_POSITION_TIMELINE).await?;
+    let row = first_row(&messages);
+    let position = row
         .and_then(|row| row.get(0))
         .and_then(parse_lsn)
-        .ok_or_else(|| conn.unexpected("pg_current_wal_insert_lsn() gave no position"))
+        .ok_or_else(|| conn.unexpected("pg_current_wal_insert_lsn() gave no position"))?;
+    let timeline = row
+        .and_then(|row| row.get(1))
+        .and_then(rwproxy_core::timeline::timeline_of_walfile);
+    Ok((position, timeline))
+}
+
+/// The text of timeline `timeline`'s history file, when the role may read it
+/// (`pg_read_file` needs superuser, `pg_read_server_files` or a grant); `None` otherwise.
+pub(crate) async fn history_file(conn: &Connection, timeline: u32) -> Option<String> {
+    let sql = format!("SELECT pg_read_file('pg_wal/{timeline:08X}.history')");
+    let messages = conn.simple_query(&sql).await.ok()?;
+    first_row(&messages)?.get(0).map(str::to_owned)
 }
 
 fn first_row(messages: &[SimpleQueryMessage]) -> Option<&tokio_postgres::SimpleQueryRow> {
@@ -67,8 +90,8 @@ fn first_row(messages: &[SimpleQueryMessage]) -> Option<&tokio_postgres::SimpleQ
 }
 
 fn parse_poll(row: &tokio_postgres::SimpleQueryRow) -> Result<Snapshot, String> {
-    if row.len() != 7 {
-        return Err(format!("the poll returned {} columns, not 7", row.len()));
+    if row.len() != 8 {
+        return Err(format!("the poll returned {} columns, not 8", row.len()));
     }
     let lsn = |i: usize, name: &str| -> Result<Option<u64>, String> {
         match row.get(i) {
@@ -102,21 +125,15 @@ fn parse_poll(row: &tokio_postgres::SimpleQueryRow) -> Result<Snapshot, String> 
         position: lsn(1, "the WAL position")?,
         received: lsn(2, "pg_last_wal_receive_lsn()")?,
         receiver,
+        timeline: row
+            .get(7)
+            .and_then(|t| t.parse::<u32>().ok())
+            .filter(|t| *t > 0),
     })
 }
 
-/// Parses PostgreSQL's text form of an LSN, `X/Y` (two hex numbers of up to 8 digits), into the
-/// 64-bit WAL position `X << 32 | Y`: the number tokens carry.
-pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
-    let (high, low) = text.split_once('/')?;
-    let part = |p: &str| {
-        if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        u32::from_str_radix(p, 16).ok()
-    };
-    Some((u64::from(part(high)?) << 32) | u64::from(part(low)?))
-}
+/// Parses PostgreSQL's `X/Y` LSN text (shared with the history file's parser).
+pub(crate) use rwproxy_core::timeline::parse_lsn;
 
 #[cfg(test)]
 mod tests {

@@ -106,6 +106,12 @@ where
         let Some(token) = shared.params.consistency.token_from(request.headers()) else {
             return Either::Left(self.inner.call(request));
         };
+        if let Some(lost) = super::lost::lost_write(shared, request.headers(), &token) {
+            let shared = self.shared.clone();
+            return Either::Right(Box::pin(async move {
+                Ok(super::lost::answer(&shared, request.headers(), lost).await)
+            }));
+        }
         let (behind, must_wait) = {
             let state = shared.state.borrow();
             if state.is_primary() || state.has_reached(&token) {

@@ -11,6 +11,7 @@ mod classify;
 mod consistency;
 mod forward;
 mod health;
+mod lost;
 mod meta;
 mod metrics;
 mod no_primary;
