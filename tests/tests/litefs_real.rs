@@ -32,6 +32,8 @@ databases = ["db.sqlite"]
 api = "http://127.0.0.1:{api}"
 [writes]
 primary_url = "{primary_url}"
+# LiteFS's proxy speaks HTTP/1.1 only (no h2c), as the migration guide says.
+http2 = false
 [health]
 path = "/litefs/health"
 "#,
