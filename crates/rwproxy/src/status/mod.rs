@@ -9,6 +9,7 @@
 mod checks;
 pub(crate) mod fetch;
 mod model;
+mod naming;
 mod render;
 pub(crate) mod targets;
 
@@ -80,6 +81,7 @@ pub async fn gather(
             }
         })
         .collect();
+    naming::name_followed_primaries(&mut nodes);
     let behind = checks::behind(&nodes);
     for (node, behind) in nodes.iter_mut().zip(behind) {
         node.behind = behind;

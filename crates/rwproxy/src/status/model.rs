@@ -14,9 +14,13 @@ pub struct NodeDoc {
     pub node: String,
     /// `primary`, `replica` or `unknown`.
     pub role: String,
-    /// The primary this node follows (its own name on the primary).
+    /// The primary this node follows (its own name on the primary); a followed address that is
+    /// an asked node's host is replaced by that node's name (see `naming`).
     #[serde(default)]
     pub primary: Option<String>,
+    /// The address the node reported as its primary, when `primary` was replaced by a name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_address: Option<String>,
     /// Replication lag in milliseconds, when known.
     #[serde(default)]
     pub lag_ms: Option<u64>,
