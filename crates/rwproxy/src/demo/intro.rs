@@ -71,6 +71,9 @@ curl -s -X PUT --data v2 {r1}/notes/b; curl -i {r2}/notes/b
 curl -s {r2}/demo/status
 curl -s {r2a}/health
 curl -s {r2a}/metrics | grep -E '^rwproxy_(requests_total|position|consistency_wait_seconds_count)'
+#    Or open {r2a}/ in a browser: the node's own page (verdict, lag chart, event timeline),
+#    refreshed every 2 s; keep it open for step 5. Its events as JSON:
+curl -s {r2a}/events
 
 # 5. Move the primary to {r2l}. /demo/* is a passthrough path in the demo's rwproxy config:
 #    served by the node it is sent to, even a POST, instead of being forwarded as a write.
