@@ -136,6 +136,7 @@ impl Node {
                     demand: demand.clone(),
                     history: started_admin.history.clone(),
                     ui: started_admin.ui,
+                    peers: started_admin.peers.clone(),
                 };
                 async move {
                     if reload_endpoint::wants(&request) {
