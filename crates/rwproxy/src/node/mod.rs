@@ -112,7 +112,7 @@ impl Node {
             title_case_headers: config.proxy.title_case_headers,
             ..ListenerLimits::default()
         };
-        let tls = crate::tls::server_tls(config)?;
+        let tls = crate::tls::server_tls(config, &started_admin.history)?;
         servers.push(tokio::spawn(serve_service(
             listener,
             service,
