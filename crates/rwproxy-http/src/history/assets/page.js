@@ -178,6 +178,17 @@ function details(e) {
   return parts.join("; ");
 }
 
+// A last row across the whole table, saying what the rows above leave out.
+function noteRow(body, columns, words) {
+  const row = document.createElement("tr");
+  const cell = document.createElement("td");
+  cell.colSpan = columns;
+  cell.className = "muted";
+  cell.textContent = words;
+  row.appendChild(cell);
+  body.appendChild(row);
+}
+
 function showEvents(doc) {
   const body = $("events-body");
   clear(body);
@@ -208,13 +219,7 @@ function showEvents(doc) {
     body.appendChild(row);
   });
   if (doc.dropped > 0) {
-    const row = document.createElement("tr");
-    const cell = document.createElement("td");
-    cell.colSpan = 4;
-    cell.className = "muted";
-    cell.textContent = doc.dropped + " older events no longer kept (the ring holds " + doc.capacity + ").";
-    row.appendChild(cell);
-    body.appendChild(row);
+    noteRow(body, 4, doc.dropped + " older events no longer kept (the ring holds " + doc.capacity + ").");
   }
 }
 
@@ -262,13 +267,7 @@ function showPeers(doc) {
     body.appendChild(row);
   });
   if (doc.heard < doc.known) {
-    const row = document.createElement("tr");
-    const cell = document.createElement("td");
-    cell.colSpan = 6;
-    cell.className = "muted";
-    cell.textContent = (doc.known - doc.heard) + " peer(s) not heard in the last round.";
-    row.appendChild(cell);
-    body.appendChild(row);
+    noteRow(body, 6, (doc.known - doc.heard) + " peer(s) not heard in the last round.");
   }
 }
 
