@@ -272,3 +272,62 @@ async fn the_page_can_be_turned_off_and_serves_its_own_files_only() {
     assert_eq!(head.status(), 200);
     on.stop().await;
 }
+
+/// `/peers`: this node first, then every peer heard, with no flags while the three agree; a
+/// stopped peer is flagged as not heard. A node without peers answers `known: 0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_shows_the_cluster_table_and_flags_a_peer_not_heard() {
+    let mut p = rwproxy_tests::peered::Peered::start(3, |config| {
+        config.peers.poll = Duration::from_millis(100);
+    })
+    .await;
+    let names: Vec<String> = p.cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let admin = p.cluster.nodes[1].admin_url();
+    let doc = eventually(WAIT, "node 1 hears both peers", || async {
+        let doc = json(&format!("{admin}/peers")).await;
+        (doc["heard"] == 2).then_some(doc)
+    })
+    .await;
+    assert_eq!(doc["known"], 2);
+    assert_eq!(doc["node"], names[1].as_str());
+    let rows = doc["nodes"].as_array().unwrap();
+    let row_names: Vec<&str> = rows.iter().map(|r| r["node"].as_str().unwrap()).collect();
+    assert_eq!(row_names[0], names[1], "this node comes first");
+    assert_eq!(rows[0]["this_node"], true);
+    let mut sorted = row_names.clone();
+    sorted.sort_unstable();
+    let mut expected: Vec<&str> = names.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(sorted, expected);
+    let primary = rows
+        .iter()
+        .find(|r| r["node"] == names[0].as_str())
+        .unwrap();
+    assert_eq!(primary["role"], "primary");
+    assert_eq!(primary["stance"], "reaches");
+    assert!(primary["positions"]["app.db"].is_u64(), "{primary}");
+    assert_eq!(rows[0]["role"], "replica");
+    assert_eq!(rows[0]["primary"], names[0].as_str());
+    assert_eq!(doc["disagreements"], serde_json::json!([]), "{doc}");
+
+    p.cluster.nodes[2].stop().await;
+    let doc = eventually(WAIT, "node 1 flags node 2 as not heard", || async {
+        let doc = json(&format!("{admin}/peers")).await;
+        (doc["heard"] == 1).then_some(doc)
+    })
+    .await;
+    assert_eq!(
+        doc["disagreements"],
+        serde_json::json!(["1 of 2 peer(s) not heard in the last round"])
+    );
+    assert_eq!(doc["nodes"].as_array().unwrap().len(), 2);
+    p.cluster.stop().await;
+
+    // A node without peers: no rows but its own, nothing flagged (the page hides the table).
+    let c = Cluster::start(1, |_| {}).await;
+    let doc = json(&format!("{}/peers", c.nodes[0].admin_url())).await;
+    assert_eq!(doc["known"], 0);
+    assert_eq!(doc["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["disagreements"], serde_json::json!([]));
+    c.stop().await;
+}

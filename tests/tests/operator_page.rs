@@ -191,6 +191,11 @@ async fn the_page_shows_the_verdict_the_primary_the_hand_off_and_the_lag_chart()
         "no refusal in the legend"
     );
     assert!(dom.contains("<th scope=\"col\">Time</th>"));
+    // No peers configured: no cluster table.
+    assert!(
+        dom.contains("id=\"cluster\" hidden"),
+        "a cluster table without peers"
+    );
 
     let dir = artefacts();
     let desktop = dir.join("operator-page.png");
@@ -218,4 +223,63 @@ async fn the_page_shows_the_verdict_the_primary_the_hand_off_and_the_lag_chart()
         std::fs::copy(&desktop, docs.join("operator-page.png")).unwrap();
     }
     c.stop().await;
+}
+
+/// Where the node knows its peers, the page shows the cluster table: a row per node with real
+/// headers, and a stopped peer flagged in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_cluster_table_where_the_node_knows_its_peers() {
+    let Some(browser) = external_program("chromium") else {
+        return;
+    };
+    let mut p = rwproxy_tests::peered::Peered::start(3, |config| {
+        config.peers.poll = Duration::from_millis(100);
+    })
+    .await;
+    let names: Vec<String> = p.cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let admin = p.cluster.nodes[1].admin_url();
+    p.cluster.nodes[2].stop().await;
+    eventually(WAIT, "node 1 hears node 0 only", || async {
+        let doc = json(&format!("{admin}/peers")).await;
+        (doc["known"] == 2 && doc["heard"] == 1).then_some(())
+    })
+    .await;
+
+    let profile = tempfile::tempdir().unwrap();
+    let dom = chromium(&browser, profile.path(), &["--dump-dom".to_owned()], &admin).await;
+    assert!(
+        dom.contains("data-loaded=\"true\""),
+        "the script never rendered: {dom}"
+    );
+    assert!(
+        !dom.contains("id=\"cluster\" hidden"),
+        "the table is hidden: {dom}"
+    );
+    assert!(dom.contains("<th scope=\"col\">Health</th>"));
+    assert!(
+        dom.contains(&format!("<th scope=\"row\">{} (this node)</th>", names[1])),
+        "no row for this node: {dom}"
+    );
+    let primary_row = dom
+        .find(&format!("data-node=\"{}\"", names[0]))
+        .map(|at| &dom[at..at + dom[at..].find("</tr>").unwrap()])
+        .unwrap_or_else(|| panic!("no row for the primary: {dom}"));
+    assert!(primary_row.contains("<td>primary</td>"), "{primary_row}");
+    assert!(
+        primary_row.contains("<td>reaches a primary</td>"),
+        "{primary_row}"
+    );
+    assert!(
+        dom.contains("Disagreement: 1 of 2 peer(s) not heard in the last round"),
+        "the stopped peer is not flagged: {dom}"
+    );
+    let shot = artefacts().join("operator-page-peers.png");
+    let _ = std::fs::remove_file(&shot);
+    let args = [
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1100,900".to_owned(),
+    ];
+    chromium(&browser, profile.path(), &args, &admin).await;
+    assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"));
+    p.cluster.stop().await;
 }

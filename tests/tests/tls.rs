@@ -106,6 +106,23 @@ async fn http2_over_tls_with_alpn_and_secure_cookies() {
     c.stop().await;
 }
 
+/// The `tls-reloaded` events of the node's history.
+async fn tls_reloads(admin: &str) -> Vec<serde_json::Value> {
+    let doc: serde_json::Value = reqwest::get(format!("{admin}/events"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "tls-reloaded")
+        .cloned()
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_certificate_reloads_when_its_files_change() {
     let pki = Pki::new();
@@ -132,6 +149,15 @@ async fn the_certificate_reloads_when_its_files_change() {
         (served().await == second.der).then_some(())
     })
     .await;
+    // The reload is in the node's history (/events), an info line without a message.
+    let admin = c.nodes[0].admin_url();
+    let reloads = tls_reloads(&admin).await;
+    assert!(
+        reloads
+            .iter()
+            .any(|e| e["severity"] == "info" && e["message"].is_null()),
+        "{reloads:?}"
+    );
 
     // A broken key, then a certificate that does not match the key: the old pair stays in
     // service (checked over more than one poll interval).
@@ -153,6 +179,17 @@ async fn the_certificate_reloads_when_its_files_change() {
         assert_eq!(served().await, second.der, "a mismatched pair was used");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Both failures are warnings in the history, saying the previous certificate stays.
+    let reloads = tls_reloads(&admin).await;
+    let failed: Vec<_> = reloads.iter().filter(|e| e["severity"] == "warn").collect();
+    assert!(!failed.is_empty(), "{reloads:?}");
+    assert!(
+        failed.iter().all(|e| e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("not reloaded, the previous certificate stays: ")),
+        "{failed:?}"
+    );
 
     // A good pair again is picked up: the watcher survived the errors.
     let third = pki.server_at(&cert, &key);

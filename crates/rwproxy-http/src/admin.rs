@@ -1,5 +1,5 @@
 //! The admin listener: `/metrics`, `/health` (and `/status`), `/health/agent`, `/live`, and the
-//! node's history (`/events`, `/series`) with the operator's page (`/`, `/ui`).
+//! node's history (`/events`, `/series`) and its peers (`/peers`) with the operator's page (`/`, `/ui`).
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -21,6 +21,8 @@ pub struct Admin {
     pub history: crate::History,
     /// `admin.ui`: serve the operator's page on `/` and `/ui`.
     pub ui: bool,
+    /// This node and its peers as peer-aware health last heard them (`/peers`).
+    pub peers: crate::history::PeerTable,
 }
 
 impl Admin {
@@ -73,6 +75,16 @@ impl Admin {
             // Liveness: the process runs and answers. Never tied to lag or the primary, so an
             // orchestrator does not restart a node that only needs to catch up.
             "/live" => respond::plain(StatusCode::OK, "text/plain; charset=utf-8", "live\n"),
+            // The operator's page's cluster table: this node and its peers, with disagreements.
+            "/peers" => respond::plain(
+                StatusCode::OK,
+                "application/json",
+                if method == Method::HEAD {
+                    Vec::new()
+                } else {
+                    self.peers.document()
+                },
+            ),
             path => match crate::history::answer(
                 &self.history,
                 self.ui,
@@ -84,7 +96,7 @@ impl Admin {
                 None => respond::plain(
                     StatusCode::NOT_FOUND,
                     "text/plain; charset=utf-8",
-                    "not found; try /, /health, /status, /events, /series, /health/agent, /live or /metrics\n",
+                    "not found; try /, /health, /status, /events, /series, /peers, /health/agent, /live or /metrics\n",
                 ),
             },
         }

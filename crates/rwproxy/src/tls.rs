@@ -12,12 +12,18 @@ fn invalid(key: &str, error: impl std::fmt::Display) -> io::Error {
 
 /// TLS for `proxy.listen` when `[proxy.tls]` is set; its certificate reloads on file change and
 /// SIGHUP for as long as the listener runs.
-pub(crate) fn server_tls(config: &Config) -> io::Result<Option<ServerTls>> {
+pub(crate) fn server_tls(
+    config: &Config,
+    history: &rwproxy_http::History,
+) -> io::Result<Option<ServerTls>> {
     config
         .proxy
         .tls
         .clone()
-        .map(|files| ServerTls::start(files).map_err(|e| invalid("proxy.tls", e)))
+        .map(|files| {
+            ServerTls::start_recording(files, Some(history.clone()))
+                .map_err(|e| invalid("proxy.tls", e))
+        })
         .transpose()
 }
 

@@ -167,10 +167,11 @@ impl Happening {
     }
 
     /// How much this one matters: its kind's severity, except that a health verdict turning
-    /// away from `ok` is a warning too.
+    /// away from `ok` and a TLS reload that failed (it carries the error) are warnings too.
     pub fn severity(&self) -> Severity {
         match self.kind {
             EventKind::HealthChanged if self.to.as_deref() != Some("ok") => Severity::Warn,
+            EventKind::TlsReloaded if self.message.is_some() => Severity::Warn,
             kind => kind.severity(),
         }
     }

@@ -1,7 +1,7 @@
 //! The node's recent history: a bounded ring of events (role and primary changes, health
 //! verdicts, lag crossing its limits, source errors, the breaker, drain, reloads) and a
 //! one-second series of the last hour, served on the admin listener as `/events` and `/series`
-//! beside the operator's page (`/`, `/ui`).
+//! beside the operator's page (`/`, `/ui`) and its cluster table (`/peers`).
 //!
 //! Who writes: one observer task ([`observe`]) watches the state channel, the health verdict,
 //! the breakers and the drain flag, and samples the metrics' counters once a second. The
@@ -15,6 +15,7 @@
 mod endpoint;
 mod event;
 mod observer;
+mod peers;
 mod ring;
 mod series;
 
@@ -26,6 +27,7 @@ use rwproxy_core::NodeState;
 pub(crate) use endpoint::answer;
 pub use event::{Event, EventKind, Happening, Severity, MAX_MESSAGE};
 pub use observer::{observe, Observed};
+pub use peers::PeerTable;
 pub use ring::{Ring, Since, COALESCE_LOOKBACK, COALESCE_WINDOW};
 pub use series::{LagLimits, Series, Totals, MAX_DATABASES};
 

@@ -2,7 +2,9 @@
 //!
 //! New connections get the new certificate; open connections keep the one they started with.
 //! A pair that cannot be used (unreadable, half written, key and certificate mismatched) is
-//! logged and the previous pair stays in service.
+//! logged and the previous pair stays in service. Either outcome is also a `tls-reloaded`
+//! event in the node's history when one is given (a failure once per distinct error, like its
+//! log line).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
@@ -12,6 +14,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::{certified_key, read, TlsError};
+use crate::history::{EventKind, Happening};
+use crate::History;
 
 /// How often the certificate and key files are checked for changes.
 const POLL: Duration = Duration::from_secs(2);
@@ -23,6 +27,8 @@ pub(super) struct ReloadingCert {
     // What the last reload attempt read and what it logged, so an unchanged file is not parsed
     // again and a lasting problem is logged once.
     seen: Mutex<Seen>,
+    /// Where reloads are recorded (`tls-reloaded` events), if anywhere.
+    history: Option<History>,
 }
 
 #[derive(Debug, Default)]
@@ -32,8 +38,12 @@ struct Seen {
 }
 
 impl ReloadingCert {
-    /// Loads the pair; fails when it cannot be used.
-    pub(super) fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+    /// Loads the pair; fails when it cannot be used. Reloads are recorded in `history`.
+    pub(super) fn load(
+        cert: &Path,
+        key: &Path,
+        history: Option<History>,
+    ) -> Result<Self, TlsError> {
         let cert_pem = read(cert)?;
         let key_pem = read(key)?;
         let loaded = certified_key(cert, &cert_pem, key, &key_pem)?;
@@ -43,6 +53,7 @@ impl ReloadingCert {
                 files: Some((cert_pem, key_pem)),
                 error: None,
             }),
+            history,
         })
     }
 
@@ -66,14 +77,26 @@ impl ReloadingCert {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
                 seen.error = None;
                 tracing::info!(cert = %cert.display(), key = %key.display(), "TLS certificate reloaded");
+                self.record(Happening::new(EventKind::TlsReloaded));
             }
             Err(error) => {
                 let message = error.to_string();
                 if forced || seen.error.as_deref() != Some(message.as_str()) {
                     tracing::error!(error = %message, "TLS certificate not reloaded; keeping the previous one");
+                    self.record(Happening::new(EventKind::TlsReloaded).message(&format!(
+                        "not reloaded, the previous certificate stays: {message}"
+                    )));
                 }
                 seen.error = Some(message);
             }
+        }
+    }
+}
+
+impl ReloadingCert {
+    fn record(&self, what: Happening) {
+        if let Some(history) = &self.history {
+            history.record(what);
         }
     }
 }

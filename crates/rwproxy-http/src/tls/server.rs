@@ -39,7 +39,16 @@ impl ServerTls {
     /// The reload task ends once every clone of the returned value is dropped. Needs a Tokio
     /// runtime.
     pub fn start(files: ServerTlsFiles) -> Result<ServerTls, TlsError> {
-        let resolver = Arc::new(ReloadingCert::load(&files.cert, &files.key)?);
+        Self::start_recording(files, None)
+    }
+
+    /// Like [`ServerTls::start`]; every reload, and every distinct failure to reload, is also
+    /// a `tls-reloaded` event in `history`.
+    pub fn start_recording(
+        files: ServerTlsFiles,
+        history: Option<crate::History>,
+    ) -> Result<ServerTls, TlsError> {
+        let resolver = Arc::new(ReloadingCert::load(&files.cert, &files.key, history)?);
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?;
         let builder = match &files.client_ca {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use rwproxy_cluster::ClusterHandle;
 use rwproxy_core::{Demand, NodeState};
-use rwproxy_http::health::{self, HealthTracker, SharedHealth};
-use rwproxy_http::history::{self, History, HistorySize, LagLimits, Observed};
+use rwproxy_http::health::{self, HealthTracker, PeerView, SharedHealth};
+use rwproxy_http::history::{self, History, HistorySize, LagLimits, Observed, PeerTable};
 use rwproxy_http::{Admin, Draining, Metrics, Proxy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -74,11 +74,18 @@ impl Core {
             draining.clone(),
             shared_health.clone(),
         );
+        // One view for the peer poller to fill and the cluster table (`/peers`) to read.
+        let (peer_view, peer_view_rx) = watch::channel(Default::default());
         let admin = Admin {
             proxy: proxy.clone(),
             demand: demand.clone(),
             history: history.clone(),
             ui: config.admin.ui,
+            peers: PeerTable {
+                node: node.clone(),
+                state: state.clone(),
+                view: peer_view_rx,
+            },
         };
         tokio::spawn(history::observe(
             history,
@@ -102,7 +109,7 @@ impl Core {
             metrics.clone(),
             stop.clone().cancelled_owned(),
         ));
-        let peers = start_peer_poller(config, &node, &state, &stop, &shared_health);
+        let peers = start_peer_poller(config, &node, &state, &stop, &shared_health, peer_view);
         // LiteFS names the primary by its lease.hostname, which may not be the primary
         // rwproxy's `node`; the postgres sources name it by address, never by `node`.
         if matches!(config.cluster.source, SourceConfig::Litefs { .. }) {
@@ -153,12 +160,13 @@ fn start_peer_poller(
     state: &watch::Receiver<NodeState>,
     stop: &CancellationToken,
     shared: &SharedHealth,
+    view_tx: watch::Sender<PeerView>,
 ) -> Option<PeerJudge> {
     let peers = &config.peers;
     if !peers.policy.enabled || !peers.any() {
         return None;
     }
-    let (view_tx, view_rx) = watch::channel(Default::default());
+    let view_rx = view_tx.subscribe();
     let poller = PeerPoller {
         node: node.clone(),
         urls: peers.urls.clone(),

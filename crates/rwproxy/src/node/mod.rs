@@ -112,7 +112,7 @@ impl Node {
             title_case_headers: config.proxy.title_case_headers,
             ..ListenerLimits::default()
         };
-        let tls = crate::tls::server_tls(config)?;
+        let tls = crate::tls::server_tls(config, &started_admin.history)?;
         servers.push(tokio::spawn(serve_service(
             listener,
             service,
@@ -136,6 +136,7 @@ impl Node {
                     demand: demand.clone(),
                     history: started_admin.history.clone(),
                     ui: started_admin.ui,
+                    peers: started_admin.peers.clone(),
                 };
                 async move {
                     if reload_endpoint::wants(&request) {

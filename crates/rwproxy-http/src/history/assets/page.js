@@ -1,4 +1,4 @@
-// The operator's page: reads this node's /status, /events and /series every two seconds and
+// The operator's page: reads this node's /status, /events, /series and /peers every two seconds and
 // draws them. Plain DOM and SVG, no library; text goes in with textContent only (event
 // messages come from the cluster source and are never parsed as HTML).
 "use strict";
@@ -178,6 +178,17 @@ function details(e) {
   return parts.join("; ");
 }
 
+// A last row across the whole table, saying what the rows above leave out.
+function noteRow(body, columns, words) {
+  const row = document.createElement("tr");
+  const cell = document.createElement("td");
+  cell.colSpan = columns;
+  cell.className = "muted";
+  cell.textContent = words;
+  row.appendChild(cell);
+  body.appendChild(row);
+}
+
 function showEvents(doc) {
   const body = $("events-body");
   clear(body);
@@ -208,20 +219,63 @@ function showEvents(doc) {
     body.appendChild(row);
   });
   if (doc.dropped > 0) {
+    noteRow(body, 4, doc.dropped + " older events no longer kept (the ring holds " + doc.capacity + ").");
+  }
+}
+
+const STANCE_WORDS = {
+  "reaches": "reaches a primary",
+  "lost": "lost the primary",
+  "abstains": "cannot tell"
+};
+
+// The cluster table: hidden when the node has no peers; every flag is a sentence, never only
+// a colour.
+function showPeers(doc) {
+  $("cluster").hidden = doc.known === 0;
+  if (doc.known === 0) { return; }
+  const flags = $("cluster-flags");
+  clear(flags);
+  doc.disagreements.forEach(function (d) {
+    const item = document.createElement("li");
+    item.textContent = "Disagreement: " + d;
+    flags.appendChild(item);
+  });
+  if (!doc.disagreements.length) {
+    const item = document.createElement("li");
+    item.className = "agree";
+    item.textContent = "All " + (doc.heard + 1) + " nodes agree on the primary.";
+    flags.appendChild(item);
+  }
+  const body = $("cluster-body");
+  clear(body);
+  doc.nodes.forEach(function (n) {
     const row = document.createElement("tr");
-    const cell = document.createElement("td");
-    cell.colSpan = 4;
-    cell.className = "muted";
-    cell.textContent = doc.dropped + " older events no longer kept (the ring holds " + doc.capacity + ").";
-    row.appendChild(cell);
+    row.setAttribute("data-node", n.node);
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.textContent = n.node + (n.this_node ? " (this node)" : "");
+    row.appendChild(name);
+    const positions = Object.keys(n.positions).map(function (db) { return db + " " + n.positions[db]; });
+    const health = (n.ready ? "" : "not ready, ") + (STANCE_WORDS[n.stance] || n.stance);
+    [n.role, n.primary === null ? "none known" : n.primary, ms(n.lag_ms),
+      positions.length ? positions.join(", ") : "none", health].forEach(function (value) {
+      const cell = document.createElement("td");
+      cell.textContent = value;
+      row.appendChild(cell);
+    });
     body.appendChild(row);
+  });
+  if (doc.heard < doc.known) {
+    noteRow(body, 6, (doc.known - doc.heard) + " peer(s) not heard in the last round.");
   }
 }
 
 async function refresh() {
   try {
-    const [status, events, series] = await Promise.all([getJson("status"), getJson("events"), getJson("series")]);
+    const [status, events, series, peers] = await Promise.all([getJson("status"), getJson("events"), getJson("series"), getJson("peers")]);
     showStatus(status);
+    showPeers(peers);
     showEvents(events);
     showSeries(series);
     text("limits", "reads " + ms(series.reads_max_lag_ms) + ", health " + ms(series.health_max_lag_ms));
