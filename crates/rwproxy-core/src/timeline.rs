@@ -159,11 +159,13 @@ impl History {
         let Some(TimelineMark(timeline)) = mark else {
             return Verdict::Kept;
         };
-        if self.current == 0 || timeline == self.current {
+        if self.current == 0 {
             return Verdict::Kept;
         }
-        if timeline > self.current {
-            return Verdict::Ahead;
+        match timeline.cmp(&self.current) {
+            std::cmp::Ordering::Equal => return Verdict::Kept,
+            std::cmp::Ordering::Greater => return Verdict::Ahead,
+            std::cmp::Ordering::Less => {}
         }
         match self.switches.iter().find(|s| s.timeline == timeline) {
             Some(s) if lsn > s.switch_lsn => Verdict::Lost {
@@ -233,7 +235,9 @@ pub fn current_timeline(positions: &Positions, key: &str) -> Option<u32> {
 pub fn parse_lsn(text: &str) -> Option<u64> {
     let (high, low) = text.split_once('/')?;
     let part = |p: &str| {
-        if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // An empty part is refused by `from_str_radix`; the guard refuses what it would take
+        // and an LSN never has: a sign, or more than 8 digits (leading zeros).
+        if p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         u32::from_str_radix(p, 16).ok()
@@ -387,6 +391,8 @@ mod tests {
             "0/+1",
             "100000000/0",
             "0/100000000",
+            "000000001/0",
+            "+1/0",
             "g/0",
         ] {
             assert_eq!(parse_lsn(bad), None, "{bad:?}");
