@@ -304,25 +304,38 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
     }
 }
 
-/// The keys of `cluster.source = "postgres"`.
-fn postgres_source(c: &mut Checker<'_>, raw: &RawCluster) -> SourceConfig {
-    let url = match raw.url.as_deref() {
+/// `cluster.url` of a database source: checked by the source's own `check`, or reported as
+/// missing with `missing` (an empty URL then).
+pub(super) fn database_url(
+    c: &mut Checker<'_>,
+    raw: &RawCluster,
+    check: fn(&str) -> Result<(), String>,
+    missing: &str,
+) -> String {
+    match raw.url.as_deref() {
         Some(url) => {
-            if let Err(message) = rwproxy_cluster::check_postgres_url(url) {
+            if let Err(message) = check(url) {
                 c.report("cluster.url", message);
             }
             url.to_owned()
         }
         None => {
-            c.required(
-                "cluster.url",
-                "required key missing (the local server's URL, e.g. \
-                 \"postgres://rwproxy@127.0.0.1:5432/postgres\", required when \
-                 cluster.source = \"postgres\")",
-            );
+            c.required("cluster.url", missing);
             String::new()
         }
-    };
+    }
+}
+
+/// The keys of `cluster.source = "postgres"`.
+fn postgres_source(c: &mut Checker<'_>, raw: &RawCluster) -> SourceConfig {
+    let url = database_url(
+        c,
+        raw,
+        rwproxy_cluster::check_postgres_url,
+        "required key missing (the local server's URL, e.g. \
+         \"postgres://rwproxy@127.0.0.1:5432/postgres\", required when \
+         cluster.source = \"postgres\")",
+    );
     let password_file = match raw.password_file.as_deref() {
         None | Some("") => None,
         Some(path) => Some(PathBuf::from(path)),

@@ -10,22 +10,13 @@ use super::{millis, secs, Checker, SourceConfig};
 
 /// Reads `cluster.url`, `password_file`, `primary`, `flavor`, `poll` and `timeout`.
 pub(super) fn mysql_source(c: &mut Checker<'_>, raw: &RawCluster) -> SourceConfig {
-    let url = match raw.url.as_deref() {
-        Some(url) => {
-            if let Err(message) = rwproxy_cluster::check_mysql_url(url) {
-                c.report("cluster.url", message);
-            }
-            url.to_owned()
-        }
-        None => {
-            c.required(
-                "cluster.url",
-                "required key missing (the local server's URL, e.g. \
-                 \"mysql://rwproxy@127.0.0.1:3306\", required when cluster.source = \"mysql\")",
-            );
-            String::new()
-        }
-    };
+    let url = super::database_url(
+        c,
+        raw,
+        rwproxy_cluster::check_mysql_url,
+        "required key missing (the local server's URL, e.g. \
+         \"mysql://rwproxy@127.0.0.1:3306\", required when cluster.source = \"mysql\")",
+    );
     let flavor = match raw.flavor.as_deref() {
         None | Some("") | Some("auto") => None,
         Some("mariadb") => Some(Flavor::MariaDb),
