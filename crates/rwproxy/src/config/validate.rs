@@ -306,7 +306,7 @@ fn cluster(c: &mut Checker<'_>, mut raw: RawCluster) -> ClusterConfig {
 
 /// `cluster.url` of a database source: checked by the source's own `check`, or reported as
 /// missing with `missing` (an empty URL then).
-pub(super) fn database_url(
+fn database_url(
     c: &mut Checker<'_>,
     raw: &RawCluster,
     check: fn(&str) -> Result<(), String>,
