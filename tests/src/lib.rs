@@ -7,6 +7,7 @@ pub mod app;
 pub mod chaos_cluster;
 pub mod cluster;
 pub mod history;
+pub mod items_app;
 pub mod litefs_real;
 pub mod mariadb;
 pub mod mount;
@@ -19,6 +20,9 @@ pub mod pg_cluster;
 pub mod postgres;
 pub mod protocols;
 pub mod relay;
+pub mod sql_node;
+pub mod sql_scenarios;
+pub mod sql_server;
 pub mod tls;
 pub mod ws;
 
