@@ -28,8 +28,8 @@ mod source_switch;
 mod state_watch;
 
 pub(crate) use self::core::Core;
-pub(crate) use self::source_switch::SourceSwitch;
 pub use self::reload::{reload_on_hangup, Applied, Refused, Reloader};
+pub(crate) use self::source_switch::SourceSwitch;
 
 /// Binds the listener of configuration key `key`; the error names the key, so that several
 /// nodes on one host colliding on a default port (`admin.listen` is `127.0.0.1:9090`) know
