@@ -358,7 +358,10 @@ async fn a_source_that_cannot_read_leaves_a_clear_answer_and_an_invalid_one_chan
         "{body}"
     );
     let answer = write(&node).await.unwrap_err();
-    assert!(answer.starts_with("503 "), "{answer}");
+    assert!(
+        answer.starts_with("503 Service Unavailable Some(\"no-primary\")"),
+        "{answer}"
+    );
     let health = world
         .client
         .get(format!("http://{}/health", node.admin_addr().unwrap()))

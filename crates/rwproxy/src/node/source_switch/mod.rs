@@ -229,7 +229,7 @@ struct Relay {
 enum Wait {
     Read,
     Unread,
-    Replaced(Restart),
+    Replaced(Box<Restart>),
     Stopping,
 }
 
@@ -276,7 +276,7 @@ impl Relay {
                     _ = candidate_rx.wait_for(|state| *state != starting) => break Wait::Read,
                     _ = &mut deadline => break Wait::Unread,
                     request = requests.recv() => match request {
-                        Some(newer) => break Wait::Replaced(newer),
+                        Some(newer) => break Wait::Replaced(Box::new(newer)),
                         None => break Wait::Stopping,
                     },
                     changed = rx.changed() => {
@@ -304,7 +304,7 @@ impl Relay {
                     Restarted::Unread { source, bound }
                 }
                 Wait::Replaced(newer) => {
-                    next_request = Some(newer);
+                    next_request = Some(*newer);
                     let _ = restart.reply.send(Restarted::Abandoned);
                     continue;
                 }
