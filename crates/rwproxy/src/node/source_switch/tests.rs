@@ -136,3 +136,34 @@ fn every_source_gets_its_own_bound_plus_slack() {
         Duration::from_millis(1500)
     );
 }
+
+#[tokio::test]
+async fn a_newer_restart_replaces_one_still_waiting_for_its_first_read() {
+    let switch = SourceSwitch::start("a".into(), fixed("p"), Demand::default());
+    let mut rx = switch.subscribe();
+    wait_for(&mut rx, |s| s.role == Role::Replica).await;
+    let (silent, url) = silent_listener().await;
+    let control = switch.control();
+    let waiting = tokio::spawn(async move {
+        control
+            .restart_within(http(url, Duration::from_secs(30)), DEADLINE * 2)
+            .await
+    });
+    // The first restart's source is running (its fetch reached the listener) and waits.
+    let (_fetch, _) = tokio::time::timeout(DEADLINE, silent.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rx.borrow().primary.as_deref(), Some("p"));
+    // A second restart replaces the waiting one.
+    let outcome = switch.control().restart(fixed("q")).await;
+    assert!(outcome.is_healthy(), "{outcome}");
+    assert_eq!(
+        tokio::time::timeout(DEADLINE, waiting)
+            .await
+            .unwrap()
+            .unwrap(),
+        Restarted::Abandoned
+    );
+    assert_eq!(rx.borrow().primary.as_deref(), Some("q"));
+}
