@@ -132,6 +132,35 @@ primary_wait = "100ms"
         node
     }
 
+    /// A node from `cluster` (whose primary is `primary-1`), every state it publishes
+    /// recorded, under steady write load.
+    async fn loaded(&self, cluster: &str) -> (Arc<Node>, Arc<Mutex<Vec<NodeState>>>, Load) {
+        let node = Arc::new(self.node(cluster).await);
+        wait_for_primary(&node, "primary-1").await;
+        let states = record_states(node.state());
+        let load = Load::start(&node);
+        load.wait_for(20).await;
+        (node, states, load)
+    }
+
+    /// Waits until the document `polled` was fetched ten more times; meanwhile each of
+    /// `stopped` (document, fetches counted before) may have been fetched at most once more
+    /// (a fetch in flight at its source's switch): their pollers stopped.
+    async fn assert_only_polled(&self, polled: &str, stopped: &[(String, u64)]) {
+        let start = self.hits(polled);
+        eventually(DEADLINE, "ten more polls of the running source", || async {
+            (self.hits(polled) >= start + 10).then_some(())
+        })
+        .await;
+        for (doc, before) in stopped {
+            let now = self.hits(doc);
+            assert!(
+                now <= before + 1,
+                "the poller of {doc} still runs: {before} -> {now}"
+            );
+        }
+    }
+
     /// Rewrites the file with `cluster` and reloads `node` through `POST /reload`; returns the
     /// answer's status and body.
     async fn reload(&self, node: &Node, cluster: &str) -> (u16, String) {
@@ -273,11 +302,7 @@ async fn assert_switched_under_load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_static_primary_applies_at_the_reload_under_load() {
     let world = World::start().await;
-    let node = Arc::new(world.node(&world.static_source(0)).await);
-    wait_for_primary(&node, "primary-1").await;
-    let states = record_states(node.state());
-    let load = Load::start(&node);
-    load.wait_for(20).await;
+    let (node, states, load) = world.loaded(&world.static_source(0)).await;
 
     let (status, body) = world.reload(&node, &world.static_source(1)).await;
     assert_eq!(status, 200, "{body}");
@@ -292,11 +317,7 @@ async fn a_new_static_primary_applies_at_the_reload_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_http_source_url_and_poll_apply_under_load_and_the_old_poller_stops() {
     let world = World::start().await;
-    let node = Arc::new(world.node(&world.http_source("one", "50ms")).await);
-    wait_for_primary(&node, "primary-1").await;
-    let states = record_states(node.state());
-    let load = Load::start(&node);
-    load.wait_for(20).await;
+    let (node, states, load) = world.loaded(&world.http_source("one", "50ms")).await;
 
     let (status, body) = world.reload(&node, &world.http_source("two", "20ms")).await;
     assert_eq!(status, 200, "{body}");
@@ -307,17 +328,10 @@ async fn a_new_http_source_url_and_poll_apply_under_load_and_the_old_poller_stop
     let old_hits = world.hits("one");
     assert_switched_under_load(&node, load, &states, "primary-2").await;
 
-    // The old poller stopped: while the new one polls ten more times, the old document is
-    // fetched at most once more (a fetch in flight at the switch).
-    let new_hits = world.hits("two");
-    eventually(DEADLINE, "ten more polls of the new source", || async {
-        (world.hits("two") >= new_hits + 10).then_some(())
-    })
-    .await;
-    assert!(
-        world.hits("one") <= old_hits + 1,
-        "the old poller still runs"
-    );
+    // The old poller stopped.
+    world
+        .assert_only_polled("two", &[("one".to_owned(), old_hits)])
+        .await;
 
     // Only the poll interval changes: the source restarts with it, same document.
     let (status, body) = world.reload(&node, &world.http_source("two", "1h")).await;
@@ -381,10 +395,7 @@ async fn a_source_that_cannot_read_leaves_a_clear_answer_and_an_invalid_one_chan
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_source_changes_leaves_one_poller() {
     let world = World::start().await;
-    let node = Arc::new(world.node(&world.http_source("one", "20ms")).await);
-    wait_for_primary(&node, "primary-1").await;
-    let states = record_states(node.state());
-    let load = Load::start(&node);
+    let (node, states, load) = world.loaded(&world.http_source("one", "20ms")).await;
 
     // Thirty reloads, each a change of source (a document of its own, a poll of 10 to
     // 30 ms), as fast as they are answered.
@@ -398,19 +409,13 @@ async fn a_storm_of_source_changes_leaves_one_poller() {
             "{body}"
         );
     }
-    let before: Vec<u64> = docs.iter().map(|doc| world.hits(doc)).collect();
-    let first = world.hits("one");
+    let mut stopped: Vec<(String, u64)> = docs
+        .iter()
+        .map(|doc| (doc.clone(), world.hits(doc)))
+        .collect();
+    stopped.push(("one".to_owned(), world.hits("one")));
     assert_switched_under_load(&node, load, &states, "primary-2").await;
-    // Only the last source polls: while it polls ten more times, no other document is
-    // fetched more than once more (a fetch in flight at its switch).
-    let (last, earlier) = docs.split_last().unwrap();
-    let last_hits = world.hits(last);
-    eventually(DEADLINE, "ten more polls of the last source", || async {
-        (world.hits(last) >= last_hits + 10).then_some(())
-    })
-    .await;
-    assert!(world.hits("one") <= first + 1, "the first poller leaked");
-    for (doc, hits) in earlier.iter().zip(&before) {
-        assert!(world.hits(doc) <= hits + 1, "the poller of {doc} leaked");
-    }
+    // Only the last source polls.
+    let (last, _) = stopped.remove(docs.len() - 1);
+    world.assert_only_polled(&last, &stopped).await;
 }

@@ -127,6 +127,13 @@ pub enum SourceSpec {
     Mysql(MysqlSpec),
 }
 
+impl SourceSpec {
+    /// The source's `cluster.source` name (`"static"`, `"http"`, ...), as logs name it.
+    pub fn name(&self) -> &'static str {
+        source_label(self)
+    }
+}
+
 /// Settings of the Patroni source.
 #[derive(Clone, Debug)]
 pub struct PatroniSpec {

@@ -205,18 +205,6 @@ pub(crate) fn first_read_bound(spec: &SourceSpec) -> Duration {
     own + SLACK
 }
 
-/// The `cluster.source` name of `spec`.
-pub(crate) fn source_name(spec: &SourceSpec) -> &'static str {
-    match spec {
-        SourceSpec::Static { .. } => "static",
-        SourceSpec::Litefs(_) => "litefs",
-        SourceSpec::Http(_) => "http",
-        SourceSpec::Postgres(_) => "postgres",
-        SourceSpec::Patroni(_) => "patroni",
-        SourceSpec::Mysql(_) => "mysql",
-    }
-}
-
 /// The relay task's fixed parts.
 struct Relay {
     node: Arc<str>,
@@ -260,7 +248,7 @@ impl Relay {
                     },
                 },
             };
-            let source = source_name(&restart.spec);
+            let source = restart.spec.name();
             let bound = restart.bound;
             let candidate =
                 ClusterHandle::start(self.node.clone(), restart.spec.clone(), self.demand.clone());
