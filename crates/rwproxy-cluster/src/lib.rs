@@ -403,6 +403,7 @@ mod tests {
         ];
         for (spec, name) in rows {
             assert_eq!(source_label(&spec), name);
+            assert_eq!(spec.name(), name);
             let (tx, _rx) = watch::channel(NodeState::unknown("starting"));
             assert_eq!(Publisher::new(tx, source_label(&spec)).source(), name);
         }

@@ -367,4 +367,22 @@ mod tests {
             vec!["node", "proxy.listen", "health.rise", "log.format"]
         );
     }
+
+    #[test]
+    fn a_source_change_is_live_but_to_litefs_names_its_primary_name_check() {
+        let running = parse(BASE);
+        let http = parse(&BASE.replace(
+            "source = \"static\"\n        primary = \"a\"",
+            "source = \"http\"\n        url = \"http://127.0.0.1:9/status\"",
+        ));
+        assert_eq!(start_only_changes(&running, &http), Vec::<&str>::new());
+        let litefs = parse(&BASE.replace(
+            "source = \"static\"\n        primary = \"a\"",
+            "source = \"litefs\"\n        mount = \"/litefs\"",
+        ));
+        assert_eq!(
+            start_only_changes(&running, &litefs),
+            vec!["cluster.source (to or from litefs: the primary-name check)"]
+        );
+    }
 }
