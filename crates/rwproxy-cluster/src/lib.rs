@@ -127,6 +127,13 @@ pub enum SourceSpec {
     Mysql(MysqlSpec),
 }
 
+impl SourceSpec {
+    /// The source's `cluster.source` name (`"static"`, `"http"`, ...), as logs name it.
+    pub fn name(&self) -> &'static str {
+        source_label(self)
+    }
+}
+
 /// Settings of the Patroni source.
 #[derive(Clone, Debug)]
 pub struct PatroniSpec {
@@ -396,6 +403,7 @@ mod tests {
         ];
         for (spec, name) in rows {
             assert_eq!(source_label(&spec), name);
+            assert_eq!(spec.name(), name);
             let (tx, _rx) = watch::channel(NodeState::unknown("starting"));
             assert_eq!(Publisher::new(tx, source_label(&spec)).source(), name);
         }

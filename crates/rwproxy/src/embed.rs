@@ -34,7 +34,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use rwproxy_cluster::ClusterHandle;
 use rwproxy_core::NodeState;
 use rwproxy_http::health::HealthView;
 use rwproxy_http::{serve, Admin, Draining, ListenerLimits, RwproxyLayer};
@@ -44,7 +43,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigErrors, Problem};
-use crate::node::Core;
+use crate::node::{Core, SourceSwitch};
 
 /// `proxy.app` of an embedded node: never contacted (the app's own service takes its place),
 /// filled in when the configuration leaves it out.
@@ -148,7 +147,7 @@ pub struct EmbeddedNode {
     stop: CancellationToken,
     admin_addr: Option<SocketAddr>,
     admin_server: Option<JoinHandle<()>>,
-    _cluster: ClusterHandle,
+    _cluster: SourceSwitch,
 }
 
 impl EmbeddedNode {

@@ -6,7 +6,6 @@
 use std::io;
 use std::sync::Arc;
 
-use rwproxy_cluster::ClusterHandle;
 use rwproxy_core::{Demand, NodeState};
 use rwproxy_http::health::{self, HealthTracker, PeerView, SharedHealth};
 use rwproxy_http::history::{self, History, HistorySize, LagLimits, Observed, PeerTable};
@@ -17,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 use super::fail_static::PeerJudge;
 use super::mapping::{app_check, proxy_params, source_spec};
 use super::peers::PeerPoller;
+use super::source_switch::SourceSwitch;
 use super::state_watch::{watch_state, Watch};
 use crate::config::Config;
 use crate::config::SourceConfig;
-use crate::probe;
 
 /// A started node core. Its tasks stop when `stop` is cancelled; the cluster source stops
-/// when `cluster` is dropped.
+/// when `cluster` is dropped (a reload restarts it through `cluster`'s control).
 pub(crate) struct Core {
     pub(crate) proxy: Proxy,
     pub(crate) admin: Admin,
@@ -31,7 +30,7 @@ pub(crate) struct Core {
     pub(crate) draining: Draining,
     pub(crate) demand: Demand,
     pub(crate) stop: CancellationToken,
-    pub(crate) cluster: ClusterHandle,
+    pub(crate) cluster: SourceSwitch,
 }
 
 impl Core {
@@ -46,8 +45,8 @@ impl Core {
             .collect();
         let demand = Demand::default();
         let spec = source_spec(config);
-        let probe = probe::for_source(node.clone(), &spec);
-        let cluster = ClusterHandle::start(node.clone(), spec, demand.clone());
+        let cluster = SourceSwitch::start(node.clone(), spec, demand.clone());
+        let probe = cluster.probe();
         let state = cluster.subscribe();
         let metrics = Arc::new(Metrics::new(&databases, env!("CARGO_PKG_VERSION")));
         metrics.max_lag(config.reads.max_lag, config.health.max_lag);

@@ -4,7 +4,6 @@
 use std::io;
 use std::net::SocketAddr;
 
-use rwproxy_cluster::ClusterHandle;
 use rwproxy_core::{Demand, NodeState};
 use rwproxy_http::health;
 use rwproxy_http::{
@@ -25,10 +24,12 @@ mod peers;
 mod primary_name;
 mod reload;
 mod reload_endpoint;
+mod source_switch;
 mod state_watch;
 
 pub(crate) use self::core::Core;
 pub use self::reload::{reload_on_hangup, Applied, Refused, Reloader};
+pub(crate) use self::source_switch::SourceSwitch;
 
 /// Binds the listener of configuration key `key`; the error names the key, so that several
 /// nodes on one host colliding on a default port (`admin.listen` is `127.0.0.1:9090`) know
@@ -57,7 +58,7 @@ pub struct Node {
     stop: CancellationToken,
     servers: Vec<JoinHandle<()>>,
     reloader: Reloader,
-    _cluster: ClusterHandle,
+    _cluster: SourceSwitch,
 }
 
 impl Node {
@@ -102,6 +103,7 @@ impl Node {
             live_proxy.clone(),
             live_service.clone(),
             started_admin.history.clone(),
+            cluster.control(),
         );
         let service = LiveService::new(live_service);
         let drain = config.proxy.drain_timeout;

@@ -5,6 +5,10 @@
 //!
 //! The swap is one [`Live`] store: requests already running finish under the parameters they
 //! started with, a connection's next request gets the new ones.
+//!
+//! Changed cluster source settings restart the source first ([`super::source_switch`]): the
+//! reload waits until the new source has read the cluster (or its bound passed), then swaps
+//! the pipeline, so the two change as close together as they can.
 
 use std::fmt::Debug;
 use std::path::PathBuf;
@@ -13,8 +17,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rwproxy_http::history::{EventKind, Happening};
 use rwproxy_http::{History, Live, Proxy, ProxyService};
 
-use super::mapping::proxy_params;
-use crate::config::{self, Config, ConfigErrors};
+use super::mapping::{proxy_params, source_spec};
+use super::source_switch::{Restarted, SourceControl};
+use crate::config::{self, Config, ConfigErrors, SourceConfig};
 use crate::logging::LogLevel;
 
 /// Re-reads the configuration file and applies it. Cheap to clone; reloads run one at a time.
@@ -35,6 +40,10 @@ struct Inner {
     serial: tokio::sync::Mutex<()>,
     /// Each reload's outcome is an event of the node's history.
     history: History,
+    /// Restarts the cluster source.
+    source: SourceControl,
+    /// The source settings running now (the last ones a reload restarted the source with).
+    running_source: Mutex<SourceConfig>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -49,6 +58,8 @@ pub struct Applied {
     /// Keys whose value in the file differs from the running one but only take effect at
     /// start (`proxy.listen`, `proxy.workers`, ...): the rest was applied.
     pub needs_restart: Vec<&'static str>,
+    /// How the restart of the cluster source went, when its settings changed (one line).
+    pub source: Option<String>,
 }
 
 /// Why a reload changed nothing.
@@ -72,10 +83,13 @@ impl Reloader {
         proxy: Live<Proxy>,
         service: Live<ProxyService>,
         history: History,
+        source: SourceControl,
     ) -> Self {
         Reloader {
             inner: Arc::new(Inner {
                 history,
+                source,
+                running_source: Mutex::new(started.cluster.source.clone()),
                 file: Mutex::new(None),
                 log_level: Mutex::new(LogLevel::default()),
                 started,
@@ -104,7 +118,7 @@ impl Reloader {
         let outcome = match file {
             None => Err(Refused::NoFile),
             Some(path) => match tokio::task::spawn_blocking(move || config::load(&path)).await {
-                Ok(Ok(config)) => self.apply(&config),
+                Ok(Ok(config)) => self.apply(&config).await,
                 Ok(Err(problems)) => Err(Refused::Invalid(problems)),
                 Err(error) => Err(Refused::Unusable(format!(
                     "reading the file failed: {error}"
@@ -130,8 +144,15 @@ impl Reloader {
         }
         // The node's history tells the story too (`/events`, the operator's page).
         let what = match &outcome {
-            Ok(applied) if applied.needs_restart.is_empty() => String::new(),
-            Ok(applied) => format!("restart to apply {}", applied.needs_restart.join(", ")),
+            Ok(applied) => {
+                let restart = (!applied.needs_restart.is_empty())
+                    .then(|| format!("restart to apply {}", applied.needs_restart.join(", ")));
+                restart
+                    .into_iter()
+                    .chain(applied.source.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
             Err(Refused::Invalid(problems)) => format!(
                 "refused: {}",
                 problems
@@ -148,8 +169,9 @@ impl Reloader {
         outcome
     }
 
-    /// Swaps `config`'s parameters in. Nothing is swapped unless all of them could be built.
-    fn apply(&self, config: &Config) -> Result<Applied, Refused> {
+    /// Swaps `config`'s parameters in, after restarting the cluster source when its settings
+    /// changed. Nothing changes unless all the parameters could be built.
+    async fn apply(&self, config: &Config) -> Result<Applied, Refused> {
         let started = &self.inner.started;
         let running = self.inner.proxy.load();
         // The node's name and databases belong to the cluster source, which keeps running.
@@ -159,6 +181,7 @@ impl Reloader {
             running.params().consistency.databases.clone(),
         )
         .map_err(|error| Refused::Unusable(error.to_string()))?;
+        let source = self.restart_source(config).await;
         let next = running.reconfigured(params);
         self.inner.service.store(next.service());
         next.metrics()
@@ -169,7 +192,26 @@ impl Reloader {
         }
         Ok(Applied {
             needs_restart: start_only_changes(started, config),
+            source,
         })
+    }
+
+    /// Restarts the cluster source when `config`'s settings for it differ from the running
+    /// ones; returns how that went. The node's name and databases stay the started ones
+    /// (both are start-only).
+    async fn restart_source(&self, config: &Config) -> Option<String> {
+        let wanted = &config.cluster.source;
+        if !differs(&*lock(&self.inner.running_source), wanted) {
+            return None;
+        }
+        let mut effective = config.clone();
+        effective.node = self.inner.started.node.clone();
+        effective.cluster.databases = self.inner.started.cluster.databases.clone();
+        let outcome = self.inner.source.restart(source_spec(&effective)).await;
+        if outcome != Restarted::Abandoned {
+            *lock(&self.inner.running_source) = wanted.clone();
+        }
+        Some(outcome.to_string())
     }
 }
 
@@ -211,8 +253,12 @@ fn start_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
             "admin.agent_listen",
             r.admin.agent_listen != n.admin.agent_listen,
         ),
-        // The source and its settings (`cluster.source`, `mount`, `url`, `poll`, ...).
-        ("cluster", differs(&r.cluster.source, &n.cluster.source)),
+        // The source and its settings restart live, but the LiteFS primary-name check runs
+        // beside a LiteFS source only when the node started with one.
+        (
+            "cluster.source (to or from litefs: the primary-name check)",
+            is_litefs(&r.cluster.source) != is_litefs(&n.cluster.source),
+        ),
         // The peer poller and the fail-static policy are set up once, beside the source.
         (
             "cluster.peers, cluster.peers_dns, cluster.peer_poll, health.fail_static*",
@@ -238,6 +284,10 @@ fn start_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     keys.into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
         .collect()
+}
+
+fn is_litefs(source: &SourceConfig) -> bool {
+    matches!(source, SourceConfig::Litefs { .. })
 }
 
 /// For settings without `PartialEq` (enums of paths and URLs): their debug forms differ.
@@ -314,13 +364,25 @@ mod tests {
         );
         assert_eq!(
             start_only_changes(&running, &new),
-            vec![
-                "node",
-                "proxy.listen",
-                "cluster",
-                "health.rise",
-                "log.format"
-            ]
+            vec!["node", "proxy.listen", "health.rise", "log.format"]
+        );
+    }
+
+    #[test]
+    fn a_source_change_is_live_but_to_litefs_names_its_primary_name_check() {
+        let running = parse(BASE);
+        let http = parse(&BASE.replace(
+            "source = \"static\"\n        primary = \"a\"",
+            "source = \"http\"\n        url = \"http://127.0.0.1:9/status\"",
+        ));
+        assert_eq!(start_only_changes(&running, &http), Vec::<&str>::new());
+        let litefs = parse(&BASE.replace(
+            "source = \"static\"\n        primary = \"a\"",
+            "source = \"litefs\"\n        mount = \"/litefs\"",
+        ));
+        assert_eq!(
+            start_only_changes(&running, &litefs),
+            vec!["cluster.source (to or from litefs: the primary-name check)"]
         );
     }
 }

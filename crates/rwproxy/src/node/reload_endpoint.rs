@@ -17,7 +17,8 @@ pub(super) fn wants<B>(request: &Request<B>) -> bool {
     request.uri().path() == PATH
 }
 
-/// Reloads on `POST`: 200 and `reloaded` (then one line per key that needs a restart), or
+/// Reloads on `POST`: 200 and `reloaded` (then how a restart of the cluster source went, when
+/// its settings changed, and one line per key that needs a restart), or
 /// 422 with the problems one a line as `rwproxy check` prints them (409 when the node has no
 /// file to re-read). Other methods: 405.
 pub(super) async fn answer(method: &Method, reloader: &Reloader) -> Response<Body> {
@@ -35,6 +36,10 @@ pub(super) async fn answer(method: &Method, reloader: &Reloader) -> Response<Bod
     match reloader.reload().await {
         Ok(applied) => {
             let mut body = String::from("reloaded\n");
+            if let Some(source) = applied.source {
+                body.push_str(&source);
+                body.push('\n');
+            }
             for key in applied.needs_restart {
                 body.push_str(&format!(
                     "{key}: changed, but takes effect only at start (restart to apply it)\n"
