@@ -3,11 +3,12 @@
 //! streamed bodies (a client's body that breaks mid-way is reported as the client's fault only
 //! by the HTTP/1.1 client: the h2 crate drops the cause), and for a primary found not to speak
 //! HTTP/2 (a server other than rwproxy behind `primary_url`; see [`crate::upstream::multiplex`]).
-//! While the primary's protocol is not known yet (right after it changed, before the warmer
-//! heard its SETTINGS), writes take HTTP/1.1 too: a connection made for them costs the same
-//! round trips, and no write waits for the verdict. Without warm connections
+//! While a plain-text primary's protocol is not known yet (right after it changed, before the
+//! warmer heard its SETTINGS), writes take HTTP/1.1 too: a connection made for them costs the
+//! same round trips, and no write waits for the verdict. Without warm connections
 //! (`writes.warm_connections = 0`) nobody else asks, so the first write's HTTP/2 connection
-//! waits for the verdict instead.
+//! waits for the verdict instead. Over TLS, ALPN tells the protocol within the handshake, so
+//! writes take HTTP/2 from the start.
 
 use std::io;
 
@@ -37,7 +38,7 @@ pub(super) async fn send(
     let http2_known = match shared.multiplexed.protocol(target) {
         Some(PeerProtocol::Http2) => true,
         Some(PeerProtocol::Http1) => false,
-        None => params.warm_path.warm_connections == 0,
+        None => target.is_https() || params.warm_path.warm_connections == 0,
     };
     if !params.warm_path.http2
         || !http2_known

@@ -16,7 +16,8 @@
 //!
 //! A write is only handed to a connection whose peer is known to speak HTTP/2: a warm
 //! connection joins the set once the peer's SETTINGS frame arrived ([`super::sniff`]), and a
-//! connection opened for a request waits for it too while the origin's protocol is unknown. A
+//! plain-text connection opened for a request waits for it too while the origin's protocol is
+//! unknown (over TLS, ALPN `h2` is the peer's word). A
 //! peer that answers otherwise (an HTTP/1.1-only server behind `primary_url`: LiteFS's proxy,
 //! nginx, a Go `net/http` server) is remembered as [`PeerProtocol::Http1`] until the primary
 //! changes; the caller then forwards over HTTP/1.1 ([`SendError::Connect`] with
@@ -320,12 +321,15 @@ impl Multiplexed {
                 );
                 return Err(not_http2());
             }
+            self.learned(target, PeerProtocol::Http2, "ALPN h2");
             self.handshake(stream).await?
         } else {
             self.handshake(stream).await?
         };
-        let must_hear =
-            reason == OpenReason::Warm || self.protocol(target) != Some(PeerProtocol::Http2);
+        // A warm connection is heard from before it counts as ready (a dead one never does);
+        // over TLS, ALPN already told the protocol.
+        let must_hear = reason == OpenReason::Warm
+            || (!target.is_https() && self.protocol(target) != Some(PeerProtocol::Http2));
         if must_hear {
             let heard = tokio::time::timeout_at(started + timeout, heard)
                 .await
