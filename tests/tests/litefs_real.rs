@@ -32,8 +32,8 @@ databases = ["db.sqlite"]
 api = "http://127.0.0.1:{api}"
 [writes]
 primary_url = "{primary_url}"
-# LiteFS's proxy speaks HTTP/1.1 only (no h2c), as the migration guide says.
-http2 = false
+# No `http2 = false`: LiteFS's proxy speaks HTTP/1.1 only, which the replica finds out on its
+# warm-up connection (writes then go over HTTP/1.1), as the migration guide says.
 [health]
 path = "/litefs/health"
 "#,
@@ -89,6 +89,12 @@ async fn a_mixed_cluster_of_litefs_proxies_and_rwproxy_keeps_writes_and_cookies(
         .await;
     assert_eq!(r.status(), 200, "{:?}", r.headers());
     let litefs_cookie = txid_cookie(&r);
+    // LiteFS's proxy was found not to speak HTTP/2 (h2c), once.
+    let admin = format!("http://{}", replica.admin_addr().unwrap());
+    eventually(Duration::from_secs(10), "the HTTP/1.1 fallback", || {
+        rwproxy_tests::metrics_line(&admin, |l| l == "rwproxy_primary_http2_fallbacks_total 1")
+    })
+    .await;
     // Read back on the replica with LiteFS's cookie: rwproxy waits for real replication.
     let r = client
         .get(format!("{}/", url(&replica)))

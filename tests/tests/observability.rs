@@ -172,6 +172,8 @@ async fn metrics_after_traffic_match_the_contract_and_pass_promtool() {
             "version" => value == env!("CARGO_PKG_VERSION"),
             "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
             "result" => value == "success" || value == "failure",
+            // TLS handshakes to the primary (rwproxy_primary_tls_handshakes_total).
+            "kind" => value == "full" || value == "resumed",
             _ => false,
         };
         assert!(allowed, "label {label}={value:?} is not from a fixed set");

@@ -54,6 +54,7 @@ impl Admin {
                         .created_demand
                         .load(std::sync::atomic::Ordering::Relaxed),
                 );
+                metrics.primary_protocol(counts);
                 respond::plain(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",

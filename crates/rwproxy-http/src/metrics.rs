@@ -68,6 +68,9 @@ struct PrimaryPathMetrics {
     warm: Gauge,
     created_warm: Counter,
     created_demand: Counter,
+    http2_fallbacks: Counter,
+    tls_full: Counter,
+    tls_resumed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -228,6 +231,15 @@ impl Metrics {
                     "rwproxy_primary_connections_created_total",
                     vec![Label::from_static_parts("reason", "demand")],
                 ),
+                http2_fallbacks: counter("rwproxy_primary_http2_fallbacks_total", vec![]),
+                tls_full: counter(
+                    "rwproxy_primary_tls_handshakes_total",
+                    vec![Label::from_static_parts("kind", "full")],
+                ),
+                tls_resumed: counter(
+                    "rwproxy_primary_tls_handshakes_total",
+                    vec![Label::from_static_parts("kind", "resumed")],
+                ),
             },
             client_write_timeouts: counter("rwproxy_client_write_timeouts_total", vec![]),
             reloads: ReloadMetrics::register(&recorder),
@@ -368,6 +380,16 @@ impl Metrics {
         m.warm.set(warm as f64);
         m.created_warm.absolute(created_warm);
         m.created_demand.absolute(created_demand);
+    }
+
+    /// Sets the counts of the path to the primary's protocol (at scrape time): primaries found
+    /// not to speak HTTP/2, and TLS handshakes to primaries, full and resumed.
+    pub fn primary_protocol(&self, counts: &crate::upstream::multiplex::ConnectionCounts) {
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        let m = &self.primary_path;
+        m.http2_fallbacks.absolute(load(&counts.http2_fallbacks));
+        m.tls_full.absolute(load(&counts.tls_full));
+        m.tls_resumed.absolute(load(&counts.tls_resumed));
     }
 
     /// Sets the requests waiting for a connection to the local app (at scrape time).
@@ -512,6 +534,16 @@ fn describe(recorder: &PrometheusRecorder) {
             "rwproxy_primary_connections_created_total",
             None,
             "Connections opened to the primary's rwproxy: ahead of writes (warm) or by a write that found none (demand).",
+        ),
+        d(
+            "rwproxy_primary_http2_fallbacks_total",
+            None,
+            "Primaries found not to speak HTTP/2 (h2c or ALPN h2): forwarded to over HTTP/1.1 until the primary changes.",
+        ),
+        d(
+            "rwproxy_primary_tls_handshakes_total",
+            None,
+            "TLS handshakes to the primary: full (certificates checked) or resumed (an earlier session's ticket).",
         ),
         d(
             "rwproxy_client_write_timeouts_total",

@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod headers;
 pub mod multiplex;
 pub mod pool;
+pub(crate) mod sniff;
 pub mod warm;
 
 pub use pool::{Pool, SendError, Target};

@@ -13,6 +13,15 @@
 //! ([`SendError::Sent`]). A stream reset with `REFUSED_STREAM` is also unsent by the protocol's
 //! word, but hyper does not hand the body back, so it is reported as sent: never delivered
 //! twice, at worst answered with an error.
+//!
+//! A write is only handed to a connection whose peer is known to speak HTTP/2: a warm
+//! connection joins the set once the peer's SETTINGS frame arrived ([`super::sniff`]), and a
+//! plain-text connection opened for a request waits for it too while the origin's protocol is
+//! unknown (over TLS, ALPN `h2` is the peer's word). A
+//! peer that answers otherwise (an HTTP/1.1-only server behind `primary_url`: LiteFS's proxy,
+//! nginx, a Go `net/http` server) is remembered as [`PeerProtocol::Http1`] until the primary
+//! changes; the caller then forwards over HTTP/1.1 ([`SendError::Connect`] with
+//! `ErrorKind::Unsupported`, the request untouched). Over TLS, ALPN decides the same.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,16 +34,22 @@ use http::{Request, Response, Uri, Version};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 use super::pool::{retry_unsent, SendError, Target};
+use super::sniff::{self, Heard, Sniffed};
 use crate::body::Body;
 use crate::tls::UpstreamTls;
 
-/// How often an idle connection is PINGed; well under the usual idle timeouts of NATs and load
-/// balancers (60 s and more), and what bounds how long a silently dead connection goes unseen.
-pub const PING_INTERVAL: Duration = Duration::from_secs(10);
-/// A PING unanswered this long closes the connection.
-pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection that received nothing for this long is PINGed (idle or not); well under the
+/// usual idle timeouts of NATs and load balancers (60 s and more). With [`PING_TIMEOUT`] it
+/// bounds how long a silently dead connection (a link that drops packets without closing)
+/// holds a write handed to it: at most 8 s after the last frame from the primary, then the
+/// write is answered 502 `primary-failed` (it may have been applied) and never resent.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// A PING unanswered this long closes the connection: many round trips even across the
+/// planet (250 ms), room for a few TCP retransmissions of the PING or its answer.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a connection was opened (the `reason` label of
 /// `rwproxy_primary_connections_created_total`).
@@ -55,6 +70,13 @@ pub struct ConnectionCounts {
     pub created_warm: AtomicU64,
     /// Opened by a request that found none ([`OpenReason::Demand`]).
     pub created_demand: AtomicU64,
+    /// Primaries found not to speak HTTP/2 (so forwarded to over HTTP/1.1 until the primary
+    /// changes).
+    pub http2_fallbacks: AtomicU64,
+    /// TLS handshakes to primaries that were full ones (certificates checked).
+    pub tls_full: AtomicU64,
+    /// TLS handshakes to primaries that resumed an earlier session.
+    pub tls_resumed: AtomicU64,
 }
 
 impl ConnectionCounts {
@@ -65,6 +87,24 @@ impl ConnectionCounts {
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Counts a finished TLS handshake by kind (resumed or full).
+    pub(crate) fn tls_handshake(&self, kind: Option<rustls::HandshakeKind>) {
+        let counter = match kind {
+            Some(rustls::HandshakeKind::Resumed) => &self.tls_resumed,
+            _ => &self.tls_full,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a primary's rwproxy (or whatever `primary_url` reaches) was found to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerProtocol {
+    /// HTTP/2: its first frame was SETTINGS (h2c), or it chose `h2` by ALPN.
+    Http2,
+    /// HTTP/1.1 only: requests to it take the HTTP/1.1 pool.
+    Http1,
 }
 
 /// The multiplexed connections, per primary.
@@ -80,6 +120,8 @@ struct Inner {
     /// One connect at a time per pool: concurrent requests finding no connection wait for the
     /// one being made rather than each opening their own.
     connecting: tokio::sync::Mutex<()>,
+    /// What each target was found to speak; absent: not known yet.
+    protocols: Mutex<HashMap<Authority, PeerProtocol>>,
     tls: Option<UpstreamTls>,
     counts: Arc<ConnectionCounts>,
     /// Next connection to use, round robin.
@@ -93,6 +135,7 @@ impl Multiplexed {
             inner: Arc::new(Inner {
                 conns: Mutex::default(),
                 connecting: tokio::sync::Mutex::new(()),
+                protocols: Mutex::default(),
                 tls,
                 counts,
                 next: AtomicUsize::new(0),
@@ -117,10 +160,41 @@ impl Multiplexed {
     }
 
     /// Forgets every connection to targets other than `keep` (a primary that is no longer
-    /// one): they close once their requests in flight end.
+    /// one): they close once their requests in flight end. What they speak is forgotten too:
+    /// a node that is primary again is asked again.
     pub fn retain_only(&self, keep: Option<&Target>) {
-        self.conns()
-            .retain(|authority, _| keep.is_some_and(|t| t.authority == *authority));
+        let kept = |authority: &Authority| keep.is_some_and(|t| t.authority == *authority);
+        self.conns().retain(|authority, _| kept(authority));
+        self.protocols().retain(|authority, _| kept(authority));
+    }
+
+    fn protocols(&self) -> MutexGuard<'_, HashMap<Authority, PeerProtocol>> {
+        self.inner
+            .protocols
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What `target` was found to speak, if it is known yet.
+    pub fn protocol(&self, target: &Target) -> Option<PeerProtocol> {
+        self.protocols().get(&target.authority).copied()
+    }
+
+    /// Records what `target` speaks; the first time it is found not to speak HTTP/2 is counted
+    /// and logged (once per primary: forgotten when the primary changes).
+    fn learned(&self, target: &Target, protocol: PeerProtocol, why: &str) {
+        let before = self.protocols().insert(target.authority.clone(), protocol);
+        if protocol == PeerProtocol::Http1 && before != Some(PeerProtocol::Http1) {
+            self.inner
+                .counts
+                .http2_fallbacks
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                upstream = %target.authority,
+                why,
+                "the primary does not speak HTTP/2; forwarding to it over HTTP/1.1 until the primary changes"
+            );
+        }
     }
 
     /// A live connection to `target`, round robin, if any.
@@ -153,12 +227,16 @@ impl Multiplexed {
     }
 
     /// A connection for a request: a live one, else one opened now (one connect at a time; who
-    /// waited for it uses it).
+    /// waited for it uses it). A target known to speak HTTP/1.1 only is refused at once
+    /// (`ErrorKind::Unsupported`).
     async fn checkout(
         &self,
         target: &Target,
         connect_timeout: Duration,
     ) -> io::Result<http2::SendRequest<Body>> {
+        if self.protocol(target) == Some(PeerProtocol::Http1) {
+            return Err(not_http2());
+        }
         if let Some(sender) = self.pick(target) {
             return Ok(sender);
         }
@@ -207,7 +285,9 @@ impl Multiplexed {
         }
     }
 
-    /// One new connection: TCP, TLS with ALPN `h2` for `https`, the HTTP/2 handshake.
+    /// One new connection: TCP, TLS with ALPN `h2` for `https`, the HTTP/2 handshake. A warm
+    /// connection, and any connection to a target not yet known to speak HTTP/2, is returned
+    /// only once the peer's SETTINGS frame arrived: a dead or foreign peer never gets a write.
     async fn open(
         &self,
         target: &Target,
@@ -220,7 +300,7 @@ impl Multiplexed {
             .await
             .map_err(|_| timed_out())??;
         stream.set_nodelay(true)?;
-        let sender = if target.is_https() {
+        let (sender, heard) = if target.is_https() {
             let Some(tls) = &self.inner.tls else {
                 return Err(io::Error::other("https upstream without a TLS client"));
             };
@@ -230,25 +310,54 @@ impl Multiplexed {
             )
             .await
             .map_err(|_| timed_out())??;
+            self.inner
+                .counts
+                .tls_handshake(stream.get_ref().1.handshake_kind());
             if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "the primary did not agree to HTTP/2 (ALPN h2)",
-                ));
+                self.learned(
+                    target,
+                    PeerProtocol::Http1,
+                    "it did not agree to HTTP/2 by ALPN",
+                );
+                return Err(not_http2());
             }
+            self.learned(target, PeerProtocol::Http2, "ALPN h2");
             self.handshake(stream).await?
         } else {
             self.handshake(stream).await?
         };
+        // A warm connection is heard from before it counts as ready (a dead one never does);
+        // over TLS, ALPN already told the protocol.
+        let must_hear = reason == OpenReason::Warm
+            || (!target.is_https() && self.protocol(target) != Some(PeerProtocol::Http2));
+        if must_hear {
+            let heard = tokio::time::timeout_at(started + timeout, heard)
+                .await
+                .map_err(|_| timed_out())?
+                .unwrap_or(Heard::NotHttp2(sniff::CLOSED_EARLY));
+            match heard {
+                Heard::Settings => self.learned(target, PeerProtocol::Http2, "SETTINGS"),
+                Heard::NotHttp2(why) => {
+                    // Dropping the sender closes the connection: nothing was sent on it.
+                    self.learned(target, PeerProtocol::Http1, why);
+                    return Err(not_http2());
+                }
+            }
+        }
         self.inner.counts.created(reason);
         tracing::debug!(upstream = %target.authority, ?reason, "HTTP/2 connection to the primary opened");
         Ok(sender)
     }
 
-    async fn handshake<S>(&self, stream: S) -> io::Result<http2::SendRequest<Body>>
+    /// The HTTP/2 handshake over `stream`, and the verdict on the peer's first bytes.
+    async fn handshake<S>(
+        &self,
+        stream: S,
+    ) -> io::Result<(http2::SendRequest<Body>, oneshot::Receiver<Heard>)>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let (stream, heard) = Sniffed::new(stream);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(PING_INTERVAL)
@@ -265,8 +374,16 @@ impl Multiplexed {
             }
             counts.open.fetch_sub(1, Ordering::Relaxed);
         });
-        Ok(sender)
+        Ok((sender, heard))
     }
+}
+
+/// The error that sends a request to the HTTP/1.1 pool: the primary does not speak HTTP/2.
+fn not_http2() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "the primary does not speak HTTP/2",
+    )
 }
 
 /// The request as HTTP/2 sends it: an absolute URI whose authority is the request's `Host`

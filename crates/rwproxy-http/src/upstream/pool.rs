@@ -595,6 +595,9 @@ async fn connect(
         tokio::time::timeout_at(started + timeout, tls.connect(target.host_port().0, stream))
             .await
             .map_err(|_| timed_out())??;
+    if let Some(counts) = &counts {
+        counts.tls_handshake(stream.get_ref().1.handshake_kind());
+    }
     handshake(stream, open, counts).await
 }
 

@@ -6,7 +6,8 @@
 //! PINGs keep them open and find dead ones, the warmer replaces what closed. With HTTP/1.1,
 //! idle pooled connections are replaced once they have been idle for [`HTTP1_REFRESH`], before
 //! the primary's `proxy.header_timeout` (30 s by default) or this pool's 60 s idle timeout
-//! closes them.
+//! closes them. A primary found not to speak HTTP/2 (see [`super::multiplex`]) gets HTTP/1.1
+//! warm connections instead, until the primary changes.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use rwproxy_core::NodeState;
 use tokio::sync::watch;
 
-use super::multiplex::Multiplexed;
+use super::multiplex::{Multiplexed, PeerProtocol};
 use super::pool::{Pool, Target};
 use crate::params::PrimaryUrl;
 
@@ -90,13 +91,18 @@ impl Warmer {
 
     async fn warm(&self, target: &Target) {
         let want = self.params.warm_connections;
-        let warmed = if self.params.http2 {
-            self.http2.fill(target, want, self.connect_timeout).await
-        } else {
-            self.http1
+        let http1_only = || self.http2.protocol(target) == Some(PeerProtocol::Http1);
+        let mut warmed = Ok(());
+        if self.params.http2 && !http1_only() {
+            warmed = self.http2.fill(target, want, self.connect_timeout).await;
+        }
+        // Also right after the HTTP/2 warm-up found the primary speaks HTTP/1.1 only.
+        if !self.params.http2 || http1_only() {
+            warmed = self
+                .http1
                 .warm(target, want, self.connect_timeout, HTTP1_REFRESH)
-                .await
-        };
+                .await;
+        }
         if let Err(error) = warmed {
             tracing::debug!(upstream = %target.authority, %error, "could not warm connections to the primary");
         }
