@@ -1,7 +1,8 @@
 //! A small app that keeps its data in its own node's PostgreSQL server: `POST /items/NAME`
 //! inserts a row (with `synchronous_commit = off`, the hardest case for a token), `GET
 //! /items/NAME` answers 200 when the row is visible on this server and 404 when not. A write on
-//! a replica fails the way a real app does (500: read-only transaction).
+//! a replica fails the way a real app does (500: read-only transaction). It serves the history
+//! checker's key-value workload too ([`crate::pg_kv`], `/kv/KEY`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -112,6 +113,9 @@ async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(key) = req.uri().path().strip_prefix("/kv/").map(str::to_owned) {
+        return Ok(handle_kv(req, &key, &shared).await);
+    }
     let Some(item) = req.uri().path().strip_prefix("/items/").map(str::to_owned) else {
         return Ok(text(StatusCode::NOT_FOUND, "no such route\n".into()));
     };
@@ -137,6 +141,29 @@ async fn handle(
         ),
     };
     Ok(answer)
+}
+
+/// A `/kv/KEY` request ([`crate::pg_kv`]) over the shared connection.
+async fn handle_kv(req: Request<Incoming>, key: &str, shared: &Shared) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+        return text(StatusCode::BAD_REQUEST, "incomplete body\n".into());
+    };
+    let request = match crate::pg_kv::KvRequest::parse(&method, key, &body) {
+        Ok(request) => request,
+        Err((status, why)) => return text(status, why.into()),
+    };
+    let answer = match client(shared).await {
+        Ok(client) => crate::pg_kv::run(&client, &shared.name, request).await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(body) => text(StatusCode::OK, body),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}\n", shared.name),
+        ),
+    }
 }
 
 /// The shared connection, opened (with `synchronous_commit = off` for the whole session, the

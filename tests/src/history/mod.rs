@@ -11,6 +11,8 @@ pub mod cluster;
 pub mod faults;
 pub mod ledger;
 pub mod op;
+pub mod patroni;
+pub mod patroni_faults;
 
 use std::time::{Duration, Instant};
 
