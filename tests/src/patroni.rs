@@ -299,6 +299,7 @@ impl PatroniCluster {
         let setup = cluster.sql(
             0,
             "CREATE ROLE rwproxy LOGIN IN ROLE pg_monitor; \
+             GRANT EXECUTE ON FUNCTION pg_read_file(text) TO rwproxy; \
              CREATE TABLE items (name text PRIMARY KEY);",
         );
         setup.await;

@@ -2,7 +2,9 @@
 //! ([`client`]) run random writes and reads against a three-node cluster over a test-controlled
 //! replicated [`ledger`] while a [`faults`] driver moves the primary, delays and cuts links,
 //! pauses replication and restarts nodes; every operation is recorded ([`op`]) and the
-//! [`checker`] verifies the history afterwards.
+//! [`checker`] verifies the history afterwards. [`patroni`] runs the same sessions and checker
+//! against a real Patroni cluster under [`patroni_faults`] (leader kills, switchovers,
+//! partitions, replay pauses).
 
 pub mod app;
 pub mod checker;

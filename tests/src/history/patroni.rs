@@ -48,6 +48,8 @@ pub struct PatroniRunReport {
     /// Session runs (of [`ROUND_OPS`] operations each; `sessions` of them at a time).
     pub session_runs: usize,
     pub violations: Vec<Violation>,
+    /// The members' names, by index.
+    pub member_names: Vec<String>,
 }
 
 /// Runs the sessions against `cluster` under faults until `config`'s bounds are reached, lets
@@ -130,6 +132,7 @@ pub async fn run(cluster: &PatroniCluster, config: PatroniRunConfig) -> PatroniR
         duration,
         session_runs: rounds.load(Ordering::SeqCst),
         violations,
+        member_names: cluster.nodes.iter().map(|n| n.name.clone()).collect(),
     }
 }
 
@@ -204,8 +207,31 @@ impl PatroniRunReport {
         list
     }
 
+    /// The faults in order, e.g. `kill pg1 -> pg3`, with members named by `names`.
+    fn fault_sequence(&self, names: &[String]) -> String {
+        let name = |i: usize| names.get(i).map_or("?", String::as_str);
+        let list: Vec<String> = self
+            .faults
+            .iter()
+            .map(|f| {
+                let what = match f.kind {
+                    FaultKind::LeaderKill => "kill",
+                    FaultKind::Switchover => "switchover",
+                    FaultKind::Partition => "partition",
+                    FaultKind::ReplayPause => "replay pause",
+                };
+                match f.new_leader {
+                    Some(new) => format!("{what} {} -> {}", name(f.member), name(new)),
+                    None => format!("{what} {}", name(f.member)),
+                }
+            })
+            .collect();
+        list.join(", ")
+    }
+
     /// The run's table (Markdown, as in docs/guarantees.md).
     pub fn table(&self) -> String {
+        let names = &self.member_names;
         let (acked, reads, failed) = self.outcome_counts();
         let windows = |kind: FaultKind| {
             let list: Vec<String> = self
@@ -248,6 +274,7 @@ impl PatroniRunReport {
                 ),
             ),
             ("faults", self.fault_counts().to_string()),
+            ("fault sequence", self.fault_sequence(names)),
             ("rows on the final leader", self.history.applied.len().to_string()),
             ("duration", format!("{:.1} s", self.duration.as_secs_f64())),
             ("write unavailability, leader kill", windows(FaultKind::LeaderKill)),
