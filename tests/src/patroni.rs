@@ -548,21 +548,26 @@ access = false
 
     /// `patronictl switchover --force` to `candidate` (a member index).
     pub fn switchover(&self, candidate: usize) {
-        let config = &self.nodes[0].config;
+        let name = &self.nodes[candidate].name;
+        self.patronictl(&["switchover", "--force", "--candidate", name]);
+    }
+
+    /// Runs `patronictl -c <pg1's patroni.yml> ARGS` (as `postgres` when root); panics with its
+    /// output when it fails.
+    fn patronictl(&self, args: &[&str]) {
         let output = self
             .programs
             .command(&self.programs.patronictl)
             .arg("-c")
-            .arg(config)
-            .args(["switchover", "--force", "--candidate"])
-            .arg(&self.nodes[candidate].name)
+            .arg(&self.nodes[0].config)
+            .args(args)
             .env("PATH", "/usr/bin:/bin")
             .stdin(Stdio::null())
             .output()
             .expect("patronictl");
         assert!(
             output.status.success(),
-            "patronictl switchover: {}\n{}",
+            "patronictl {args:?}: {}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -572,24 +577,8 @@ access = false
     /// the leader's PostgreSQL follows: a synchronous standby named, or none (commits no longer
     /// wait for any replica).
     pub async fn set_synchronous(&mut self, on: bool) {
-        let config = &self.nodes[0].config;
-        let output = self
-            .programs
-            .command(&self.programs.patronictl)
-            .arg("-c")
-            .arg(config)
-            .args(["edit-config", "--force", "--set"])
-            .arg(format!("synchronous_mode={on}"))
-            .env("PATH", "/usr/bin:/bin")
-            .stdin(Stdio::null())
-            .output()
-            .expect("patronictl");
-        assert!(
-            output.status.success(),
-            "patronictl edit-config: {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let setting = format!("synchronous_mode={on}");
+        self.patronictl(&["edit-config", "--force", "--set", &setting]);
         self.synchronous = on;
         eventually(WAIT, "the leader's synchronous_standby_names", || async {
             let leader = self.leader().await?;

@@ -24,21 +24,10 @@
 use std::time::{Duration, Instant};
 
 use rwproxy_tests::history::patroni::{run, PatroniRunConfig, PatroniRunReport};
+use rwproxy_tests::history::seed;
 use rwproxy_tests::patroni::{PatroniCluster, WAIT};
 use rwproxy_tests::relay::Mode;
 use rwproxy_tests::{client, metrics_page, Answer as _};
-
-/// A seed from `RWPROXY_HISTORY_SEED`, else a fresh one (printed with the table).
-fn seed() -> u64 {
-    std::env::var("RWPROXY_HISTORY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_micros() as u64)
-        })
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

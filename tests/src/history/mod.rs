@@ -26,6 +26,19 @@ use self::cluster::HistoryCluster;
 use self::faults::FaultCounts;
 use self::op::{History, OpKind, WriteResult};
 
+/// A seed from `RWPROXY_HISTORY_SEED`, else a fresh one (printed with the results, so a failure
+/// can be rerun with the same choices).
+pub fn seed() -> u64 {
+    std::env::var("RWPROXY_HISTORY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_micros() as u64)
+        })
+}
+
 /// One run's size and setting.
 #[derive(Clone, Copy, Debug)]
 pub struct RunConfig {
