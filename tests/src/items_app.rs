@@ -12,13 +12,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use crate::pg_kv::KvRequest;
 
 /// Where an [`ItemsApp`] keeps its items: one table of names in a database server.
 pub trait ItemStore: Sized + Send + Sync + 'static {
@@ -30,6 +32,17 @@ pub trait ItemStore: Sized + Send + Sync + 'static {
     fn insert(&self, item: &str) -> impl Future<Output = Result<(), String>> + Send;
     /// Whether `item` is visible on this server.
     fn contains(&self, item: &str) -> impl Future<Output = Result<bool, String>> + Send;
+    /// Runs a request of the history checker's key-value workload (`/kv/KEY`, see
+    /// [`crate::pg_kv`]) for the app called `app`: `Some(Ok(body))` for a 200,
+    /// `Some(Err(message))` for a 500; `None` where this store keeps no key-value lists (404).
+    fn kv(
+        &self,
+        app: &str,
+        request: KvRequest,
+    ) -> impl Future<Output = Option<Result<String, String>>> + Send {
+        let _ = (app, request);
+        async { None }
+    }
 }
 
 struct Shared<S> {
@@ -128,6 +141,9 @@ async fn handle<S: ItemStore>(
     shared: Arc<Shared<S>>,
     counters: Arc<Counters>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(key) = req.uri().path().strip_prefix("/kv/").map(str::to_owned) {
+        return Ok(handle_kv(req, &key, &shared).await);
+    }
     let Some(item) = req.uri().path().strip_prefix("/items/").map(str::to_owned) else {
         return Ok(answer(StatusCode::NOT_FOUND, "no such route".into()));
     };
@@ -149,6 +165,30 @@ async fn handle<S: ItemStore>(
         Ok(false) => answer(StatusCode::NOT_FOUND, format!("{name} lacks {item}")),
         Err(e) => answer(StatusCode::INTERNAL_SERVER_ERROR, format!("{name}: {e}")),
     })
+}
+
+/// A `/kv/KEY` request: parsed here, run by the store.
+async fn handle_kv<S: ItemStore>(
+    req: Request<Incoming>,
+    key: &str,
+    shared: &Shared<S>,
+) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+        return answer(StatusCode::BAD_REQUEST, "incomplete body".into());
+    };
+    let request = match KvRequest::parse(&method, key, &body) {
+        Ok(request) => request,
+        Err((status, why)) => return answer(status, why.trim_end().into()),
+    };
+    match shared.store.kv(&shared.name, request).await {
+        Some(Ok(body)) => answer(StatusCode::OK, body),
+        Some(Err(e)) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", shared.name),
+        ),
+        None => answer(StatusCode::NOT_FOUND, "no key-value lists here".into()),
+    }
 }
 
 fn answer(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -17,6 +17,7 @@ pub mod patroni;
 pub mod peered;
 pub mod pg_app;
 pub mod pg_cluster;
+pub mod pg_kv;
 pub mod postgres;
 pub mod protocols;
 pub mod relay;

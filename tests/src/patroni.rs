@@ -103,6 +103,10 @@ pub struct PatroniNode {
     pub etcd_link: Relay,
     /// The other members' link to its Patroni API (its `restapi.connect_address`).
     pub api_link: Relay,
+    /// The replicas' link to its PostgreSQL (its `postgresql.connect_address`, on its own
+    /// address so that the member's `host` stays its address): cut it and no replica receives
+    /// its WAL, as in a network partition of the replication link.
+    pub replication_link: Relay,
     /// The app in front of its PostgreSQL.
     pub app: PgApp,
     /// Its rwproxy (`None` until started).
@@ -180,6 +184,8 @@ pub struct PatroniCluster {
     pub scope: String,
     /// Patroni's `synchronous_mode`.
     pub synchronous: bool,
+    /// Every rwproxy's `consistency.session` (`"writes"`, `"reads-too"`).
+    session: &'static str,
     etcd: Process,
     etcd_addr: SocketAddr,
     dir: tempfile::TempDir,
@@ -209,6 +215,15 @@ impl PatroniCluster {
     /// all three stream, then starts an app and an rwproxy per node. `synchronous` sets
     /// Patroni's `synchronous_mode`. `None` (skip) when Patroni, etcd or PostgreSQL is missing.
     pub async fn start(synchronous: bool) -> Option<PatroniCluster> {
+        Self::start_with_session(synchronous, "writes").await
+    }
+
+    /// As [`PatroniCluster::start`], with every rwproxy's `consistency.session` set to
+    /// `session` (the history checker runs with `"reads-too"`).
+    pub async fn start_with_session(
+        synchronous: bool,
+        session: &'static str,
+    ) -> Option<PatroniCluster> {
         let programs = Programs::find()?;
         let dir = tempfile::tempdir().expect("tempdir");
         programs.own(dir.path());
@@ -223,6 +238,11 @@ impl PatroniCluster {
             let name = format!("pg{}", i + 1);
             let etcd_link = Relay::start(etcd_addr).await;
             let api_link = Relay::start(SocketAddr::new(IpAddr::V4(*ip), api_port)).await;
+            let replication_link = Relay::start_on(
+                SocketAddr::new(IpAddr::V4(*ip), 0),
+                SocketAddr::new(IpAddr::V4(*ip), pg_port),
+            )
+            .await;
             let node_dir = dir.path().join(&name);
             std::fs::create_dir_all(&node_dir).expect("node dir");
             let config = node_dir.join("patroni.yml");
@@ -235,6 +255,7 @@ impl PatroniCluster {
                 api_port,
                 etcd: etcd_link.addr(),
                 api_link: api_link.addr(),
+                replication_link: replication_link.addr(),
                 dir: &node_dir,
                 pg_bin: programs.pg.dir(),
                 synchronous,
@@ -253,6 +274,7 @@ impl PatroniCluster {
                 api_port,
                 etcd_link,
                 api_link,
+                replication_link,
                 app,
                 proxy: None,
                 proxy_addr: SocketAddr::new(IpAddr::V4(*ip), proxy_port),
@@ -266,6 +288,7 @@ impl PatroniCluster {
             nodes,
             scope,
             synchronous,
+            session,
             etcd,
             etcd_addr,
             dir,
@@ -276,8 +299,12 @@ impl PatroniCluster {
         let setup = cluster.sql(
             0,
             "CREATE ROLE rwproxy LOGIN IN ROLE pg_monitor; \
+             GRANT EXECUTE ON FUNCTION pg_read_file(text) TO rwproxy; \
              CREATE TABLE items (name text PRIMARY KEY);",
         );
+        setup.await;
+        // The history checker's table ([`crate::pg_kv`]), before any replica clones the leader.
+        let setup = cluster.sql(0, crate::pg_kv::KV_TABLE);
         setup.await;
         cluster.start_patroni(1);
         cluster.start_patroni(2);
@@ -364,6 +391,7 @@ max_lag = "5s"
 [consistency]
 wait = "5s"
 on_timeout = "error"
+session = "{session}"
 [log]
 access = false
 "#,
@@ -374,6 +402,7 @@ access = false
             api_port = node.api_port,
             pg_port = node.pg_port,
             proxy_port = node.proxy_addr.port(),
+            session = self.session,
         );
         let config = config::parse(&text).unwrap_or_else(|e| panic!("config: {e}"));
         let proxy = Node::start_on(&config, listener, Some(admin))
@@ -519,24 +548,46 @@ access = false
 
     /// `patronictl switchover --force` to `candidate` (a member index).
     pub fn switchover(&self, candidate: usize) {
-        let config = &self.nodes[0].config;
+        let name = &self.nodes[candidate].name;
+        self.patronictl(&["switchover", "--force", "--candidate", name]);
+    }
+
+    /// Runs `patronictl -c <pg1's patroni.yml> ARGS` (as `postgres` when root); panics with its
+    /// output when it fails.
+    fn patronictl(&self, args: &[&str]) {
         let output = self
             .programs
             .command(&self.programs.patronictl)
             .arg("-c")
-            .arg(config)
-            .args(["switchover", "--force", "--candidate"])
-            .arg(&self.nodes[candidate].name)
+            .arg(&self.nodes[0].config)
+            .args(args)
             .env("PATH", "/usr/bin:/bin")
             .stdin(Stdio::null())
             .output()
             .expect("patronictl");
         assert!(
             output.status.success(),
-            "patronictl switchover: {}\n{}",
+            "patronictl {args:?}: {}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// Turns Patroni's `synchronous_mode` on or off (`patronictl edit-config`) and waits until
+    /// the leader's PostgreSQL follows: a synchronous standby named, or none (commits no longer
+    /// wait for any replica).
+    pub async fn set_synchronous(&mut self, on: bool) {
+        let setting = format!("synchronous_mode={on}");
+        self.patronictl(&["edit-config", "--force", "--set", &setting]);
+        self.synchronous = on;
+        eventually(WAIT, "the leader's synchronous_standby_names", || async {
+            let leader = self.leader().await?;
+            let names = self
+                .query_text(leader, "SHOW synchronous_standby_names")
+                .await?;
+            (names.is_empty() != on).then_some(())
+        })
+        .await;
     }
 
     /// The directory everything lives in (logs: `<dir>/pgN/patroni.log`).
@@ -616,6 +667,7 @@ struct PatroniYaml<'a> {
     api_port: u16,
     etcd: SocketAddr,
     api_link: SocketAddr,
+    replication_link: SocketAddr,
     dir: &'a Path,
     pg_bin: &'a Path,
     synchronous: bool,
@@ -665,7 +717,7 @@ bootstrap:
   - host all all 127.0.0.0/8 trust
 postgresql:
   listen: {ip}:{pg_port}
-  connect_address: {ip}:{pg_port}
+  connect_address: {replication_link}
   data_dir: {dir}/data
   bin_dir: {pg_bin}
   pgpass: {dir}/pgpass
@@ -684,6 +736,7 @@ postgresql:
         pg_port = y.pg_port,
         etcd = y.etcd,
         api_link = y.api_link,
+        replication_link = y.replication_link,
         synchronous = y.synchronous,
         pg_bin = y.pg_bin.display(),
     )

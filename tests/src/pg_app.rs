@@ -1,11 +1,13 @@
 //! The [`ItemsApp`] on its node's PostgreSQL server. Its session runs with
-//! `synchronous_commit = off` (the hardest case for a token) unless started durable.
+//! `synchronous_commit = off` (the hardest case for a token) unless started durable. It keeps
+//! the history checker's key-value lists too ([`crate::pg_kv`], `/kv/KEY`).
 
 use std::sync::Arc;
 
 use tokio_postgres::{Client, NoTls};
 
 use crate::items_app::{ItemStore, ItemsApp};
+use crate::pg_kv::KvRequest;
 
 /// The items app on PostgreSQL (table `items (name text PRIMARY KEY)`).
 pub type PgApp = ItemsApp<PgStore>;
@@ -62,7 +64,7 @@ impl PgStore {
 
 /// The server's own message where there is one ("cannot execute INSERT in a read-only
 /// transaction"), else the driver's.
-fn describe(e: tokio_postgres::Error) -> String {
+pub(crate) fn describe(e: tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => db.message().to_owned(),
         None => e.to_string(),
@@ -93,5 +95,12 @@ impl ItemStore for PgStore {
             .await
             .map_err(describe)?;
         Ok(!rows.is_empty())
+    }
+
+    async fn kv(&self, app: &str, request: KvRequest) -> Option<Result<String, String>> {
+        Some(match self.client().await {
+            Ok(client) => crate::pg_kv::run(&client, app, request).await,
+            Err(e) => Err(e),
+        })
     }
 }

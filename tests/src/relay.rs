@@ -106,8 +106,15 @@ impl Drop for Relay {
 impl Relay {
     /// Starts a relay in [`Mode::Pass`] on `127.0.0.1:0`, forwarding to `target` (loopback).
     pub async fn start(target: SocketAddr) -> Relay {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), target).await
+    }
+
+    /// As [`Relay::start`], listening on `bind` (a loopback address, port 0 for any): a relay
+    /// that stands in for a server on that server's own address.
+    pub async fn start_on(bind: SocketAddr, target: SocketAddr) -> Relay {
         assert!(target.ip().is_loopback(), "relays forward to loopback only");
-        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind relay");
+        assert!(bind.ip().is_loopback(), "relays listen on loopback only");
+        let listener = listen(bind).expect("bind relay");
         let addr = listener.local_addr().expect("relay addr");
         let (mode, mode_rx) = watch::channel(Mode::Pass);
         let target = Arc::new(Mutex::new(target));

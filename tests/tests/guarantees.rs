@@ -8,7 +8,7 @@
 
 use rwproxy_http::SessionMode;
 use rwproxy_tests::cluster::Cluster;
-use rwproxy_tests::history::{run, RunConfig, RunReport};
+use rwproxy_tests::history::{run, seed, RunConfig, RunReport};
 use rwproxy_tests::{header_values, Answer as _};
 
 /// The `__txid=...` pair of the response's token cookie, if it set one.
@@ -59,19 +59,6 @@ async fn reads_too_hands_out_a_token_only_when_it_is_newer() {
     assert_eq!(r.headers()["rwproxy-route"], "primary; reason=stale");
     assert_eq!(txid_cookie(&r).as_deref(), Some("__txid=0000000000000007"));
     c.stop().await;
-}
-
-/// A seed from `RWPROXY_HISTORY_SEED`, else a fresh one (printed, so a failure can be rerun
-/// with the same choices).
-fn seed() -> u64 {
-    std::env::var("RWPROXY_HISTORY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_micros() as u64)
-        })
 }
 
 /// Operations per session mode in the suite: a few seconds each, long enough for several faults.

@@ -20,6 +20,11 @@ use crate::relay::{Mode, Relay};
 pub struct NodeUrls(Arc<RwLock<Vec<String>>>);
 
 impl NodeUrls {
+    /// Fixed URLs, one per node (nodes that never move, as a Patroni cluster's rwproxies).
+    pub fn new(urls: Vec<String>) -> NodeUrls {
+        NodeUrls(Arc::new(RwLock::new(urls)))
+    }
+
     /// Node `i`'s current URL.
     pub fn get(&self, i: usize) -> String {
         self.0.read().unwrap()[i].clone()

@@ -2,7 +2,9 @@
 //! ([`client`]) run random writes and reads against a three-node cluster over a test-controlled
 //! replicated [`ledger`] while a [`faults`] driver moves the primary, delays and cuts links,
 //! pauses replication and restarts nodes; every operation is recorded ([`op`]) and the
-//! [`checker`] verifies the history afterwards.
+//! [`checker`] verifies the history afterwards. [`patroni`] runs the same sessions and checker
+//! against a real Patroni cluster under [`patroni_faults`] (leader kills, switchovers,
+//! partitions, replay pauses).
 
 pub mod app;
 pub mod checker;
@@ -11,6 +13,8 @@ pub mod cluster;
 pub mod faults;
 pub mod ledger;
 pub mod op;
+pub mod patroni;
+pub mod patroni_faults;
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,19 @@ use self::client::Workload;
 use self::cluster::HistoryCluster;
 use self::faults::FaultCounts;
 use self::op::{History, OpKind, WriteResult};
+
+/// A seed from `RWPROXY_HISTORY_SEED`, else a fresh one (printed with the results, so a failure
+/// can be rerun with the same choices).
+pub fn seed() -> u64 {
+    std::env::var("RWPROXY_HISTORY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_micros() as u64)
+        })
+}
 
 /// One run's size and setting.
 #[derive(Clone, Copy, Debug)]

@@ -83,8 +83,8 @@ pub(crate) async fn poll_state(
 }
 
 /// Reads the position a token must carry right after a write: the primary's insert position,
-/// and beside it the timeline it is on (issued as the token's `rwproxy-timeline`). `None` on a
-/// replica or when the server cannot answer now.
+/// and beside it the timeline it is on (issued as the token's `rwproxy-timeline`); on a replica,
+/// after a read it served, its replay position. `None` when the server cannot answer now.
 pub(crate) async fn token_position(conn: &Connection, key: &Arc<str>) -> Option<Positions> {
     let (position, timeline) = query::insert_position_timeline(conn).await.ok()?;
     let mut positions = Positions::from([(key.clone(), position)]);

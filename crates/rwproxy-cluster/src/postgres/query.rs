@@ -22,8 +22,15 @@ const POLL: &str = "SELECT pg_is_in_recovery(), \
 /// record even when the app committed with `synchronous_commit = off` (acknowledged before the
 /// WAL is written or flushed); a replica reaches it once the WAL writer has sent it.
 /// The name of the WAL file holding it carries the timeline the write is on.
-const INSERT_POSITION_TIMELINE: &str = "SELECT pg_current_wal_insert_lsn(), \
-     pg_walfile_name(pg_current_wal_insert_lsn())";
+///
+/// On a replica (a `reads-too` token after a read it served) it is the replay position, read
+/// after the read: an upper bound of what the read saw, where the last poll's position may be
+/// below it (the history checker found monotonic reads broken that way against Patroni). Its
+/// timeline is the WAL receiver's, as in the poll (none without a receiver).
+const INSERT_POSITION_TIMELINE: &str = "SELECT CASE WHEN pg_is_in_recovery() \
+     THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END, \
+     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_insert_lsn()) END, \
+     (SELECT received_tli FROM pg_stat_wal_receiver)";
 
 /// What one poll saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +65,8 @@ pub(crate) async fn poll(conn: &Connection) -> Result<Snapshot, SourceError> {
     parse_poll(row).map_err(|reason| conn.unexpected(&reason))
 }
 
-/// Reads the primary's insert position and its timeline; fails on a replica.
+/// Reads the primary's insert position and its timeline, or a replica's replay position and
+/// its receiving timeline.
 pub(crate) async fn insert_position_timeline(
     conn: &Connection,
 ) -> Result<(u64, Option<u32>), SourceError> {
@@ -70,7 +78,8 @@ pub(crate) async fn insert_position_timeline(
         .ok_or_else(|| conn.unexpected("pg_current_wal_insert_lsn() gave no position"))?;
     let timeline = row
         .and_then(|row| row.get(1))
-        .and_then(rwproxy_core::timeline::timeline_of_walfile);
+        .and_then(rwproxy_core::timeline::timeline_of_walfile)
+        .or_else(|| row.and_then(|row| row.get(2)).and_then(|t| t.parse().ok()));
     Ok((position, timeline))
 }
 
