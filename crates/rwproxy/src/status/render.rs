@@ -246,16 +246,20 @@ mod tests {
         }
     }
 
+    /// A table line's cells (cells hold no double space).
+    fn columns(line: &str) -> Vec<&str> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
     #[test]
     fn rows_columns_and_problems() {
         let lines = lines(&report(), Output::default());
         assert_eq!(lines.len(), 4, "{lines:#?}");
         assert!(lines[0].starts_with("NODE "));
-        let a: Vec<&str> = lines[1]
-            .split("  ")
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
+        let a = columns(&lines[1]);
         assert_eq!(
             a,
             ["a", "primary", "a", "0s", "app.db=7", "ok", "0.1.0", "1m 1s", "2.0", "0.2"]
@@ -371,12 +375,10 @@ mod tests {
         let lines = lines(&report, Output::default());
         assert_eq!(lines[3], "", "{lines:#?}");
         assert!(lines[4].starts_with("NODE  TIMELINE  LEADER (manager)"));
-        let row: Vec<&str> = lines[5]
-            .split("  ")
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
-        assert_eq!(row, ["a", "2", "a", "a master/running, lock"]);
+        assert_eq!(
+            columns(&lines[5]),
+            ["a", "2", "a", "a master/running, lock"]
+        );
         assert!(lines[6].starts_with("PROBLEM: "), "{lines:#?}");
     }
 
