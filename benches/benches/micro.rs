@@ -120,6 +120,7 @@ fn routing(c: &mut Criterion) {
         lag: Some(Duration::from_millis(20)),
         ready: true,
         problem: None,
+        ..NodeState::default()
     };
     let primary = state(Role::Primary);
     let replica = state(Role::Replica);

@@ -227,6 +227,10 @@ async fn failover_switchover_and_partition_under_load() {
     })
     .await;
 
+    // The operator's view: every node's `rwproxy status` names the same leader and timeline.
+    let first = cluster.wait_leader_of(None).await;
+    let timeline_before = status_names_leader(&cluster, first).await;
+
     // 1. Failover: kill -9 of the leader's PostgreSQL. Patroni fails over only to the
     // synchronous standby (else it restarts the crashed primary in place): wait for one.
     eventually(WAIT, "a synchronous standby", || cluster.sync_standby()).await;
@@ -266,6 +270,12 @@ async fn failover_switchover_and_partition_under_load() {
         cluster.nodes[from].name, cluster.nodes[to].name
     );
     cluster.wait_streaming(3).await;
+    // Two promotions since the first look: the new leader and a later timeline show everywhere.
+    let timeline_after = status_names_leader(&cluster, to).await;
+    assert!(
+        timeline_after > timeline_before,
+        "timeline {timeline_before} -> {timeline_after}"
+    );
 
     // 3. Partition the leader from etcd.
     let cut = cluster.wait_leader_of(None).await;
@@ -391,6 +401,61 @@ async fn failover_switchover_and_partition_under_load() {
     assert!(record.acked.len() > 50, "too little load to prove anything");
 }
 
+/// `rwproxy status --json` over the three admin listeners, until every node's Patroni names
+/// `leader` and every node is on one timeline (rwproxy's and Patroni's alike) with no
+/// disagreement flagged: the operator's view agrees. Returns that timeline.
+async fn status_names_leader(cluster: &PatroniCluster, leader: usize) -> u64 {
+    use rwproxy::status;
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.admin()).collect();
+    let http = status::client(Duration::from_secs(2)).unwrap();
+    let want = cluster.nodes[leader].name.clone();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let report = status::gather(
+            &http,
+            &urls,
+            Duration::from_secs(2),
+            &mut Default::default(),
+        )
+        .await;
+        let json = status::json(&report);
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        if let Some(timeline) = agreed_timeline(&doc, &want) {
+            return timeline;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rwproxy status never named {want} the leader on every node; last report: {json}"
+        );
+        // The next look: Patroni's and rwproxy's polls run every 100 ms here.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The timeline every node of a `rwproxy status --json` document is on, when all three name
+/// `leader` as Patroni's leader, rwproxy's timeline and Patroni's agree, and nothing about
+/// Patroni or timelines is flagged.
+fn agreed_timeline(doc: &serde_json::Value, leader: &str) -> Option<u64> {
+    let nodes = doc["nodes"].as_array()?;
+    let mut timelines = nodes.iter().map(|n| n["timeline"]["current"].as_u64());
+    let timeline = timelines.next()??;
+    let agree = nodes.len() == 3
+        && timelines.all(|t| t == Some(timeline))
+        && nodes.iter().all(|n| {
+            let m = &n["manager"];
+            m["name"] == "patroni"
+                && m["leader"] == leader
+                && m["timeline"] == timeline
+                && m["disagreements"] == serde_json::json!([])
+                && m["members"].as_array().is_some_and(|ms| ms.len() == 3)
+        })
+        && !doc["problems"].as_array()?.iter().any(|p| {
+            let p = p.as_str().unwrap_or_default();
+            p.contains("patroni") || p.contains("timeline") || p.contains("leaders")
+        });
+    agree.then_some(timeline)
+}
+
 /// How the fake Patroni API answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fake {
@@ -476,6 +541,16 @@ async fn fake_answer(mode: Fake, me: &str, path: &str) -> (u16, String) {
     }
 }
 
+/// The codes of the disagreements a health document's `manager` flags.
+fn disagreements(health: &serde_json::Value) -> Vec<String> {
+    health["manager"]["disagreements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// The Patroni source with a real rwproxy and a real PostgreSQL primary, and a fake Patroni API
 /// that misbehaves on demand: whatever it does wrong, the node is never primary, its health says
 /// why, and a write gets rwproxy's 503 (never the app).
@@ -518,6 +593,13 @@ async fn a_wrong_or_silent_patroni_api_stops_writes_with_a_clear_reason() {
         .await
         .unwrap();
     assert_eq!(write.status(), 201, "the leader takes writes");
+    // The operator's view: Patroni's words beside rwproxy's; the fake's timeline (4) is not
+    // PostgreSQL's (1), which is flagged and changes nothing else.
+    let (_, body) = node.health().await;
+    assert_eq!(body["manager"]["leader"], node.name.as_str(), "{body}");
+    assert_eq!(body["manager"]["holds_lock"], true, "{body}");
+    assert_eq!(disagreements(&body), ["timeline-differs"], "{body}");
+    assert_eq!(body["timeline"]["current"], 1, "{body}");
 
     let rows = [
         // Lock lost, PostgreSQL not demoted: a replica whose lag is unknown (diverging).
@@ -552,6 +634,16 @@ async fn a_wrong_or_silent_patroni_api_stops_writes_with_a_clear_reason() {
         })
         .await;
         let (code, body) = node.health().await;
+        let flagged = match fake {
+            Fake::Follower => vec!["primary-without-lock", "timeline-differs"],
+            Fake::NoLeader => vec!["no-leader", "primary-without-lock", "timeline-differs"],
+            _ => vec![],
+        };
+        assert_eq!(disagreements(&body), flagged, "{fake:?}: {body}");
+        if let Some(problem) = problem {
+            let unknown = body["manager"]["problem"].as_str().unwrap_or_default();
+            assert!(unknown.contains(problem), "{fake:?}: {body}");
+        }
         if let Some(problem) = problem {
             assert_eq!(code, 503, "{fake:?}: {body}");
             let text = body["problem"].as_str().unwrap_or_default();

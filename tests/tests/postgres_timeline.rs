@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use rwproxy_cluster::{ClusterHandle, Demand, PostgresSpec, SourceSpec};
-use rwproxy_core::timeline::{current_timeline, History};
+use rwproxy_core::timeline::History;
 use rwproxy_core::Role;
 use rwproxy_tests::pg_cluster::{pair, WAIT};
 use rwproxy_tests::{client, eventually, metrics_line, Answer};
@@ -51,8 +51,7 @@ async fn the_token_of_a_write_lost_in_an_async_failover_is_answered_token_lost()
     let (kept_position, kept_timeline) = token_of(&kept);
     assert_eq!(kept_timeline, "00000001");
     r.state_until("replica on timeline 1 with the kept write", |s| {
-        current_timeline(&s.positions, "wal") == Some(1)
-            && s.position("wal") >= Some(lsn_of(&kept_position))
+        s.current_timeline() == Some(1) && s.position("wal") >= Some(lsn_of(&kept_position))
     })
     .await;
 
@@ -70,7 +69,12 @@ async fn the_token_of_a_write_lost_in_an_async_failover_is_answered_token_lost()
     primary.stop();
     replica.promote();
     r.state_until("promoted on timeline 2", |s| {
-        s.role == Role::Primary && current_timeline(&s.positions, "wal") == Some(2)
+        s.role == Role::Primary && s.current_timeline() == Some(2)
+    })
+    .await;
+    // The timeline travels in its own field, not as fake databases beside the position.
+    r.state_until("only the WAL position among the positions", |s| {
+        s.positions.keys().map(|k| &**k).eq(["wal"])
     })
     .await;
 
@@ -127,9 +131,9 @@ async fn the_token_of_a_write_lost_in_an_async_failover_is_answered_token_lost()
         WAIT,
         "the watcher publishes the history file's switch point",
         || {
-            let published = History::read_from(&state.borrow_and_update().positions, "wal");
+            let published = state.borrow_and_update().timeline.clone();
             let want = exact.clone();
-            async move { (published == want).then_some(()) }
+            async move { (published.as_deref() == Some(&want)).then_some(()) }
         },
     )
     .await;

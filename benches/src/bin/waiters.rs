@@ -47,6 +47,7 @@ async fn mechanism(n: usize) {
         lag: Some(Duration::ZERO),
         ready: true,
         problem: None,
+        ..NodeState::default()
     };
     state.positions.insert("app.db".into(), 1);
     let (tx, rx) = watch::channel(state.clone());

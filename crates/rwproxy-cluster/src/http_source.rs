@@ -71,6 +71,7 @@ pub(crate) fn parse_document(body: &[u8], node: &Arc<str>) -> Result<NodeState, 
             lag: Some(Duration::ZERO),
             ready: doc.ready,
             problem: None,
+            ..NodeState::default()
         },
         DocRole::Replica => NodeState {
             role: Role::Replica,
@@ -79,6 +80,7 @@ pub(crate) fn parse_document(body: &[u8], node: &Arc<str>) -> Result<NodeState, 
             lag,
             ready: doc.ready,
             problem: None,
+            ..NodeState::default()
         },
     })
 }

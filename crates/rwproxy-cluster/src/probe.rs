@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rwproxy_core::Positions;
+use rwproxy_core::Reading;
 use tokio::sync::Semaphore;
 
 use crate::{http_client, http_source, litefs, mysql, postgres, HttpSpec, SourceSpec};
@@ -104,9 +104,9 @@ impl PositionReader {
         }
     }
 
-    /// The current positions, or `None` when they cannot be read now (the caller falls back to
-    /// the last published state).
-    pub async fn read(&self) -> Option<Positions> {
+    /// The current positions (and timeline, for PostgreSQL), or `None` when they cannot be read
+    /// now (the caller falls back to the last published state).
+    pub async fn read(&self) -> Option<Reading> {
         match &self.kind {
             Kind::None => None,
             Kind::Litefs {
@@ -115,7 +115,9 @@ impl PositionReader {
                 reads,
             } => {
                 let (mount, databases) = (mount.clone(), databases.clone());
-                blocking_read(reads, move || litefs::read_positions(&mount, &databases)).await
+                blocking_read(reads, move || litefs::read_positions(&mount, &databases))
+                    .await
+                    .map(Reading::positions)
             }
             // Boxed: the HTTP client's and the PostgreSQL query's futures are kilobytes, and
             // inline they would size this future for every source, copied into the caller's
@@ -123,7 +125,7 @@ impl PositionReader {
             Kind::Http { client, spec, node } => Box::pin(http_source::fetch(client, spec, node))
                 .await
                 .ok()
-                .map(|s| s.positions),
+                .map(|s| Reading::positions(s.positions)),
             Kind::Postgres { conn, key } => Box::pin(postgres::token_position(conn, key)).await,
             Kind::Mysql { conn, flavor, key } => {
                 Box::pin(mysql::token_position(conn, flavor, key)).await
@@ -198,7 +200,7 @@ mod tests {
             "0000000000000002/0000000000000000\n",
         )
         .expect("write");
-        let positions = reader.read().await.expect("readable");
+        let positions = reader.read().await.expect("readable").positions;
         assert_eq!(positions.get("a.db"), Some(&16));
         assert_eq!(positions.get("b.db"), Some(&2));
         assert_eq!(litefs(dir.path(), &["../a.db"]).read().await, None);
@@ -297,7 +299,10 @@ mod tests {
         });
         let reader = PositionReader::new("me".into(), &spec);
         assert_eq!(
-            reader.read().await.and_then(|p| p.get("a.db").copied()),
+            reader
+                .read()
+                .await
+                .and_then(|r| r.positions.get("a.db").copied()),
             Some(42)
         );
         assert_eq!(

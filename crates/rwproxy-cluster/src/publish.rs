@@ -132,6 +132,7 @@ mod tests {
             lag: Some(Duration::from_millis(lag_ms)),
             ready: true,
             problem: None,
+            ..NodeState::default()
         }
     }
 

@@ -25,6 +25,7 @@ pub(crate) fn state(node: &str, primary: &str) -> NodeState {
         lag: Some(Duration::ZERO),
         ready: true,
         problem: None,
+        ..NodeState::default()
     }
 }
 

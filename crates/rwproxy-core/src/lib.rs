@@ -8,6 +8,7 @@ pub mod class;
 pub mod demand;
 pub mod error;
 pub mod gtid;
+pub mod manager;
 pub mod route;
 pub mod state;
 pub mod timeline;
@@ -17,10 +18,11 @@ pub use class::{Classifier, ClassifierError, RequestClass};
 pub use demand::{Demand, DemandGuard};
 pub use error::ErrorCode;
 pub use gtid::GtidSet;
+pub use manager::{Disagreement, ManagedMember, ManagerView};
 pub use route::{
     decide, Reason, Route, RouteInput, RoutePolicy, StalePolicy, TimeoutPolicy, WaitState,
     WriteMode,
 };
-pub use state::{NodeState, Positions, Role};
+pub use state::{NodeState, Positions, Reading, Role};
 pub use timeline::{History, TimelineMark, Verdict};
 pub use token::Token;

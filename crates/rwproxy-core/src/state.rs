@@ -4,8 +4,31 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::manager::ManagerView;
+use crate::timeline::History;
+
 /// Replication positions (LiteFS TXIDs) per database name.
 pub type Positions = BTreeMap<Arc<str>, u64>;
+
+/// Positions read at one moment, with the timeline they are on: what a token issued now
+/// carries (the position header, and `rwproxy-timeline` when a timeline is known).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// Position per database.
+    pub positions: Positions,
+    /// The PostgreSQL timeline the positions are on; `None` for sources without timelines.
+    pub timeline: Option<u32>,
+}
+
+impl Reading {
+    /// The positions a source without timelines read.
+    pub fn positions(positions: Positions) -> Self {
+        Reading {
+            positions,
+            timeline: None,
+        }
+    }
+}
 
 /// This node's role as reported by the cluster source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,6 +56,9 @@ impl Role {
 ///
 /// Exactly one task (the cluster source) writes it, through a `tokio::sync::watch` channel;
 /// the request path only borrows the latest value.
+///
+/// Sources without timelines or a failover manager leave those fields at their default:
+/// construct with `..NodeState::default()` so a new field does not touch every source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeState {
     /// Primary, replica or unknown.
@@ -47,18 +73,54 @@ pub struct NodeState {
     pub ready: bool,
     /// Why the state is unknown (the source failed), for health and logs.
     pub problem: Option<Arc<str>>,
+    /// The current timeline and its ancestors' switch points (PostgreSQL sources); what tells
+    /// a token whose write a failover lost. `None` when the source has no timelines or has not
+    /// learnt it yet.
+    pub timeline: Option<Arc<History>>,
+    /// What the failover manager (Patroni) says beside rwproxy's own view, for operators;
+    /// `None` for sources without one. Never decides a route: the role above already does.
+    pub manager: Option<Arc<ManagerView>>,
 }
 
-impl NodeState {
-    /// The state before the source has said anything: unknown, hence unsafe.
-    pub fn unknown(problem: impl Into<Arc<str>>) -> Self {
+impl Default for NodeState {
+    /// Unknown, with no reason, position or timeline: the safe base for
+    /// `..NodeState::default()`.
+    fn default() -> Self {
         NodeState {
             role: Role::Unknown,
             primary: None,
             positions: Positions::new(),
             lag: None,
             ready: false,
+            problem: None,
+            timeline: None,
+            manager: None,
+        }
+    }
+}
+
+impl NodeState {
+    /// The state before the source has said anything: unknown, hence unsafe.
+    pub fn unknown(problem: impl Into<Arc<str>>) -> Self {
+        NodeState {
             problem: Some(problem.into()),
+            ..NodeState::default()
+        }
+    }
+
+    /// The timeline a token issued from this state carries, when one is known.
+    pub fn current_timeline(&self) -> Option<u32> {
+        self.timeline
+            .as_deref()
+            .map(|h| h.current)
+            .filter(|t| *t > 0)
+    }
+
+    /// This state's positions and timeline, as a token issued from it carries them.
+    pub fn reading(&self) -> Reading {
+        Reading {
+            positions: self.positions.clone(),
+            timeline: self.current_timeline(),
         }
     }
 
@@ -112,6 +174,7 @@ mod tests {
             lag: Some(Duration::ZERO),
             ready: true,
             problem: None,
+            ..NodeState::default()
         }
     }
 
@@ -146,6 +209,19 @@ mod tests {
         assert_eq!(s.position("b.db"), Some(7));
         assert_eq!(s.position("c.db"), None);
         assert!(!NodeState::unknown("x").is_primary());
+    }
+
+    #[test]
+    fn the_timeline_comes_with_the_reading() {
+        let mut s = state(&[("wal", 7)]);
+        assert_eq!(s.reading(), Reading::positions(s.positions.clone()));
+        s.timeline = Some(Arc::new(History::from_current(3)));
+        assert_eq!(s.current_timeline(), Some(3));
+        assert_eq!(s.reading().timeline, Some(3));
+        s.timeline = Some(Arc::new(History::default()));
+        assert_eq!(s.current_timeline(), None, "no timeline 0");
+        let d = NodeState::default();
+        assert_eq!((d.role, d.problem, d.ready), (Role::Unknown, None, false));
     }
 
     #[test]

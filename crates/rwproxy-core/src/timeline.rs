@@ -16,20 +16,10 @@
 //! left that timeline. [`History`] holds those switch points, parsed from PostgreSQL's
 //! `.history` file when the monitoring role may read it, or built from switches the source saw
 //! itself (see [`History::observe_switch`]), which bounds the switch point from above only and so
-//! detects fewer lost tokens, never a kept one as lost.
+//! detects fewer lost tokens, never a kept one as lost. The source publishes it as
+//! [`crate::NodeState::timeline`].
 
 use std::fmt;
-use std::sync::Arc;
-
-use crate::Positions;
-
-/// Suffix of the published entry holding the current timeline: `<key>/timeline`. A `/` cannot
-/// be in a configured database name, so these entries never meet a database's, and a token is
-/// only ever issued for configured databases.
-const TIMELINE_SUFFIX: &str = "/timeline";
-/// Prefix (after the key) of the published entries holding ancestors' switch points:
-/// `<key>/switch/<timeline>`.
-const SWITCH_INFIX: &str = "/switch/";
 
 /// Longest `rwproxy-timeline` value accepted: 8 hex digits, as PostgreSQL prints timelines in
 /// WAL file names.
@@ -179,57 +169,6 @@ impl History {
     }
 }
 
-impl History {
-    /// Publishes this history beside the position `key` in a node's positions (the state the
-    /// request path reads), as `<key>/timeline` and `<key>/switch/<timeline>` entries.
-    pub fn publish_into(&self, positions: &mut Positions, key: &str) {
-        if self.current == 0 {
-            return;
-        }
-        positions.insert(
-            Arc::from(format!("{key}{TIMELINE_SUFFIX}")),
-            u64::from(self.current),
-        );
-        for s in &self.switches {
-            positions.insert(
-                Arc::from(format!("{key}{SWITCH_INFIX}{}", s.timeline)),
-                s.switch_lsn,
-            );
-        }
-    }
-
-    /// The history [`History::publish_into`] published for `key`; empty (says nothing) when
-    /// none was.
-    pub fn read_from(positions: &Positions, key: &str) -> Self {
-        let Some(current) = current_timeline(positions, key) else {
-            return History::default();
-        };
-        let prefix = format!("{key}{SWITCH_INFIX}");
-        let switches = positions
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix.as_str()),
-                std::ops::Bound::Unbounded,
-            ))
-            .map_while(|(name, lsn)| {
-                let timeline = name.strip_prefix(prefix.as_str())?.parse::<u32>().ok()?;
-                Some(Switch {
-                    timeline,
-                    switch_lsn: *lsn,
-                })
-            })
-            .collect();
-        History { current, switches }
-    }
-}
-
-/// The timeline published beside position `key`, if any: what a token issued now carries.
-pub fn current_timeline(positions: &Positions, key: &str) -> Option<u32> {
-    positions
-        .get(format!("{key}{TIMELINE_SUFFIX}").as_str())
-        .and_then(|t| u32::try_from(*t).ok())
-        .filter(|t| *t > 0)
-}
-
 /// Parses PostgreSQL's text form of an LSN, `X/Y` (two hex numbers of up to 8 digits), into the
 /// 64-bit WAL position `X << 32 | Y`: the number tokens carry.
 pub fn parse_lsn(text: &str) -> Option<u64> {
@@ -359,23 +298,6 @@ mod tests {
         let mut fresh = History::default();
         fresh.observe_switch(0, 2, 5);
         assert_eq!(fresh, History::from_current(2));
-    }
-
-    #[test]
-    fn a_history_travels_in_the_positions_and_back() {
-        let h = History::parse(3, HISTORY_3).expect("parses");
-        let mut positions = Positions::from([(Arc::from("wal"), 0x600_0000)]);
-        h.publish_into(&mut positions, "wal");
-        assert_eq!(positions.len(), 4);
-        assert_eq!(current_timeline(&positions, "wal"), Some(3));
-        assert_eq!(History::read_from(&positions, "wal"), h);
-        assert_eq!(History::read_from(&positions, "other"), History::default());
-        let mut none = Positions::new();
-        History::default().publish_into(&mut none, "wal");
-        assert!(none.is_empty());
-        assert_eq!(current_timeline(&none, "wal"), None);
-        none.insert(Arc::from("wal/timeline"), 0);
-        assert_eq!(current_timeline(&none, "wal"), None, "no timeline 0");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use rwproxy_core::{Demand, NodeState, Positions, Token, WaitState};
+use rwproxy_core::{Demand, NodeState, Positions, Reading, Token, WaitState};
 use tokio::sync::watch;
 
 use crate::session::SessionMode;
@@ -39,8 +39,9 @@ pub struct ConsistencyParams {
 /// Reads the current positions straight from the source (not the last polled snapshot), so a
 /// token issued right after a write includes that write.
 pub trait PositionProbe: Send + Sync + 'static {
-    /// Current positions, or `None` when they cannot be read now.
-    fn current(&self) -> Pin<Box<dyn Future<Output = Option<Positions>> + Send + '_>>;
+    /// Current positions (and the timeline they are on, read with them), or `None` when they
+    /// cannot be read now.
+    fn current(&self) -> Pin<Box<dyn Future<Output = Option<Reading>> + Send + '_>>;
 
     /// Whether the source, read right now, still says this node is the primary; `None` when it
     /// cannot tell cheaply. Checked before a write reaches the local app, so a hand-off that the
@@ -67,7 +68,7 @@ pub trait PositionProbe: Send + Sync + 'static {
 pub struct NoProbe;
 
 impl PositionProbe for NoProbe {
-    fn current(&self) -> Pin<Box<dyn Future<Output = Option<Positions>> + Send + '_>> {
+    fn current(&self) -> Pin<Box<dyn Future<Output = Option<Reading>> + Send + '_>> {
         Box::pin(std::future::ready(None))
     }
 
@@ -102,10 +103,12 @@ impl ConsistencyParams {
             .and_then(|(_, value)| Token::from_cookie(value.trim_matches('"'), first_db))
     }
 
-    /// Adds the cookie and the header for `positions` to a response (keeping the app's own
-    /// cookies). Only configured databases are included.
-    pub fn issue(&self, headers: &mut HeaderMap, positions: &Positions, tls: bool) {
-        let configured: Positions = positions
+    /// Adds the cookie and the header for `reading` to a response (keeping the app's own
+    /// cookies), and `rwproxy-timeline` when the reading has a timeline. Only configured
+    /// databases are included.
+    pub fn issue(&self, headers: &mut HeaderMap, reading: &Reading, tls: bool) {
+        let configured: Positions = reading
+            .positions
             .iter()
             .filter(|(db, _)| self.databases.iter().any(|c| c == *db))
             .map(|(db, p)| (db.clone(), *p))
@@ -116,11 +119,7 @@ impl ConsistencyParams {
         if let Ok(value) = HeaderValue::from_str(&Token::header_value(&configured)) {
             headers.insert(self.header.clone(), value);
         }
-        if let Some(timeline) = self
-            .databases
-            .first()
-            .and_then(|db| rwproxy_core::timeline::current_timeline(positions, db))
-        {
+        if let Some(timeline) = reading.timeline.filter(|t| *t > 0) {
             let mark = rwproxy_core::TimelineMark(timeline).to_string();
             if let Ok(value) = HeaderValue::from_str(&mark) {
                 headers.insert(TIMELINE_HEADER.clone(), value);
@@ -227,7 +226,15 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        p.issue(&mut h, &positions, true);
+        p.issue(&mut h, &Reading::positions(positions.clone()), true);
+        assert!(!h.contains_key(&TIMELINE_HEADER), "no timeline, no mark");
+        let mut h = headers(&[("set-cookie", "session=abc")]);
+        let on_timeline = Reading {
+            positions,
+            timeline: Some(3),
+        };
+        p.issue(&mut h, &on_timeline, true);
+        assert_eq!(h[&TIMELINE_HEADER], "00000003");
         let cookies: Vec<_> = h.get_all("set-cookie").iter().collect();
         assert_eq!(cookies.len(), 2);
         assert_eq!(

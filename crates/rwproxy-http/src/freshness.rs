@@ -100,6 +100,7 @@ mod tests {
             lag: lag_ms.map(Duration::from_millis),
             ready: true,
             problem: None,
+            ..NodeState::default()
         }
     }
 

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use rwproxy_cluster::PositionReader;
-use rwproxy_core::Positions;
+use rwproxy_core::Reading;
 use rwproxy_http::PositionProbe;
 
 /// Adapts the cluster crate's reader to the HTTP layer's probe trait.
@@ -13,7 +13,7 @@ use rwproxy_http::PositionProbe;
 pub struct SourceProbe(pub PositionReader);
 
 impl PositionProbe for SourceProbe {
-    fn current(&self) -> Pin<Box<dyn Future<Output = Option<Positions>> + Send + '_>> {
+    fn current(&self) -> Pin<Box<dyn Future<Output = Option<Reading>> + Send + '_>> {
         Box::pin(self.0.read())
     }
 

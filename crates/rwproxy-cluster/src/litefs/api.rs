@@ -219,6 +219,7 @@ mod tests {
             lag: Some(Duration::ZERO),
             ready: true,
             problem: None,
+            ..NodeState::default()
         }
     }
 

@@ -51,6 +51,7 @@ pub(crate) fn derive(node: &Arc<str>, snap: FileSnapshot) -> NodeState {
         lag,
         ready,
         problem: None,
+        ..NodeState::default()
     }
 }
 
@@ -87,6 +88,7 @@ pub(crate) fn confirm(node: &Arc<str>, files: NodeState, info: Result<&Info, &st
             lag: None,
             ready: files.ready,
             problem: None,
+            ..NodeState::default()
         },
         Ok(_) => NodeState::unknown(
             "litefs files say primary but the litefs api says not primary and names no other primary",

@@ -49,6 +49,7 @@ pub(crate) fn derive(
                 lag: Some(Duration::ZERO),
                 ready: true,
                 problem: None,
+                ..NodeState::default()
             };
         }
         return NodeState {
@@ -58,6 +59,7 @@ pub(crate) fn derive(
             lag: None,
             ready: true,
             problem: None,
+            ..NodeState::default()
         };
     };
     let primary = replication
@@ -78,6 +80,7 @@ pub(crate) fn derive(
         lag: lag.observe(now, applied, target).map(in_steps),
         ready: true,
         problem: None,
+        ..NodeState::default()
     }
 }
 

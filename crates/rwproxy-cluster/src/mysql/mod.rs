@@ -20,7 +20,7 @@ mod query;
 use std::sync::Arc;
 
 use rwproxy_core::gtid::Flavor;
-use rwproxy_core::{NodeState, Positions};
+use rwproxy_core::{NodeState, Positions, Reading};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -98,8 +98,11 @@ pub(crate) async fn token_position(
     conn: &Connection,
     flavor: &FlavorCell,
     key: &Arc<str>,
-) -> Option<Positions> {
+) -> Option<Reading> {
     let flavor = flavor.get(conn).await.ok()?;
     let committed = query::committed(conn, flavor).await.ok()?;
-    Some(Positions::from([(key.clone(), committed.count())]))
+    Some(Reading::positions(Positions::from([(
+        key.clone(),
+        committed.count(),
+    )])))
 }

@@ -44,6 +44,15 @@ pub(crate) struct Member {
     /// The member's timeline.
     #[serde(default)]
     pub timeline: Option<u64>,
+    /// The replication lag Patroni reports for a replica, in bytes (`"unknown"`, or absent on
+    /// the leader: `None`).
+    #[serde(default, deserialize_with = "lag_bytes")]
+    pub lag: Option<u64>,
+}
+
+/// A member's `lag`: a number of bytes, or anything else (Patroni writes `"unknown"`) as none.
+fn lag_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?.as_u64())
 }
 
 impl Member {
@@ -150,9 +159,11 @@ mod tests {
         assert!(view.members[0].is_leader());
         assert!(!view.members[1].is_leader());
         assert_eq!(view.members[1].host.as_deref(), Some("127.0.0.12"));
+        assert_eq!((view.members[0].lag, view.members[1].lag), (None, Some(0)));
         // A replica whose lag Patroni cannot tell ("lag": "unknown") still parses.
         let starting = r#"{"members": [{"name": "pg2", "role": "replica", "state": "starting", "lag": "unknown"}]}"#;
-        assert!(parse(false, b"{}", starting.as_bytes()).is_ok());
+        let view = parse(false, b"{}", starting.as_bytes()).expect("parses");
+        assert_eq!(view.members[0].lag, None);
     }
 
     #[test]

@@ -122,6 +122,7 @@ mod tests {
             state: "running".into(),
             host: host.map(str::to_owned),
             timeline: Some(2),
+            lag: None,
         }
     }
 
@@ -158,6 +159,7 @@ mod tests {
             }),
             ready: true,
             problem: None,
+            ..NodeState::default()
         }
     }
 

@@ -14,6 +14,7 @@
 
 mod api;
 mod derive;
+mod view;
 
 use std::sync::Arc;
 
@@ -66,8 +67,13 @@ pub(crate) async fn run(
         } else {
             postgres::poll_state(&conn, &naming, &mut lag).await
         };
-        let view = patroni.as_ref().map_err(String::as_str);
-        publisher.publish(derive::combine(pg_state, view, &spec.member, &spec.naming));
+        let answer = patroni.as_ref().map_err(String::as_str);
+        let combined = derive::combine(pg_state.clone(), answer, &spec.member, &spec.naming);
+        let manager = view::build(answer, &spec.member, &spec.naming, &pg_state, &combined);
+        publisher.publish(NodeState {
+            manager: Some(Arc::new(manager)),
+            ..combined
+        });
         if demand.active() > 0 {
             tokio::time::sleep(postgres::WAITING_POLL.min(pg.poll)).await;
         } else {

@@ -117,6 +117,7 @@ pub(crate) fn derive(
             lag: Some(Duration::ZERO),
             ready: snapshot.position.is_some(),
             problem: None,
+            ..NodeState::default()
         };
     }
     let streaming = snapshot.receiver.as_ref().filter(|r| r.streaming);
@@ -141,6 +142,7 @@ pub(crate) fn derive(
         lag,
         ready: snapshot.position.is_some(),
         problem: None,
+        ..NodeState::default()
     }
 }
 

@@ -20,7 +20,7 @@ mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rwproxy_core::{NodeState, Positions};
+use rwproxy_core::{NodeState, Positions, Reading};
 use tokio::time::Instant;
 
 use crate::publish::Publisher;
@@ -63,7 +63,7 @@ pub(crate) async fn run(
 }
 
 /// One poll of the server, derived into this node's state (unknown when the poll fails), with
-/// the timeline history published beside the position. The Patroni source composes exactly this.
+/// the timeline history in [`NodeState::timeline`]. The Patroni source composes exactly this.
 pub(crate) async fn poll_state(
     conn: &Connection,
     naming: &Naming<'_>,
@@ -73,9 +73,7 @@ pub(crate) async fn poll_state(
         Ok(snapshot) => {
             let mut state = derive::derive(naming, &snapshot, lag, Instant::now());
             lag.timeline.follow(conn, &snapshot).await;
-            lag.timeline
-                .history
-                .publish_into(&mut state.positions, naming.position_key);
+            state.timeline = lag.timeline.published();
             state
         }
         Err(e) => NodeState::unknown(e.to_string()),
@@ -83,13 +81,13 @@ pub(crate) async fn poll_state(
 }
 
 /// Reads the position a token must carry right after a write: the primary's insert position,
-/// and beside it the timeline it is on (issued as the token's `rwproxy-timeline`); on a replica,
-/// after a read it served, its replay position. `None` when the server cannot answer now.
-pub(crate) async fn token_position(conn: &Connection, key: &Arc<str>) -> Option<Positions> {
+/// and beside it the timeline it is on (issued as the token's `rwproxy-timeline`), read
+/// together; on a replica, after a read it served, its replay position. `None` when the server
+/// cannot answer now.
+pub(crate) async fn token_position(conn: &Connection, key: &Arc<str>) -> Option<Reading> {
     let (position, timeline) = query::insert_position_timeline(conn).await.ok()?;
-    let mut positions = Positions::from([(key.clone(), position)]);
-    if let Some(timeline) = timeline {
-        rwproxy_core::timeline::History::from_current(timeline).publish_into(&mut positions, key);
-    }
-    Some(positions)
+    Some(Reading {
+        positions: Positions::from([(key.clone(), position)]),
+        timeline,
+    })
 }

@@ -11,6 +11,8 @@
 //!   switch point and it are not detected, and no kept write is ever called lost. A replica
 //!   without the file knows its timeline only, and detects nothing.
 
+use std::sync::Arc;
+
 use rwproxy_core::timeline::History;
 
 use super::connect::Connection;
@@ -23,6 +25,8 @@ pub(crate) struct TimelineTracker {
     pub history: History,
     /// The timeline whose history file was last asked for (once per timeline).
     file_asked_for: u32,
+    /// The history as last published: shared by every poll's state while it does not change.
+    published: Option<Arc<History>>,
 }
 
 impl TimelineTracker {
@@ -41,6 +45,17 @@ impl TimelineTracker {
                 self.history = exact;
             }
         }
+    }
+
+    /// The history to publish in the node's state; `None` until a timeline is known.
+    pub(crate) fn published(&mut self) -> Option<Arc<History>> {
+        if self.history.current == 0 {
+            return None;
+        }
+        if self.published.as_deref() != Some(&self.history) {
+            self.published = Some(Arc::new(self.history.clone()));
+        }
+        self.published.clone()
     }
 
     /// The bookkeeping of [`TimelineTracker::follow`] without the file.
@@ -73,9 +88,13 @@ mod tests {
         let mut t = TimelineTracker::default();
         t.observe(true, 1, Some(0x100));
         assert_eq!(t.history, History::from_current(1));
+        let first = t.published().expect("a timeline");
+        assert!(Arc::ptr_eq(&first, &t.published().expect("same")), "shared");
         t.observe(true, 1, Some(0x200));
         t.observe(false, 2, Some(0x300));
         assert_eq!(t.history.current, 2);
+        assert_eq!(t.published().as_deref(), Some(&t.history), "a new one");
+        assert_eq!(TimelineTracker::default().published(), None);
         let mark = Some(TimelineMark(1));
         assert_eq!(t.history.verdict(mark, 0x300), Verdict::Kept);
         assert!(matches!(

@@ -112,6 +112,7 @@ mod tests {
             lag: Some(Duration::from_secs(5)),
             ready: true,
             problem: None,
+            ..NodeState::default()
         };
         let max = Duration::from_secs(10);
         assert_eq!(

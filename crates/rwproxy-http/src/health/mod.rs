@@ -10,6 +10,7 @@
 mod agent;
 mod app_check;
 mod fail_static;
+mod source_doc;
 mod tracker;
 mod view;
 
@@ -154,6 +155,7 @@ mod tests {
             lag: lag_ms.map(Duration::from_millis),
             ready: true,
             problem: None,
+            ..NodeState::default()
         }
     }
 

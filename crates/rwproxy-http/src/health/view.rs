@@ -10,6 +10,7 @@ use rwproxy_core::NodeState;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::source_doc::{ManagerDoc, TimelineDoc};
 use super::{agent_line, evaluate_with_app, HealthStatus, PeerVerdict, SharedHealth};
 use crate::body::Body;
 use crate::live::LiveDuration;
@@ -42,6 +43,12 @@ struct HealthDoc<'a> {
     /// Something wrong that does not change the verdict (see `SharedHealth::set_warning`).
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<&'a str>,
+    /// The PostgreSQL timeline and its ancestors' switch points (PostgreSQL sources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<TimelineDoc>,
+    /// The failover manager's view beside rwproxy's (the Patroni source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manager: Option<ManagerDoc<'a>>,
 }
 
 /// Everything a health answer reads: cheap to clone, shared by the proxy and admin listeners
@@ -204,6 +211,8 @@ impl HealthView {
             reason,
             peers: peers.as_deref(),
             warning: warning.as_deref(),
+            timeline: state.timeline.as_deref().map(TimelineDoc::new),
+            manager: state.manager.as_deref().map(ManagerDoc::new),
         };
         (status, f(&doc))
     }
@@ -258,6 +267,7 @@ mod tests {
             lag: None,
             ready: true,
             problem: None,
+            ..NodeState::default()
         });
         let view = HealthView::new(
             "me".into(),

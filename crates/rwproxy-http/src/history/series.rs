@@ -274,6 +274,7 @@ rwproxy_request_duration_seconds_count{class=\"read\",route=\"local\"} 7
             lag: lag_ms.map(Duration::from_millis),
             ready: true,
             problem: None,
+            ..NodeState::default()
         }
     }
 

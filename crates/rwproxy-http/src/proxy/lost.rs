@@ -5,7 +5,7 @@
 //! if the write were there. See `rwproxy_core::timeline`.
 
 use http::{HeaderMap, Response};
-use rwproxy_core::timeline::{History, TimelineMark, Verdict};
+use rwproxy_core::timeline::{TimelineMark, Verdict};
 use rwproxy_core::{ErrorCode, Token};
 
 use super::shared::Shared;
@@ -31,7 +31,7 @@ pub(crate) fn lost_write(
         .iter()
         .find(|(db, _)| db == first_db)
         .map(|(_, lsn)| *lsn)?;
-    let history = History::read_from(&shared.state.borrow().positions, first_db);
+    let history = shared.state.borrow().timeline.clone()?;
     match history.verdict(Some(mark), lsn) {
         Verdict::Lost {
             timeline,

@@ -154,6 +154,7 @@ mod tests {
             lag: Some(lag),
             ready: true,
             problem: None,
+            ..NodeState::default()
         }
     }
 

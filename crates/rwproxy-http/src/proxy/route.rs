@@ -621,7 +621,7 @@ async fn promoted_since_poll(shared: &Shared) -> bool {
 /// see a write.)
 async fn demoted_under_read(shared: &Shared, token: Option<&Token>) -> bool {
     let Some(token) = token else { return false };
-    if !token.is_ahead_of(&shared.current_positions().await) {
+    if !token.is_ahead_of(&shared.current_positions().await.positions) {
         return false;
     }
     shared.probe.confirms_primary().await == Some(false)

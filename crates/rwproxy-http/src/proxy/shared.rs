@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rwproxy_core::{Demand, NodeState, Positions};
+use rwproxy_core::{Demand, NodeState, Reading};
 use tokio::sync::watch;
 
 use crate::consistency::PositionProbe;
@@ -51,20 +51,20 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// The positions right now: from the probe, else the last published state.
-    pub(crate) async fn current_positions(&self) -> Positions {
-        if let Some(positions) = self.positions_without_probe() {
-            return positions;
+    /// The positions (and timeline) right now: from the probe, else the last published state.
+    pub(crate) async fn current_positions(&self) -> Reading {
+        if let Some(reading) = self.positions_without_probe() {
+            return reading;
         }
         match self.probe.current().await {
-            Some(positions) => positions,
-            None => self.state.borrow().positions.clone(),
+            Some(reading) => reading,
+            None => self.state.borrow().reading(),
         }
     }
 
     /// The last published positions when the probe never reads any (a static source): then
     /// they are the current ones, known without awaiting (or boxing) a probe call.
-    pub(crate) fn positions_without_probe(&self) -> Option<Positions> {
-        (!self.probe.reads_positions()).then(|| self.state.borrow().positions.clone())
+    pub(crate) fn positions_without_probe(&self) -> Option<Reading> {
+        (!self.probe.reads_positions()).then(|| self.state.borrow().reading())
     }
 }

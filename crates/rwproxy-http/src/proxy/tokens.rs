@@ -2,7 +2,7 @@
 //! new token (cookie and header) and writes it.
 
 use http::HeaderMap;
-use rwproxy_core::{RequestClass, Token};
+use rwproxy_core::{Reading, RequestClass, Token};
 
 use super::shared::Shared;
 use crate::session::{token_for_read, SessionMode};
@@ -80,16 +80,25 @@ pub(crate) async fn apply(
         TokenAction::IssueForRead { token, on_primary } => {
             // Read after the app answered: an upper bound of what the read saw.
             let served = shared.current_positions().await;
-            let issued = token_for_read(consistency.session, token.as_ref(), &served, on_primary);
+            let issued = token_for_read(
+                consistency.session,
+                token.as_ref(),
+                &served.positions,
+                on_primary,
+            );
             if let Some(positions) = issued {
-                consistency.issue(headers, &positions, tls);
+                let reading = Reading {
+                    positions,
+                    timeline: served.timeline,
+                };
+                consistency.issue(headers, &reading, tls);
             }
         }
         TokenAction::ResetIfAhead(token) => {
             let snapshot_ahead = token.is_ahead_of(&shared.state.borrow().positions);
             if snapshot_ahead {
                 let positions = shared.current_positions().await;
-                if token.is_ahead_of(&positions) {
+                if token.is_ahead_of(&positions.positions) {
                     tracing::info!(
                         request_id,
                         "client token is ahead of the primary; replacing it"

@@ -528,6 +528,23 @@ fn bad_addresses() {
 }
 
 #[test]
+fn rwproxys_own_headers_are_refused_as_the_token_header() {
+    for name in [
+        "rwproxy-timeline",
+        "RWProxy-Timeline",
+        "rwproxy-forwarded-by",
+    ] {
+        let text = format!("{MINIMAL}[consistency]\nheader = \"{name}\"\n");
+        assert_eq!(
+            problems(&text),
+            vec![format!(
+                "consistency.header: header name {name:?} is reserved (choose another name)"
+            )]
+        );
+    }
+}
+
+#[test]
 fn bad_names() {
     let text = format!(
         "{MINIMAL}node = \"\"\n[cluster]\ndatabases = [\"app.db\", \"a,b\", \"app.db\", \"\"]\n\

@@ -171,6 +171,9 @@ const RESERVED_HEADERS: &[&str] = &[
     "retry-after",
     "rwproxy-error",
     "rwproxy-route",
+    // The token's timeline companion, and the hop mark that detects forwarding loops.
+    "rwproxy-timeline",
+    "rwproxy-forwarded-by",
 ];
 
 /// The position-token header: a valid header name that does not collide with one in use.

@@ -80,6 +80,7 @@ pub fn problems(nodes: &[NodeReport]) -> Vec<String> {
             }
         }
     }
+    problems.extend(super::manager::problems(&docs));
     problems
 }
 

@@ -8,6 +8,7 @@
 
 mod checks;
 pub(crate) mod fetch;
+pub mod manager;
 mod model;
 mod naming;
 mod render;

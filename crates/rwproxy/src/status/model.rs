@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::manager::{ManagerDoc, TimelineDoc};
+
 /// A node's own account of itself: the admin listener's `/status` document (or, from a proxy
 /// listener, the health document, which lacks version and uptime).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -42,6 +44,12 @@ pub struct NodeDoc {
     /// Seconds since the node started (only `/status` has it).
     #[serde(default)]
     pub uptime_seconds: Option<f64>,
+    /// The PostgreSQL timeline (PostgreSQL sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<TimelineDoc>,
+    /// The failover manager's view beside rwproxy's (the Patroni source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<ManagerDoc>,
 }
 
 impl NodeDoc {

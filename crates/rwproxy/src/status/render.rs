@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
 
+use super::manager;
 use super::model::{NodeDoc, NodeReport, Rates, Report};
 
 /// How the table is written.
@@ -41,26 +42,21 @@ pub fn lines(report: &Report, style: Output) -> Vec<String> {
     for node in &report.nodes {
         rows.push((cells(node), row_style(node)));
     }
-    let mut widths = [0usize; HEADER.len()];
-    for (cells, _) in &rows {
-        for (width, cell) in widths.iter_mut().zip(cells) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out: Vec<String> = rows
+    let mut out = table(&rows, style);
+    // The timeline and the failover manager's view, in a table of their own: only for sources
+    // that have them.
+    let source_rows: Vec<(Vec<String>, Style)> = report
+        .nodes
         .iter()
-        .map(|(cells, row_style)| {
-            let mut line = String::new();
-            for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-                if i + 1 == cells.len() {
-                    line.push_str(cell);
-                } else {
-                    let _ = write!(line, "{cell:<width$}  ");
-                }
-            }
-            paint(line.trim_end(), *row_style, style)
-        })
+        .filter_map(|node| Some((manager::cells(node.doc.as_ref()?)?, row_style(node))))
         .collect();
+    if !source_rows.is_empty() {
+        let header = manager::HEADER.iter().map(|h| (*h).to_owned()).collect();
+        let mut rows = vec![(header, Style::new().bold())];
+        rows.extend(source_rows);
+        out.push(String::new());
+        out.extend(table(&rows, style));
+    }
     let problem_style = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
     if report.problems.is_empty() {
         out.push(paint(
@@ -76,6 +72,30 @@ pub fn lines(report: &Report, style: Output) -> Vec<String> {
         }
     }
     out
+}
+
+/// Rows as lines, each column as wide as its widest cell (the last one unpadded).
+fn table(rows: &[(Vec<String>, Style)], style: Output) -> Vec<String> {
+    let columns = rows.iter().map(|(cells, _)| cells.len()).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for (cells, _) in rows {
+        for (width, cell) in widths.iter_mut().zip(cells) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|(cells, row_style)| {
+            let mut line = String::new();
+            for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+                if i + 1 == cells.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<width$}  ");
+                }
+            }
+            paint(line.trim_end(), *row_style, style)
+        })
+        .collect()
 }
 
 /// `text` in lines of at most `width` characters, continuation lines indented by two spaces.
@@ -226,16 +246,20 @@ mod tests {
         }
     }
 
+    /// A table line's cells (cells hold no double space).
+    fn columns(line: &str) -> Vec<&str> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
     #[test]
     fn rows_columns_and_problems() {
         let lines = lines(&report(), Output::default());
         assert_eq!(lines.len(), 4, "{lines:#?}");
         assert!(lines[0].starts_with("NODE "));
-        let a: Vec<&str> = lines[1]
-            .split("  ")
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
+        let a = columns(&lines[1]);
         assert_eq!(
             a,
             ["a", "primary", "a", "0s", "app.db=7", "ok", "0.1.0", "1m 1s", "2.0", "0.2"]
@@ -327,6 +351,35 @@ mod tests {
             problem,
             "PROBLEM: http://127.0.0.1:2 is unreachable: connection refused"
         );
+    }
+
+    #[test]
+    fn the_timeline_and_the_managers_view_get_a_table_of_their_own() {
+        use crate::status::manager::{ManagerDoc, TimelineDoc};
+        let mut report = report();
+        let doc = report.nodes[0].doc.as_mut().unwrap();
+        doc.timeline = Some(TimelineDoc {
+            current: 2,
+            switches: vec![],
+        });
+        doc.manager = Some(ManagerDoc {
+            name: "patroni".into(),
+            member: "a".into(),
+            leader: Some("a".into()),
+            leader_address: Some("a".into()),
+            holds_lock: true,
+            role: "master".into(),
+            state: "running".into(),
+            ..ManagerDoc::default()
+        });
+        let lines = lines(&report, Output::default());
+        assert_eq!(lines[3], "", "{lines:#?}");
+        assert!(lines[4].starts_with("NODE  TIMELINE  LEADER (manager)"));
+        assert_eq!(
+            columns(&lines[5]),
+            ["a", "2", "a", "a master/running, lock"]
+        );
+        assert!(lines[6].starts_with("PROBLEM: "), "{lines:#?}");
     }
 
     #[test]

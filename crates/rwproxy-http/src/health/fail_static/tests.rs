@@ -13,6 +13,7 @@ fn own(primary: Option<&str>, pos: u64) -> NodeState {
         lag: Some(Duration::from_secs(30)),
         ready: true,
         problem: None,
+        ..NodeState::default()
     }
 }
 

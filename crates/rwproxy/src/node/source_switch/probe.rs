@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use rwproxy_core::Positions;
+use rwproxy_core::Reading;
 use rwproxy_http::{Live, PositionProbe};
 
 /// A [`PositionProbe`] that asks the probe of the source running now.
@@ -37,7 +37,7 @@ impl SwitchedProbe {
 }
 
 impl PositionProbe for SwitchedProbe {
-    fn current(&self) -> Pin<Box<dyn Future<Output = Option<Positions>> + Send + '_>> {
+    fn current(&self) -> Pin<Box<dyn Future<Output = Option<Reading>> + Send + '_>> {
         let probe = self.current.load();
         Box::pin(async move { probe.current().await })
     }
