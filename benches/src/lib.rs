@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+pub mod harness;
 pub mod wan_link;
 
 /// CPU time (user + system) this process has used so far, from `/proc/self/stat`.
