@@ -1,5 +1,5 @@
 //! Pieces of a loopback load benchmark: child processes stopped on drop, pinning, `wrk` at
-//! saturation and an open-loop client at a fixed rate. Used by `embed`.
+//! saturation and an open-loop client at a fixed rate. Used by `load` and `embed`.
 
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,11 @@ impl Proc {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// True once the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Its standard output, if it was piped and not taken yet.
