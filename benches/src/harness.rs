@@ -1,6 +1,8 @@
 //! Pieces of a loopback load benchmark: child processes stopped on drop, pinning, `wrk` at
 //! saturation and an open-loop client at a fixed rate. Used by `load` and `embed`.
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream as StdStream;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -104,6 +106,57 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// One request on a fresh connection (`POST`s carry [`WRITE_BODY`]; `cookie`, if any, as the
+/// `Cookie` header); the response status, if any.
+pub fn status_of(port: u16, method: &str, cookie: Option<&str>) -> Option<u16> {
+    let mut s = StdStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let body = if method == "POST" { WRITE_BODY } else { "" };
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
+    write!(
+        s,
+        "{method} / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n{cookie}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// True once `port` answers `method /` with `status` ([`status_of`]), false after 10 s of
+/// trying.
+pub fn answers(port: u16, method: &str, cookie: Option<&str>, status: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if status_of(port, method, cookie) == Some(status) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// In a benchmark's child server: exits the process once stdin (the benchmark's pipe) closes,
+/// so no server outlives a benchmark that ended or was killed.
+pub fn exit_with_parent() {
+    std::thread::spawn(|| {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    });
+}
+
+/// In a benchmark's child server: a listener on a free loopback port, the port printed on
+/// stdout for the benchmark to read.
+pub async fn announced_listener() -> std::io::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?.port());
+    std::io::stdout().flush()?;
+    Ok(listener)
 }
 
 /// What a load generator sends: a `GET` (with a `Cookie` header, or none) or a `POST` of

@@ -29,18 +29,20 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream as StdStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rwproxy_benches::harness::{free_port, open_loop, pinned, sched_cpu, wrk, Load, Proc};
+use rwproxy_benches::harness::{
+    announced_listener, answers, exit_with_parent, free_port, open_loop, pinned, sched_cpu, wrk,
+    Load, Proc,
+};
 use rwproxy_benches::{median, quantile, tree_cpu, CpuTimes};
 use rwproxy_tests::mount::Mount;
 use tokio::net::TcpListener;
@@ -247,20 +249,14 @@ async fn app<B: hyper::body::Body>(
 }
 
 fn serve_main(args: &[String]) -> ExitCode {
-    // Exit with the benchmark, even when it is killed: stdin is its pipe.
-    std::thread::spawn(|| {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        std::process::exit(0);
-    });
+    exit_with_parent();
     // One thread, as the binary with `proxy.workers = 1`.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        println!("{}", listener.local_addr().expect("addr").port());
-        let _ = std::io::stdout().flush();
+        let listener = announced_listener().await.expect("listen");
         match (args.first().map(String::as_str), args.get(1)) {
             (Some("bare"), _) => serve_bare(listener).await,
             (Some("embedded"), Some(config)) => serve_embedded(listener, Path::new(config)).await,
@@ -456,35 +452,6 @@ fn start_case(case: Case, opts: &Opts, dir: &Path) -> Running {
 /// `Cookie: __txid=…` at the nodes' position: the token a client that wrote there holds.
 fn token_cookie() -> String {
     format!("__txid={POSITION:016x}")
-}
-
-/// True once `port` answers `method /` with `status`, false after 10 s of trying.
-fn answers(port: u16, method: &str, cookie: Option<&str>, status: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if http_once(port, method, cookie) == Some(status) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// One request on a fresh connection; the response status, if any.
-fn http_once(port: u16, method: &str, cookie: Option<&str>) -> Option<u16> {
-    let mut s = StdStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: {c}\r\n"));
-    write!(
-        s,
-        "{method} / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n{cookie}Content-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_whitespace().nth(1)?.parse().ok()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,8 +25,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream as StdStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -38,11 +37,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rwproxy_benches::harness::{
-    self, free_port, open_loop, parse_wrk, pinned, Load, Proc, WrkResult, WRITE_BODY,
+    self, free_port, open_loop, parse_wrk, pinned, Load, Proc, WrkResult,
 };
 use rwproxy_benches::{median, quantile, tree_cpu, tree_rss_kib, CpuTimes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The app's answer to every request: a small body, as in a typical JSON or HTML fragment read.
 const APP_BODY: &[u8] = b"hello, world\n";
@@ -199,22 +198,6 @@ fn have(program: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// One request on a fresh connection; the response status, if any.
-fn http_once(port: u16, method: &str) -> Option<u16> {
-    let mut s = StdStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let body = if method == "POST" { WRITE_BODY } else { "" };
-    write!(
-        s,
-        "{method} / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Waits until `port` answers `method /` with 200.
 fn wait_ready(port: u16, method: &str, what: &str) {
     assert!(answers(port, method), "{what} never answered 200");
@@ -222,35 +205,20 @@ fn wait_ready(port: u16, method: &str, what: &str) {
 
 /// True once `port` answers `method /` with 200, false after 10 s of trying.
 fn answers(port: u16, method: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if http_once(port, method) == Some(200) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    harness::answers(port, method, None, 200)
 }
 
 // ---------------------------------------------------------------------------------------------
 // The app
 
 fn app_main() -> ExitCode {
-    // Exit with the benchmark, even when it is killed: stdin is its pipe.
-    std::thread::spawn(|| {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        std::process::exit(0);
-    });
+    harness::exit_with_parent();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        println!("{}", listener.local_addr().expect("addr").port());
-        let _ = std::io::stdout().flush();
+        let listener = harness::announced_listener().await.expect("listen");
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
