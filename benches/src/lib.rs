@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+pub mod harness;
 pub mod sql_source;
 pub mod wan_link;
 

@@ -25,28 +25,26 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use rwproxy_benches::harness::{
+    self, free_port, open_loop, parse_wrk, pinned, Load, Proc, WrkResult,
+};
 use rwproxy_benches::{median, quantile, tree_cpu, tree_rss_kib, CpuTimes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The app's answer to every request: a small body, as in a typical JSON or HTML fragment read.
 const APP_BODY: &[u8] = b"hello, world\n";
-/// Body of the benchmarked writes.
-const WRITE_BODY: &str = r#"{"note":"hello"}"#;
 /// Set in the re-executed, pinned process.
 const PINNED_ENV: &str = "RWPROXY_BENCH_PINNED";
 
@@ -200,85 +198,6 @@ fn have(program: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// A child process, terminated (TERM, then KILL) when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let child = cmd
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name: name.to_owned(),
-            child,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not stop on TERM; killing it", self.name);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `program` pinned to `core` through taskset (which execs it: same pid).
-fn pinned(core: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new("taskset");
-    cmd.arg("-c").arg(core).arg(program);
-    cmd
-}
-
-/// A port to listen on, below Linux's ephemeral range (32768 and up) so that no outgoing
-/// connection takes it between this check and the proxy's bind.
-fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let base = 20_000 + std::process::id() % 6_000;
-    loop {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let port = u16::try_from(base + n % 6_000).expect("port");
-        if StdListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// One request on a fresh connection; the response status, if any.
-fn http_once(port: u16, method: &str) -> Option<u16> {
-    let mut s = StdStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let body = if method == "POST" { WRITE_BODY } else { "" };
-    write!(
-        s,
-        "{method} / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Waits until `port` answers `method /` with 200.
 fn wait_ready(port: u16, method: &str, what: &str) {
     assert!(answers(port, method), "{what} never answered 200");
@@ -286,35 +205,20 @@ fn wait_ready(port: u16, method: &str, what: &str) {
 
 /// True once `port` answers `method /` with 200, false after 10 s of trying.
 fn answers(port: u16, method: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if http_once(port, method) == Some(200) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    harness::answers(port, method, None, 200)
 }
 
 // ---------------------------------------------------------------------------------------------
 // The app
 
 fn app_main() -> ExitCode {
-    // Exit with the benchmark, even when it is killed: stdin is its pipe.
-    std::thread::spawn(|| {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        std::process::exit(0);
-    });
+    harness::exit_with_parent();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        println!("{}", listener.local_addr().expect("addr").port());
-        let _ = std::io::stdout().flush();
+        let listener = harness::announced_listener().await.expect("listen");
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
@@ -341,8 +245,8 @@ fn start_app(opts: &Opts) -> (Proc, u16) {
     let exe = std::env::current_exe().expect("own path");
     let mut cmd = pinned(&opts.load_core, exe);
     cmd.arg("--app").stdout(Stdio::piped());
-    let mut proc = Proc::spawn("app", &mut cmd);
-    let stdout = proc.child.stdout.take().expect("app stdout");
+    let mut proc = Proc::spawn("app", &mut cmd).expect("start the app");
+    let stdout = proc.stdout().expect("app stdout");
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
@@ -433,7 +337,7 @@ fn start_rwproxy(
         .arg(&config)
         .stdout(Stdio::null())
         .stderr(log);
-    let proc = Proc::spawn(&format!("rwproxy {node}"), &mut cmd);
+    let proc = Proc::spawn(&format!("rwproxy {node}"), &mut cmd).expect("start rwproxy");
     if !answers(port, "GET") {
         let log = std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap_or_default();
         panic!("rwproxy {node} never answered 200; its log:\n{log}");
@@ -572,7 +476,7 @@ fn start_target(target: &str, opts: &Opts, app: &Proc, app_port: u16, dir: &Path
                 .arg(dir.join("nginx-error.log"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            let p = Proc::spawn("nginx", &mut cmd);
+            let p = Proc::spawn("nginx", &mut cmd).expect("start nginx");
             wait_ready(port, "GET", "nginx");
             Running::one(p, port, false)
         }
@@ -586,7 +490,7 @@ fn start_target(target: &str, opts: &Opts, app: &Proc, app_port: u16, dir: &Path
                 .arg(&config)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            let p = Proc::spawn("haproxy", &mut cmd);
+            let p = Proc::spawn("haproxy", &mut cmd).expect("start haproxy");
             wait_ready(port, "GET", "haproxy");
             Running::one(p, port, false)
         }
@@ -605,193 +509,28 @@ fn rss_mib(pids: &[u32]) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // wrk
 
-#[derive(Debug, Default, Clone, Copy)]
-struct WrkResult {
-    rps: f64,
-    requests: u64,
-    p50: Duration,
-    p99: Duration,
-    bad: u64,
-}
-
-fn wrk_script(dir: &Path) -> PathBuf {
-    let path = dir.join("post.lua");
-    std::fs::write(
-        &path,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = '{WRITE_BODY}'\n\
-             wrk.headers[\"Content-Type\"] = \"application/json\"\n"
-        ),
-    )
-    .expect("write script");
-    path
-}
-
-fn wrk(opts: &Opts, port: u16, secs: u64, post: bool, dir: &Path) -> WrkResult {
-    let mut cmd = pinned(&opts.load_core, "wrk");
-    cmd.arg("-t1")
-        .arg(format!("-c{}", opts.connections))
-        .arg(format!("-d{secs}s"))
-        .arg("--latency");
+fn load_of(post: bool) -> Load {
     if post {
-        cmd.arg("-s").arg(wrk_script(dir));
+        Load::post()
+    } else {
+        Load::get(None)
     }
-    let out = cmd
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .output()
-        .expect("wrk");
-    parse_wrk(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn parse_wrk_duration(text: &str) -> Duration {
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: f64 = num.parse().unwrap_or(f64::NAN);
-    let secs = match unit {
-        "us" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => f64::NAN,
-    };
-    Duration::try_from_secs_f64(secs).unwrap_or_default()
-}
-
-fn parse_wrk(out: &str) -> WrkResult {
-    let mut r = WrkResult::default();
-    for line in out.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["50%", v] => r.p50 = parse_wrk_duration(v),
-            ["99%", v] => r.p99 = parse_wrk_duration(v),
-            ["Requests/sec:", v] => r.rps = v.parse().unwrap_or(0.0),
-            [n, "requests", "in", ..] => r.requests = n.parse().unwrap_or(0),
-            ["Non-2xx", "or", "3xx", "responses:", n] => r.bad += n.parse().unwrap_or(0),
-            ["Socket", "errors:", rest @ ..] => {
-                r.bad += rest
-                    .iter()
-                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
-                    .sum::<u64>();
-            }
-            _ => {}
-        }
-    }
-    r
+fn wrk(opts: &Opts, port: u16, secs: u64, post: bool) -> WrkResult {
+    harness::wrk(
+        &opts.load_core,
+        opts.connections,
+        port,
+        secs,
+        &load_of(post),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
 // The open-loop fixed-rate client
 
-type Sender = SendRequest<Full<Bytes>>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-async fn connect(port: u16) -> Result<Sender, BoxError> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-fn request(post: bool) -> Request<Full<Bytes>> {
-    let builder = Request::builder()
-        .uri("/")
-        .header(http::header::HOST, "bench");
-    if post {
-        builder
-            .method(Method::POST)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from_static(WRITE_BODY.as_bytes())))
-    } else {
-        builder.method(Method::GET).body(Full::new(Bytes::new()))
-    }
-    .expect("request")
-}
-
-#[derive(Debug, Default, Clone)]
-struct OpenLoop {
-    latencies: Vec<Duration>,
-    bad: u64,
-    connections: usize,
-}
-
-/// Sends `rate` requests per second for `secs`, each at its scheduled instant on an idle
-/// connection (a new one when all are busy). Latency runs from the scheduled instant to the
-/// end of the response body.
-async fn open_loop(port: u16, rate: u32, secs: f64, post: bool) -> OpenLoop {
-    let n = (f64::from(rate) * secs).round() as u32;
-    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let idle: Arc<Mutex<Vec<Sender>>> = Arc::default();
-    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    for _ in 0..16 {
-        if let Ok(s) = connect(port).await {
-            idle.lock().unwrap().push(s);
-            opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let start = Instant::now() + Duration::from_millis(20);
-    // A thread keeps the schedule: tokio's timer has millisecond granularity, nanosleep does
-    // better than 0.1 ms.
-    let scheduler = std::thread::spawn(move || {
-        for i in 0..n {
-            let at = start + interval * i;
-            let now = Instant::now();
-            if at > now {
-                std::thread::sleep(at - now);
-            }
-            if tx.send(at).is_err() {
-                break;
-            }
-        }
-    });
-    let mut result = OpenLoop::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut record = |r: Result<Result<Duration, BoxError>, tokio::task::JoinError>| match r {
-        Ok(Ok(latency)) => result.latencies.push(latency),
-        _ => result.bad += 1,
-    };
-    while let Some(at) = rx.recv().await {
-        let idle = idle.clone();
-        let opened = opened.clone();
-        tasks.spawn(async move {
-            let pooled = idle.lock().unwrap().pop();
-            let mut sender = match pooled {
-                Some(s) => s,
-                None => {
-                    opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    connect(port).await?
-                }
-            };
-            let response = sender.send_request(request(post)).await?;
-            let ok = response.status() == StatusCode::OK;
-            response.into_body().collect().await?;
-            let latency = at.elapsed();
-            if sender.ready().await.is_ok() {
-                idle.lock().unwrap().push(sender);
-            }
-            if ok {
-                Ok(latency)
-            } else {
-                Err("status".into())
-            }
-        });
-        while let Some(done) = tasks.try_join_next() {
-            record(done);
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        record(done);
-    }
-    let _ = scheduler.join();
-    result.latencies.sort();
-    result.connections = opened.load(std::sync::atomic::Ordering::Relaxed);
-    result
-}
+// `harness::open_loop`
 
 // ---------------------------------------------------------------------------------------------
 // Idle keep-alive connections
@@ -884,16 +623,16 @@ fn measure(
     let running = start_target(target, opts, app, app_port, dir);
     let (port, post) = (running.port, running.post);
     // Warm-up: connections, pools, caches.
-    wrk(opts, port, 1, post, dir);
+    wrk(opts, port, 1, post);
 
     let before = cpu_of(&running.measured);
     let app_before = tree_cpu(app.pid());
-    let w = wrk(opts, port, opts.duration, post, dir);
+    let w = wrk(opts, port, opts.duration, post);
     let sat_cpu = cpu_of(&running.measured).since(before);
     let app_cpu = tree_cpu(app.pid()).since(app_before);
 
     let before = cpu_of(&running.measured);
-    let fixed = rt.block_on(open_loop(port, opts.rate, opts.rate_secs, post));
+    let fixed = rt.block_on(open_loop(port, opts.rate, opts.rate_secs, &load_of(post)));
     let fix_cpu = cpu_of(&running.measured).since(before).total();
 
     let rss = if post || opts.idle == 0 {
@@ -1277,7 +1016,8 @@ fn soak(rt: &tokio::runtime::Runtime, opts: &Opts, secs: u64) {
             .arg(format!("-d{secs}s"))
             .arg(format!("http://127.0.0.1:{port}/"))
             .stdout(Stdio::piped()),
-    );
+    )
+    .expect("start wrk");
     let t0 = Instant::now();
     let mut series = Vec::new();
     loop {
@@ -1286,12 +1026,12 @@ fn soak(rt: &tokio::runtime::Runtime, opts: &Opts, secs: u64) {
         let t = t0.elapsed().as_secs();
         series.push((t, rss));
         println!("  t={t:>4}s RSS {rss:.1} MiB");
-        if let Ok(Some(_)) = load.child.try_wait() {
+        if load.exited() {
             break;
         }
     }
     let mut out = String::new();
-    if let Some(mut stdout) = load.child.stdout.take() {
+    if let Some(mut stdout) = load.stdout() {
         let _ = stdout.read_to_string(&mut out);
     }
     let w = parse_wrk(&out);
