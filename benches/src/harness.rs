@@ -3,6 +3,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream as StdStream;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -393,4 +394,12 @@ pub async fn open_loop(port: u16, rate: u32, secs: f64, load: &Load) -> OpenLoop
     result.latencies.sort();
     result.connections = opened.load(std::sync::atomic::Ordering::Relaxed);
     result
+}
+
+/// The program `name` in this program's directory (`target/release/rwproxy` beside
+/// `target/release/load`): the default binary under test.
+pub fn beside_this_program(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .unwrap_or_default()
+        .with_file_name(name)
 }

@@ -40,8 +40,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rwproxy_benches::harness::{
-    announced_listener, answers, exit_with_parent, free_port, open_loop, pinned, sched_cpu, wrk,
-    Load, Proc,
+    self, announced_listener, answers, exit_with_parent, free_port, open_loop, pinned, sched_cpu,
+    wrk, Load, Proc,
 };
 use rwproxy_benches::{median, quantile, tree_cpu, CpuTimes};
 use rwproxy_tests::mount::Mount;
@@ -57,8 +57,8 @@ const POSITION: u64 = 1;
 /// Set in the re-executed, pinned process.
 const PINNED_ENV: &str = "RWPROXY_BENCH_PINNED";
 
-/// One way of running the app.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One way of running the app (`--cases` names them in kebab case, as [`Case::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Case {
     /// The app alone.
     Bare,
@@ -124,69 +124,37 @@ impl Case {
     }
 }
 
-#[derive(Clone, Debug)]
+/// Embedded vs sidecar vs bare (see the module documentation).
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "embed")]
 struct Opts {
+    /// Rounds; cases rotate between rounds, extra CPU is paired with the round's bare run.
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Seconds of saturation (wrk) per request kind, case and round.
+    #[arg(long, default_value_t = 3)]
     duration: u64,
+    /// wrk's connections.
+    #[arg(long, default_value_t = 50)]
     connections: usize,
+    /// The fixed rate of the open-loop client, requests per second.
+    #[arg(long, default_value_t = 2000)]
     rate: u32,
+    /// Seconds at the fixed rate.
+    #[arg(long, default_value_t = 5.0)]
     rate_secs: f64,
+    /// The core of this program and wrk.
+    #[arg(long, default_value = "0")]
     load_core: String,
+    /// The core of the app and the sidecar.
+    #[arg(long, default_value = "1")]
     serve_core: String,
+    /// Cases, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = CASES)]
     cases: Vec<Case>,
+    /// The rwproxy binary of the sidecar cases (default: `rwproxy` beside this program).
+    #[arg(long, default_value_os_t = harness::beside_this_program("rwproxy"))]
     rwproxy: PathBuf,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: embed [--rounds N] [--duration SECS] [--connections N] [--rate REQ_PER_S] \
-         [--rate-secs SECS] [--load-core C] [--serve-core C] [--cases a,b,..] [--rwproxy PATH]\n  \
-         cases: {}",
-        CASES.map(Case::name).join(", ")
-    );
-    std::process::exit(2)
-}
-
-fn parse_opts(args: &[String]) -> Opts {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let mut o = Opts {
-        rounds: 5,
-        duration: 3,
-        connections: 50,
-        rate: 2000,
-        rate_secs: 5.0,
-        load_core: "0".into(),
-        serve_core: "1".into(),
-        cases: CASES.to_vec(),
-        rwproxy: exe.with_file_name("rwproxy"),
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().unwrap_or_else(|| usage());
-        match flag.as_str() {
-            "--rounds" => o.rounds = value().parse().unwrap_or_else(|_| usage()),
-            "--duration" => o.duration = value().parse().unwrap_or_else(|_| usage()),
-            "--connections" => o.connections = value().parse().unwrap_or_else(|_| usage()),
-            "--rate" => o.rate = value().parse().unwrap_or_else(|_| usage()),
-            "--rate-secs" => o.rate_secs = value().parse().unwrap_or_else(|_| usage()),
-            "--load-core" => o.load_core = value(),
-            "--serve-core" => o.serve_core = value(),
-            "--rwproxy" => o.rwproxy = PathBuf::from(value()),
-            "--cases" => {
-                o.cases = value()
-                    .split(',')
-                    .map(|n| {
-                        CASES
-                            .into_iter()
-                            .find(|c| c.name() == n)
-                            .unwrap_or_else(|| usage())
-                    })
-                    .collect();
-            }
-            _ => usage(),
-        }
-    }
-    o
 }
 
 fn main() -> ExitCode {
@@ -194,7 +162,9 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--serve") {
         return serve_main(&args[1..]);
     }
-    let opts = parse_opts(&args);
+    let opts = <Opts as clap::Parser>::parse_from(
+        std::iter::once("embed".to_owned()).chain(args.iter().cloned()),
+    );
     if std::env::var_os(PINNED_ENV).is_none() {
         // Run this program (its open-loop client) and wrk on the load core.
         let status = Command::new("taskset")
@@ -260,7 +230,10 @@ fn serve_main(args: &[String]) -> ExitCode {
         match (args.first().map(String::as_str), args.get(1)) {
             (Some("bare"), _) => serve_bare(listener).await,
             (Some("embedded"), Some(config)) => serve_embedded(listener, Path::new(config)).await,
-            _ => usage(),
+            _ => {
+                eprintln!("usage: embed --serve bare | embed --serve embedded CONFIG");
+                std::process::exit(2)
+            }
         }
     })
 }

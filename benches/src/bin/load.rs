@@ -48,24 +48,6 @@ const APP_BODY: &[u8] = b"hello, world\n";
 /// Set in the re-executed, pinned process.
 const PINNED_ENV: &str = "RWPROXY_BENCH_PINNED";
 
-#[derive(Clone, Debug)]
-struct Opts {
-    rounds: usize,
-    duration: u64,
-    connections: usize,
-    rate: u32,
-    rate_secs: f64,
-    idle: usize,
-    soak: Option<u64>,
-    load_core: String,
-    proxy_core: String,
-    targets: Vec<String>,
-    rwproxy: PathBuf,
-    /// A second rwproxy binary (`--baseline`): every rwproxy target also runs with it, right
-    /// before or after the same target with `rwproxy`, in alternating order.
-    baseline: Option<PathBuf>,
-}
-
 /// The suffix of a target run with the `--baseline` binary.
 const BASELINE: &str = "@baseline";
 
@@ -87,60 +69,49 @@ const DEFAULT_TARGETS: [&str; 6] = [
     "rwproxy-write-fwd",
 ];
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: load [--rounds N] [--duration SECS] [--connections N] [--rate REQ_PER_S] \
-         [--rate-secs SECS] [--idle N] [--soak SECS] [--load-core C] [--proxy-core C] \
-         [--targets a,b,..] [--rwproxy PATH] [--baseline PATH]\n  targets: {}\n  \
-         --baseline: A/B mode; each rwproxy target also runs with this binary, adjacent to the \
-         same target with --rwproxy and in alternating order, and a table of per-round ratios \
-         follows",
-        ALL_TARGETS.join(", ")
-    );
-    std::process::exit(2)
-}
-
-fn parse_opts(args: &[String]) -> Opts {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let mut o = Opts {
-        rounds: 3,
-        duration: 10,
-        connections: 50,
-        rate: 5000,
-        rate_secs: 5.0,
-        idle: 1000,
-        soak: None,
-        load_core: "0".into(),
-        proxy_core: "1".into(),
-        targets: DEFAULT_TARGETS.iter().map(|s| (*s).to_owned()).collect(),
-        rwproxy: exe.with_file_name("rwproxy"),
-        baseline: None,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().unwrap_or_else(|| usage());
-        match flag.as_str() {
-            "--rounds" => o.rounds = value().parse().unwrap_or_else(|_| usage()),
-            "--duration" => o.duration = value().parse().unwrap_or_else(|_| usage()),
-            "--connections" => o.connections = value().parse().unwrap_or_else(|_| usage()),
-            "--rate" => o.rate = value().parse().unwrap_or_else(|_| usage()),
-            "--rate-secs" => o.rate_secs = value().parse().unwrap_or_else(|_| usage()),
-            "--idle" => o.idle = value().parse().unwrap_or_else(|_| usage()),
-            "--soak" => o.soak = Some(value().parse().unwrap_or_else(|_| usage())),
-            "--load-core" => o.load_core = value(),
-            "--proxy-core" => o.proxy_core = value(),
-            "--rwproxy" => o.rwproxy = PathBuf::from(value()),
-            "--baseline" => o.baseline = Some(PathBuf::from(value())),
-            "--targets" => {
-                o.targets = value().split(',').map(str::to_owned).collect();
-                if o.targets.iter().any(|t| !ALL_TARGETS.contains(&t.as_str())) {
-                    usage();
-                }
-            }
-            _ => usage(),
-        }
-    }
-    o
+/// The loopback load benchmark (see the module documentation).
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "load")]
+struct Opts {
+    /// Rounds; targets rotate between rounds and the table shows the medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds of saturation (wrk) per target and round.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// wrk's connections.
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// The fixed rate of the open-loop client, requests per second.
+    #[arg(long, default_value_t = 5000)]
+    rate: u32,
+    /// Seconds at the fixed rate.
+    #[arg(long, default_value_t = 5.0)]
+    rate_secs: f64,
+    /// Idle keep-alive connections opened before the proxy's memory is read.
+    #[arg(long, default_value_t = 1000)]
+    idle: usize,
+    /// A soak of this many seconds instead (rwproxy's memory over time).
+    #[arg(long)]
+    soak: Option<u64>,
+    /// The core of this program, the app and the load generator.
+    #[arg(long, default_value = "0")]
+    load_core: String,
+    /// The core of the proxy under test.
+    #[arg(long, default_value = "1")]
+    proxy_core: String,
+    /// Targets, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_TARGETS.map(String::from),
+          value_parser = clap::builder::PossibleValuesParser::new(ALL_TARGETS))]
+    targets: Vec<String>,
+    /// The rwproxy binary under test (default: `rwproxy` beside this program).
+    #[arg(long, default_value_os_t = harness::beside_this_program("rwproxy"))]
+    rwproxy: PathBuf,
+    /// A second rwproxy binary (`--baseline`): every rwproxy target also runs with it, right
+    /// before or after the same target with `rwproxy`, in alternating order, and a table of
+    /// per-round ratios follows.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -148,7 +119,9 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--app") {
         return app_main();
     }
-    let opts = parse_opts(&args);
+    let opts = <Opts as clap::Parser>::parse_from(
+        std::iter::once("load".to_owned()).chain(args.iter().cloned()),
+    );
     if std::env::var_os(PINNED_ENV).is_none() && have("taskset") {
         // Run the whole benchmark (its client, the app, wrk) on the load core.
         let status = Command::new("taskset")

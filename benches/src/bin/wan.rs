@@ -54,68 +54,59 @@ struct Opts {
     steady_secs: u64,
 }
 
-fn parse_duration(text: &str) -> Duration {
-    rwproxy::config::parse_duration(text).unwrap_or_else(|e| panic!("bad duration {text:?}: {e}"))
+/// The WAN benchmark: forwarded-write latency across a simulated long link, as a ratio to the
+/// round trip (see the module documentation).
+#[derive(Debug, clap::Parser)]
+#[command(name = "wan")]
+struct Args {
+    /// The round trip between replica and primary (`100ms`).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    rtt: Duration,
+    /// Jitter added to each one-way delay.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    jitter: Duration,
+    /// Probability that a segment is lost (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// The quiet pause before the burst.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    quiet: Duration,
+    /// Seconds of steady writes per steady case.
+    #[arg(long, default_value_t = 10)]
+    steady_secs: u64,
+    /// Idle pauses before a first write, seconds, comma-separated (`120,600`).
+    #[arg(long, value_delimiter = ',')]
+    idle: Vec<u64>,
+    /// HTTPS between the nodes.
+    #[arg(long)]
+    tls: bool,
+    /// Skip the 50-client and burst cases (the CPU-heavy ones).
+    #[arg(long)]
+    light: bool,
+    /// The path to the primary as before #28 (no warm connections, HTTP/1.1).
+    #[arg(long)]
+    old_path: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    rwproxy::config::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn parse_opts() -> Opts {
-    let mut o = Opts {
+    let args = <Args as clap::Parser>::parse();
+    Opts {
         shape: LinkShape {
-            one_way: Duration::from_millis(50),
-            jitter: Duration::ZERO,
-            loss: 0.0,
+            one_way: args.rtt / 2,
+            jitter: args.jitter,
+            loss: args.loss,
         },
-        tls: false,
-        light: false,
-        old_path: false,
-        idle: Vec::new(),
-        quiet: Duration::from_secs(5),
-        steady_secs: 10,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = || {
-            args.get(i + 1)
-                .cloned()
-                .unwrap_or_else(|| panic!("{} needs a value", args[i]))
-        };
-        match args[i].as_str() {
-            "--rtt" => o.shape.one_way = parse_duration(&value()) / 2,
-            "--jitter" => o.shape.jitter = parse_duration(&value()),
-            "--loss" => o.shape.loss = value().parse().expect("--loss: a probability"),
-            "--quiet" => o.quiet = parse_duration(&value()),
-            "--steady-secs" => o.steady_secs = value().parse().expect("--steady-secs"),
-            "--idle" => {
-                o.idle = value()
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Duration::from_secs(s.parse().expect("--idle: seconds")))
-                    .collect()
-            }
-            "--tls" => {
-                o.tls = true;
-                i += 1;
-                continue;
-            }
-            "--light" => {
-                o.light = true;
-                i += 1;
-                continue;
-            }
-            "--old-path" => {
-                o.old_path = true;
-                i += 1;
-                continue;
-            }
-            other => panic!(
-                "unknown option {other}; options: --rtt D --jitter D --loss P --quiet D \
-                 --steady-secs N --idle S,S --tls --old-path --light"
-            ),
-        }
-        i += 2;
+        tls: args.tls,
+        light: args.light,
+        old_path: args.old_path,
+        idle: args.idle.into_iter().map(Duration::from_secs).collect(),
+        quiet: args.quiet,
+        steady_secs: args.steady_secs,
     }
-    o
 }
 
 // ---------------------------------------------------------------------------------------------
