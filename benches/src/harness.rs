@@ -403,3 +403,31 @@ pub fn beside_this_program(name: &str) -> PathBuf {
         .unwrap_or_default()
         .with_file_name(name)
 }
+
+/// Set in the re-executed, pinned process.
+const PINNED_ENV: &str = "RWPROXY_BENCH_PINNED";
+
+/// Runs this program again with `args` on `core` (`taskset`), so that the benchmark's own
+/// client and `wrk` stay off the measured core, and answers its exit code; `None` in the
+/// re-executed process itself (go on with the benchmark).
+pub fn rerun_pinned(core: &str, args: &[String]) -> Option<std::process::ExitCode> {
+    use std::process::ExitCode;
+    if std::env::var_os(PINNED_ENV).is_some() {
+        return None;
+    }
+    let status = Command::new("taskset")
+        .arg("-c")
+        .arg(core)
+        .arg(std::env::current_exe().unwrap_or_default())
+        .args(args)
+        .env(PINNED_ENV, "1")
+        .status();
+    Some(match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("cannot run taskset (util-linux): {e}");
+            ExitCode::FAILURE
+        }
+    })
+}

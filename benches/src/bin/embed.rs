@@ -31,7 +31,7 @@
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,8 +54,6 @@ const APP_BODY: &[u8] = b"hello, world\n";
 const DATABASE: &str = "app.db";
 /// Its position on every node (a token at this position never waits).
 const POSITION: u64 = 1;
-/// Set in the re-executed, pinned process.
-const PINNED_ENV: &str = "RWPROXY_BENCH_PINNED";
 
 /// One way of running the app (`--cases` names them in kebab case, as [`Case::name`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -165,23 +163,9 @@ fn main() -> ExitCode {
     let opts = <Opts as clap::Parser>::parse_from(
         std::iter::once("embed".to_owned()).chain(args.iter().cloned()),
     );
-    if std::env::var_os(PINNED_ENV).is_none() {
-        // Run this program (its open-loop client) and wrk on the load core.
-        let status = Command::new("taskset")
-            .arg("-c")
-            .arg(&opts.load_core)
-            .arg(std::env::current_exe().expect("own path"))
-            .args(&args)
-            .env(PINNED_ENV, "1")
-            .status();
-        return match status {
-            Ok(s) if s.success() => ExitCode::SUCCESS,
-            Ok(_) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("cannot run taskset (util-linux): {e}");
-                ExitCode::FAILURE
-            }
-        };
+    // Run this program (its open-loop client) and wrk on the load core.
+    if let Some(code) = harness::rerun_pinned(&opts.load_core, &args) {
+        return code;
     }
     if opts.cases.iter().any(|c| !c.embedded() && *c != Case::Bare) && !opts.rwproxy.is_file() {
         eprintln!(

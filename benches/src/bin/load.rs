@@ -45,8 +45,6 @@ use tokio::net::TcpStream;
 
 /// The app's answer to every request: a small body, as in a typical JSON or HTML fragment read.
 const APP_BODY: &[u8] = b"hello, world\n";
-/// Set in the re-executed, pinned process.
-const PINNED_ENV: &str = "RWPROXY_BENCH_PINNED";
 
 /// The suffix of a target run with the `--baseline` binary.
 const BASELINE: &str = "@baseline";
@@ -122,19 +120,11 @@ fn main() -> ExitCode {
     let opts = <Opts as clap::Parser>::parse_from(
         std::iter::once("load".to_owned()).chain(args.iter().cloned()),
     );
-    if std::env::var_os(PINNED_ENV).is_none() && have("taskset") {
-        // Run the whole benchmark (its client, the app, wrk) on the load core.
-        let status = Command::new("taskset")
-            .arg("-c")
-            .arg(&opts.load_core)
-            .arg(std::env::current_exe().expect("own path"))
-            .args(&args)
-            .env(PINNED_ENV, "1")
-            .status();
-        return match status {
-            Ok(s) if s.success() => ExitCode::SUCCESS,
-            _ => ExitCode::FAILURE,
-        };
+    // Run the whole benchmark (its client, the app, wrk) on the load core.
+    if have("taskset") {
+        if let Some(code) = harness::rerun_pinned(&opts.load_core, &args) {
+            return code;
+        }
     }
     for binary in std::iter::once(&opts.rwproxy).chain(&opts.baseline) {
         if !binary.is_file() {
