@@ -329,6 +329,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_manager_or_database_says_nothing_else() {
+        let unread = ManagerView::unknown("patroni", "pg1".into(), "connection refused");
+        assert_eq!(
+            (unread.manager, &*unread.member),
+            ("patroni", "pg1"),
+            "the view still names its manager and member"
+        );
+        assert_eq!(unread.problem.as_deref(), Some("connection refused"));
+        // The manager's problem is the whole story: no member list to find disagreements in.
+        let me = published(Role::Primary, Some("10.0.0.1"));
+        assert_eq!(unread.disagreements_with(&db(Role::Primary), &me), vec![]);
+        // A database that cannot be read (its problem is the state's) is not "in recovery".
+        let leader = view(&["pg1"], true);
+        let unknown = NodeState::unknown("postgres down");
+        assert_eq!(leader.disagreements_with(&unknown, &unknown), vec![]);
+    }
+
+    #[test]
     fn each_rule_names_its_disagreement() {
         let replica = db(Role::Replica);
         let primary_db = db(Role::Primary);
@@ -351,6 +369,20 @@ mod tests {
                 &replica,
                 &waiting,
                 vec!["leader-in-recovery"],
+            ),
+            // Either half is enough: the member list names it leader (the lock's key not read
+            // yet), or it holds the lock while the list names another (two moments).
+            (
+                view(&["pg1"], false),
+                &replica,
+                &waiting,
+                vec!["leader-in-recovery"],
+            ),
+            (
+                view(&["pg2"], true),
+                &replica,
+                &follows2,
+                vec!["lock-but-not-leader", "leader-in-recovery"],
             ),
             // Lock lost, PostgreSQL not demoted yet.
             (

@@ -187,6 +187,14 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_state_keeps_its_reason() {
+        let unknown = NodeState::unknown("source failed");
+        assert_eq!(unknown.role, Role::Unknown);
+        assert_eq!(unknown.problem.as_deref(), Some("source failed"));
+        assert!(!unknown.ready);
+    }
+
+    #[test]
     fn an_unknown_state_reaches_no_token() {
         let unknown = NodeState::unknown("source failed");
         assert!(!unknown.has_reached(&Token::from_pairs([("a.db", 0)])));
