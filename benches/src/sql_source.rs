@@ -47,7 +47,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 /// Part 1: the token's cost over `writes` writes through `p` (the primary's node).
-pub async fn token_cost<S: SourceBench>(primary: &S, p: &NodeOf<S>, writes: usize) {
+async fn token_cost<S: SourceBench>(primary: &S, p: &NodeOf<S>, writes: usize) {
     let plain = NodeOf::<S>::start(&primary.monitor_url(), &primary.app_url(), None, |c| {
         c.cluster.source = SourceConfig::Static {
             primary: c.node.clone(),
@@ -79,12 +79,7 @@ pub async fn token_cost<S: SourceBench>(primary: &S, p: &NodeOf<S>, writes: usiz
 }
 
 /// Part 2: `waiters` reads through `r` (the replica's node) wait for a write's token.
-pub async fn waiting_reads<S: SourceBench>(
-    replica: &S,
-    p: &NodeOf<S>,
-    r: &NodeOf<S>,
-    waiters: usize,
-) {
+async fn waiting_reads<S: SourceBench>(replica: &S, p: &NodeOf<S>, r: &NodeOf<S>, waiters: usize) {
     let idle = replica.polls_in(WINDOW).await;
     replica.pause_apply().await;
     let write = client().post(p.url("/items/waited-for")).answer().await;
@@ -140,8 +135,20 @@ pub async fn waiting_reads<S: SourceBench>(
     );
 }
 
+/// Runs both parts on `pair` (primary, replica and their nodes; `None` when the database is not
+/// installed), sized by the command line: `[WRITES [WAITERS]]`, 300 and 1,000 by default.
+pub async fn run<S: SourceBench>(pair: Option<(S, S, NodeOf<S>, NodeOf<S>)>) {
+    let Some((primary, replica, p, r)) = pair else {
+        eprintln!("{} is not installed", S::PRODUCT);
+        return;
+    };
+    let (writes, waiters) = sizes();
+    token_cost(&primary, &p, writes).await;
+    waiting_reads(&replica, &p, &r, waiters).await;
+}
+
 /// `WRITES` and `WAITERS` from the command line (defaults 300 and 1,000).
-pub fn sizes() -> (usize, usize) {
+fn sizes() -> (usize, usize) {
     let arg = |i: usize, default: usize| {
         std::env::args()
             .nth(i)

@@ -9,18 +9,11 @@
 
 use std::time::Duration;
 
-use rwproxy_benches::sql_source::{sizes, token_cost, waiting_reads};
 use rwproxy_tests::pg_cluster::pair;
 
+/// A long `consistency.wait`: the waiting reads must outlast the measurement window.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (writes, waiters) = sizes();
-    let Some((primary, replica, p, r)) =
-        pair(|c| c.consistency.wait = Duration::from_secs(60)).await
-    else {
-        eprintln!("PostgreSQL is not installed");
-        return;
-    };
-    token_cost(&primary, &p, writes).await;
-    waiting_reads(&replica, &p, &r, waiters).await;
+    rwproxy_benches::sql_source::run(pair(|c| c.consistency.wait = Duration::from_secs(60)).await)
+        .await;
 }

@@ -302,6 +302,7 @@ mod tests {
 
     #[test]
     fn lsns_parse_as_postgres_prints_them() {
+        assert_eq!(parse_lsn("0/0"), Some(0));
         assert_eq!(parse_lsn("0/3000060"), Some(0x300_0060));
         assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
         assert_eq!(parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
@@ -311,6 +312,8 @@ mod tests {
             "/0",
             "0/",
             "0/+1",
+            "1/2/3",
+            " 0/0",
             "100000000/0",
             "0/100000000",
             "000000001/0",

@@ -143,29 +143,3 @@ fn parse_poll(row: &tokio_postgres::SimpleQueryRow) -> Result<Snapshot, String> 
 
 /// Parses PostgreSQL's `X/Y` LSN text (shared with the history file's parser).
 pub(crate) use rwproxy_core::timeline::parse_lsn;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lsns_parse_as_postgres_prints_them() {
-        assert_eq!(parse_lsn("0/0"), Some(0));
-        assert_eq!(parse_lsn("0/3000060"), Some(0x300_0060));
-        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
-        assert_eq!(parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
-        for bad in [
-            "",
-            "0",
-            "/0",
-            "0/",
-            "0/+1",
-            "1/2/3",
-            "100000000/0",
-            "g/0",
-            " 0/0",
-        ] {
-            assert_eq!(parse_lsn(bad), None, "{bad:?}");
-        }
-    }
-}
